@@ -1,0 +1,5 @@
+"""``python -m maxswitch``: the same as the ``maxswitch`` command."""
+
+from .cli import entry
+
+entry()

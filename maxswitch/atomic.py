@@ -1,0 +1,50 @@
+"""Write files atomically: a temporary file in the same folder, fsync, then rename.
+
+A failure or Ctrl-C at any point leaves either the old file or none, never a partial one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+class OutputExists(FileExistsError):
+    """The output exists and overwriting was not asked for."""
+
+
+def write_atomic(path: str, data: bytes, overwrite: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically.
+
+    Raises:
+        OutputExists: ``path`` exists and ``overwrite`` is false.
+        OSError: the folder is missing or not writable, the disk is full, ...
+    """
+    if not overwrite and os.path.lexists(path):
+        raise OutputExists(f"{path} already exists (use -f to overwrite)")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".maxswitch-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if not overwrite:
+            # link() fails if the target appeared meanwhile: no race with another writer
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise OutputExists(f"{path} already exists (use -f to overwrite)") from None
+            except OSError:
+                if os.path.lexists(path):
+                    raise OutputExists(f"{path} already exists (use -f to overwrite)") from None
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

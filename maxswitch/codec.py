@@ -1,0 +1,200 @@
+"""The codec: image -> switches -> .msw bytes, and back. The CLI and the API both call this.
+
+encode:  image.load -> pad to x8 -> Encoder -> switches.pack -> zstd -> format.write
+decode:  format.read -> zstd -> switches.unpack -> Decoder -> crop -> image
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import format as fmt
+from . import image as imagelib
+from . import switches as sw
+from .zoo import DEFAULT_MODEL, Model, ModelError, find_by_digest, load_model
+
+
+class CodecError(ValueError):
+    """A file or image the codec cannot process; the message is meant for the user."""
+
+
+def _as_loaded(img, max_pixels: int) -> imagelib.LoadedImage:
+    from PIL import Image
+
+    if isinstance(img, imagelib.LoadedImage):
+        return img
+    if isinstance(img, (str, Path)):
+        return imagelib.load(Path(img).read_bytes(), max_pixels)
+    if isinstance(img, (bytes, bytearray, memoryview)):
+        return imagelib.load(bytes(img), max_pixels)
+    if isinstance(img, Image.Image):
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        return imagelib.load(buf.getvalue(), max_pixels)
+    if isinstance(img, np.ndarray):
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or 0 in img.shape:
+            raise CodecError(f"expected a uint8 array (H, W, 3), got {img.dtype} {img.shape}")
+        return imagelib.LoadedImage(np.ascontiguousarray(img), imagelib.KIND_RGB, 8)
+    raise CodecError(f"cannot encode an object of type {type(img).__name__}")
+
+
+def _model(model) -> Model:
+    if isinstance(model, Model):
+        return model
+    return load_model(model)
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads (None: leave torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def compute_switches(model: Model, rgb: np.ndarray, tile: int | None = None) -> list[np.ndarray]:
+    """Run the encoder on a padded uint8 (H, W, 3) image; return 3 arrays (C_s, H/2^s, W/2^s)."""
+    import torch
+
+    from .tiling import encode_tiled
+
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # (1, 3, H, W)
+    codes = encode_tiled(model.encoder, x, tile)
+    return [c[0].numpy() for c in codes]
+
+
+def reconstruct(model: Model, codes: list[np.ndarray], tile: int | None = None) -> np.ndarray:
+    """Run the decoder on switches; return uint8 (H, W, 3) of the padded size."""
+    import torch
+
+    from .tiling import decode_tiled
+
+    if model.decoder is None:
+        raise CodecError(f"model {model.name} has no decoder")
+    t = [torch.from_numpy(np.ascontiguousarray(c))[None] for c in codes]
+    x_hat = decode_tiled(model.decoder, t, tile)  # (1, 3, H, W) float
+    return x_hat[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def encode(img, model=None, *, max_pixels: int = imagelib.DEFAULT_MAX_PIXELS,
+           level: int = sw.ZSTD_LEVEL, tile: int | None = None, threads: int | None = None) -> bytes:
+    """Compress an image into a .msw byte string that holds only its switches.
+
+    Args:
+        img: a path, encoded image bytes, a PIL image or a uint8 array (H, W, 3).
+        model: a shipped model's name, an asset path or a loaded ``Model``
+            (default ``natural-16-16-16``).
+        max_pixels: refuse larger images (decompression-bomb guard).
+        level: zstd level.
+        tile: encode in tiles of this many pixels per side (same bytes as untiled).
+        threads: torch threads.
+
+    Returns:
+        The complete file. The same image and model always give the same bytes.
+    """
+    set_threads(threads)
+    m = _model(model or DEFAULT_MODEL)
+    loaded = _as_loaded(img, max_pixels)
+    rgb = imagelib.pad_to_multiple(loaded.rgb)
+    codes = compute_switches(m, rgb, tile)
+    packed = sw.pack(codes)
+    h = fmt.Header(width=loaded.width, height=loaded.height, model=m.name,
+                   encoder_digest=bytes.fromhex(m.encoder_digest)[: fmt.DIGEST_BYTES],
+                   channels=m.config.channels, kind=loaded.kind, bit_depth=loaded.bit_depth,
+                   raw_size=len(packed))
+    return fmt.write(h, sw.compress(packed, level))
+
+
+@dataclass
+class Parsed:
+    """A verified .msw file: its header and its decoded switches (C_s, H/2^s, W/2^s)."""
+
+    header: fmt.Header
+    codes: list[np.ndarray]
+    payload_size: int
+    file_size: int
+
+
+def parse(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> Parsed:
+    """Verify a .msw byte string and decode its switches (no model needed).
+
+    Raises:
+        fmt.FormatError, sw.PayloadError: damaged or invalid files.
+    """
+    h, payload = fmt.read(data, max_pixels)
+    packed = sw.decompress(payload, h.raw_size)
+    H, W = h.padded
+    codes = sw.unpack(packed, sw.shapes(H, W, h.channels))
+    return Parsed(h, codes, len(payload), len(data))
+
+
+def resolve_model(h: fmt.Header, model=None) -> Model:
+    """The model that decodes a file: ``model`` if given, else the one the file names.
+
+    Raises:
+        ModelError: the model is unknown or its encoder is not the file's encoder.
+    """
+    if model is None:
+        name = h.model
+        if find_by_digest(h.encoder_digest.hex(), prefer=name) is None:
+            raise ModelError(f"file was made with model {name!r} (encoder {h.encoder_digest.hex()[:12]}), "
+                             f"which this maxswitch does not ship; pass its asset with -m")
+        name = find_by_digest(h.encoder_digest.hex(), prefer=name)
+        m = load_model(name)
+    else:
+        m = _model(model)
+    if not m.encoder_digest.startswith(h.encoder_digest.hex()):
+        raise ModelError(f"model {m.name} has a different encoder than the one that made this file "
+                         f"(file {h.encoder_digest.hex()[:12]}, model {m.encoder_digest[:12]})")
+    return m
+
+
+def decode_array(data: bytes, model=None, *, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS,
+                 tile: int | None = None, threads: int | None = None) -> tuple[np.ndarray, fmt.Header]:
+    """Decode a .msw byte string to uint8 RGB (height, width, 3) and its header."""
+    set_threads(threads)
+    p = parse(data, max_pixels)
+    m = resolve_model(p.header, model)
+    rgb = reconstruct(m, p.codes, tile)
+    return np.ascontiguousarray(rgb[: p.header.height, : p.header.width]), p.header
+
+
+def decode(data: bytes, model=None, **kw):
+    """Decode a .msw byte string to a PIL image of the source's size and colour kind.
+
+    Args:
+        data: the file's bytes.
+        model: override the model the file names (must share its encoder).
+        kw: ``max_pixels``, ``tile``, ``threads`` as in ``decode_array``.
+    """
+    rgb, h = decode_array(data, model, **kw)
+    return imagelib.to_pil(rgb, h.kind)
+
+
+def info(data: bytes, max_pixels: int | None = None) -> dict:
+    """Describe a .msw file: header fields, sizes, bpp and bits per switch."""
+    p = parse(data, max_pixels)
+    h = p.header
+    n = h.switch_count
+    return {
+        "format_version": h.version,
+        "model": h.model,
+        "encoder_digest": h.encoder_digest.hex(),
+        "channels": list(h.channels),
+        "width": h.width,
+        "height": h.height,
+        "colour": fmt.KINDS[h.kind],
+        "source_bit_depth": h.bit_depth,
+        "coding": fmt.CODINGS[h.coding],
+        "file_bytes": p.file_size,
+        "header_bytes": p.file_size - p.payload_size,
+        "payload_bytes": p.payload_size,
+        "switches": n,
+        "bits_per_switch": round(8 * p.payload_size / n, 4),
+        "bpp": round(8 * p.file_size / (h.width * h.height), 4),
+        "raw_bpp": round(2 * n / (h.width * h.height), 4),
+    }

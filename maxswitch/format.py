@@ -1,0 +1,186 @@
+"""The ``.msw`` container, format version 1 (spec: docs/FORMAT.md). No torch here.
+
+Byte layout, all integers little-endian::
+
+    offset  size  field
+    0       8     magic 89 4D 53 57 0D 0A 1A 0A  ("\\x89MSW\\r\\n\\x1a\\n")
+    8       1     format version (1)
+    9       1     payload coding (1 = zstd frame of the packed switches)
+    10      1     colour kind of the source (1 grey, 2 grey+alpha, 3 RGB, 4 RGB+alpha)
+    11      1     bits per sample of the source (8, 16 or 32)
+    12      4     width  (u32, >= 1)
+    16      4     height (u32, >= 1)
+    20      1     N, length of the model name (1..64)
+    21      N     model name, ASCII [a-z0-9._-]
+    21+N    16    encoder digest: first 16 bytes of the encoder's SHA-256
+    37+N    6     channels c1, c2, c3 (u16 each)
+    43+N    4     R, size of the packed switches before coding (u32)
+    47+N    4     L, size of the payload (u32)
+    51+N    L     payload
+    51+N+L  4     CRC-32 (ISO-HDLC, as zlib.crc32) of bytes 0 .. 51+N+L-1 (u32)
+
+Nothing may follow the CRC. R must equal ``raw_size(width, height, channels)``.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = b"\x89MSW\r\n\x1a\n"
+VERSION = 1
+CODING_ZSTD = 1
+CODINGS = {CODING_ZSTD: "zstd"}
+KINDS = {1: "grey", 2: "grey+alpha", 3: "rgb", 4: "rgb+alpha"}
+BIT_DEPTHS = (8, 16, 32)
+DIGEST_BYTES = 16
+MAX_NAME = 64
+MAX_SIDE = 1 << 20  # 1,048,576 pixels per side
+MIN_SIZE = len(MAGIC) + 4 + 8 + 1 + DIGEST_BYTES + 6 + 8 + 4  # 55: everything but the name and payload
+_NAME_RE = re.compile(rb"^[a-z0-9][a-z0-9._-]*$")
+
+
+class FormatError(ValueError):
+    """A byte string that is not a valid .msw file (the message says why)."""
+
+
+class NewerVersionError(FormatError):
+    """A .msw file of a format version newer than this reader."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fields of a .msw header (see the module docstring for the layout)."""
+
+    width: int
+    height: int
+    model: str
+    encoder_digest: bytes
+    channels: tuple[int, int, int]
+    kind: int = 3
+    bit_depth: int = 8
+    coding: int = CODING_ZSTD
+    raw_size: int = 0
+    version: int = VERSION
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        """(H, W) rounded up to multiples of 8: the size the encoder saw."""
+        return (-(-self.height // 8) * 8, -(-self.width // 8) * 8)
+
+    @property
+    def switch_count(self) -> int:
+        return switch_count(self.width, self.height, self.channels)
+
+
+def switch_count(width: int, height: int, channels) -> int:
+    """Number of switches (2-bit codes) of an image: sum over stages of C_s * H/2^s * W/2^s."""
+    H, W = -(-height // 8) * 8, -(-width // 8) * 8
+    return sum(c * (H >> (s + 1)) * (W >> (s + 1)) for s, c in enumerate(channels))
+
+
+def raw_size(width: int, height: int, channels) -> int:
+    """Bytes of the packed switches: 2 bits per switch, rounded up to whole bytes."""
+    return -(-2 * switch_count(width, height, channels) // 8)
+
+
+def header_size(model: str) -> int:
+    """Bytes of a file that are not payload (header and CRC)."""
+    return MIN_SIZE + len(model)
+
+
+def _check_fields(h: Header) -> None:
+    name = h.model.encode("ascii", "replace")
+    if not (1 <= len(name) <= MAX_NAME) or not _NAME_RE.match(name):
+        raise FormatError(f"invalid model name {h.model!r}")
+    if not (1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE):
+        raise FormatError(f"image size {h.width}x{h.height} is outside 1..{MAX_SIDE} per side")
+    if h.kind not in KINDS:
+        raise FormatError(f"unknown colour kind {h.kind}")
+    if h.bit_depth not in BIT_DEPTHS:
+        raise FormatError(f"unknown source bit depth {h.bit_depth}")
+    if h.coding not in CODINGS:
+        raise FormatError(f"unknown payload coding {h.coding}")
+    if len(h.channels) != 3 or not all(1 <= c <= 65535 for c in h.channels):
+        raise FormatError(f"invalid channel plan {h.channels}")
+    if len(h.encoder_digest) != DIGEST_BYTES:
+        raise FormatError("encoder digest must be 16 bytes")
+
+
+def write(h: Header, payload: bytes) -> bytes:
+    """Serialise a header and its coded payload into a complete .msw byte string."""
+    _check_fields(h)
+    if h.raw_size != raw_size(h.width, h.height, h.channels):
+        raise FormatError("raw_size does not match the image size and channels")
+    if h.raw_size > 0xFFFFFFFF or len(payload) > 0xFFFFFFFF:
+        raise FormatError("image too large for format version 1 (over 4 GiB of switches)")
+    name = h.model.encode("ascii")
+    body = b"".join([
+        MAGIC,
+        struct.pack("<BBBBII", VERSION, h.coding, h.kind, h.bit_depth, h.width, h.height),
+        struct.pack("<B", len(name)), name,
+        h.encoder_digest,
+        struct.pack("<HHHII", *h.channels, h.raw_size, len(payload)),
+        payload,
+    ])
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def read(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
+    """Parse and verify a .msw byte string.
+
+    Checks, in order: magic, version, sizes against the data's length, the CRC, then each
+    field's range, the pixel limit and the raw size. Nothing is allocated from a header
+    field before it has been checked.
+
+    Returns:
+        (header, payload) with the payload still coded.
+
+    Raises:
+        NewerVersionError: the file's format version is newer than this reader's.
+        FormatError: anything else wrong (the message names the field).
+    """
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        if len(data) == 0:
+            raise FormatError("input is empty, not a .msw file")
+        raise FormatError("not a .msw file (bad magic number)")
+    if len(data) < len(MAGIC) + 1:
+        raise FormatError("file is truncated (no version byte)")
+    version = data[8]
+    if version > VERSION:
+        raise NewerVersionError(f"file has format version {version}; this maxswitch reads version {VERSION}: upgrade maxswitch")
+    if version != VERSION:
+        raise FormatError(f"invalid format version {version}")
+    if len(data) < MIN_SIZE + 1:
+        raise FormatError(f"file is truncated ({len(data)} bytes, a .msw file has at least {MIN_SIZE + 1})")
+    coding, kind, depth, width, height = struct.unpack_from("<BBBII", data, 9)
+    n = data[20]
+    if not 1 <= n <= MAX_NAME:
+        raise FormatError(f"invalid model name length {n}")
+    off = 21 + n
+    if len(data) < off + DIGEST_BYTES + 14 + 4:
+        raise FormatError("file is truncated inside the header")
+    c1, c2, c3, rsize, plen = struct.unpack_from("<HHHII", data, off + DIGEST_BYTES)
+    end = off + DIGEST_BYTES + 14 + plen
+    if len(data) < end + 4:
+        raise FormatError(f"file is truncated: payload of {plen} bytes declared, {max(0, len(data) - end + plen - 4)} present")
+    if len(data) > end + 4:
+        raise FormatError(f"{len(data) - end - 4} unexpected bytes after the end of the file")
+    (crc,) = struct.unpack_from("<I", data, end)
+    if zlib.crc32(data[:end]) != crc:
+        raise FormatError("checksum mismatch: the file is corrupt")
+    name = data[21:off]
+    if not _NAME_RE.match(name):
+        raise FormatError("invalid model name")
+    h = Header(width=width, height=height, model=name.decode("ascii"),
+               encoder_digest=data[off : off + DIGEST_BYTES], channels=(c1, c2, c3), kind=kind,
+               bit_depth=depth, coding=coding, raw_size=rsize, version=version)
+    _check_fields(h)
+    if max_pixels is not None and width * height > max_pixels:
+        raise FormatError(f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} (see --max-pixels)")
+    if rsize != raw_size(width, height, h.channels):
+        raise FormatError("header's switch size does not match its image size and channels")
+    return h, data[off + DIGEST_BYTES + 14 : end]

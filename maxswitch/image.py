@@ -1,0 +1,174 @@
+"""Reading and writing images with Pillow: modes, EXIF orientation, 16 bit, padding, cropping.
+
+Policy (also in README and docs/FORMAT.md):
+
+* The encoder always sees 8-bit RGB. Greyscale is replicated to three channels; palette and
+  CMYK images are converted to RGB; 16-bit and 32-bit integer images are scaled to 8 bits;
+  EXIF orientation is applied first, so the image is coded as it is displayed.
+* Alpha is dropped (switches carry no transparency): RGBA and LA decode as RGB and L.
+* The colour kind of the input (grey or colour, with or without alpha) is recorded in the
+  file so that a greyscale input decodes to a greyscale image.
+* Animated images: the first frame is coded; ``load`` reports the frame count so the caller
+  can warn.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Colour kinds recorded in the .msw header (fixed ids, never reordered).
+KIND_GREY, KIND_GREY_ALPHA, KIND_RGB, KIND_RGB_ALPHA = 1, 2, 3, 4
+KIND_NAMES = {KIND_GREY: "grey", KIND_GREY_ALPHA: "grey+alpha", KIND_RGB: "rgb", KIND_RGB_ALPHA: "rgb+alpha"}
+
+DEFAULT_MAX_PIXELS = 256_000_000  # in the spirit of Pillow's MAX_IMAGE_PIXELS, larger for photo sensors
+
+
+class ImageError(ValueError):
+    """An input that is not an image we can code (unreadable, empty, too large)."""
+
+
+@dataclass
+class LoadedImage:
+    """An image ready for the encoder.
+
+    Attributes:
+        rgb: uint8 array (H, W, 3).
+        kind: one of the KIND_* ids (colour kind of the source).
+        bit_depth: bits per sample of the source (8 or 16).
+        frames: number of frames in the source (first one is used).
+        source_mode: Pillow mode of the source, for messages.
+    """
+
+    rgb: np.ndarray
+    kind: int
+    bit_depth: int
+    frames: int = 1
+    source_mode: str = "RGB"
+
+    @property
+    def width(self) -> int:
+        return self.rgb.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.rgb.shape[0]
+
+
+def _kind_of(mode: str, has_transparency: bool) -> int:
+    grey = mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "La")
+    alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or has_transparency
+    if grey:
+        return KIND_GREY_ALPHA if alpha else KIND_GREY
+    return KIND_RGB_ALPHA if alpha else KIND_RGB
+
+
+def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, int]:
+    """Convert any Pillow image to uint8 (H, W, 3); return it and the source bit depth."""
+    mode = im.mode
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        a = np.asarray(im, dtype=np.int64)
+        depth = 16 if (mode.startswith("I;16") or a.max(initial=0) > 255) else 8
+        if depth == 16:
+            a = (a.clip(0, 65535) * 255 + 32767) // 65535  # round to nearest 8-bit level
+        a = a.clip(0, 255).astype(np.uint8)
+        return np.repeat(a[:, :, None], 3, axis=2), depth
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        a = np.nan_to_num(a, nan=0.0)
+        hi = 1.0 if a.max(initial=0) <= 1.0 else 255.0
+        a = np.clip(np.round(a / hi * 255), 0, 255).astype(np.uint8)
+        return np.repeat(a[:, :, None], 3, axis=2), 32
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA", "P", "1", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        if mode in ("LA", "La", "1", "L"):
+            a = np.asarray(im.convert("L"))
+            return np.repeat(a[:, :, None], 3, axis=2), 8
+        return np.asarray(im.convert("RGB")), 8
+    if mode == "RGB":
+        return np.asarray(im), 8
+    # anything else Pillow can convert (e.g. 16-bit RGB modes in newer Pillows)
+    try:
+        return np.asarray(im.convert("RGB")), 8
+    except Exception as e:  # noqa: BLE001 - Pillow raises many kinds
+        raise ImageError(f"cannot convert image mode {mode} to RGB: {e}") from None
+
+
+def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode image bytes (any format Pillow reads) into a LoadedImage.
+
+    Raises:
+        ImageError: empty input, not an image, truncated, or more than ``max_pixels``.
+    """
+    if not data:
+        raise ImageError("input is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageError(f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} (see --max-pixels)")
+            frames = getattr(im, "n_frames", 1)
+            im.seek(0)
+            im.load()
+            transparency = "transparency" in im.info
+            kind = _kind_of(im.mode, transparency)
+            im = ImageOps.exif_transpose(im)
+            rgb, depth = _to_rgb8(im)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"image is larger than Pillow's decompression-bomb limit") from None
+    except Exception as e:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError...
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"not a readable image: {msg}") from None
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ImageError("image has no pixels")
+    return LoadedImage(np.ascontiguousarray(rgb), kind, depth, frames, im.mode)
+
+
+def pad_to_multiple(rgb: np.ndarray, m: int = 8) -> np.ndarray:
+    """Pad (H, W, 3) by edge replication on the bottom and right to multiples of ``m``."""
+    h, w = rgb.shape[:2]
+    ph, pw = (-h) % m, (-w) % m
+    if ph == 0 and pw == 0:
+        return rgb
+    return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
+
+
+def to_pil(rgb: np.ndarray, kind: int) -> Image.Image:
+    """Turn decoded uint8 (H, W, 3) into a Pillow image of the recorded colour kind."""
+    im = Image.fromarray(rgb, "RGB")
+    if kind in (KIND_GREY, KIND_GREY_ALPHA):
+        im = im.convert("L")
+    return im
+
+
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+            ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM", ".pnm": "PPM"}
+
+
+def format_for(path: str | None) -> str:
+    """Pick the output format from a file name's extension (PNG when unknown or stdout)."""
+    if not path or path == "-":
+        return "PNG"
+    ext = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if ext not in _FORMATS:
+        raise ImageError(f"unknown output image extension {ext or '(none)'!r}; use one of {', '.join(sorted(_FORMATS))}")
+    return _FORMATS[ext]
+
+
+def save(im: Image.Image, fmt: str) -> bytes:
+    """Encode a Pillow image to bytes in ``fmt`` (lossless PNG by default)."""
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        im.save(buf, fmt, quality=95)
+    elif fmt == "WEBP":
+        im.save(buf, fmt, lossless=True)
+    else:
+        im.save(buf, fmt)
+    return buf.getvalue()

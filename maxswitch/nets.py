@@ -1,0 +1,326 @@
+"""The networks: the fixed switch encoder and the decoders that read switches only.
+
+Shapes use B (batch), C_s (channels of stage s), H, W (image size, multiples of 8).
+Stage s pools a map of size (H/2^(s-1), W/2^(s-1)) into windows of 2x2, so its switches
+have shape (B, C_s, H/2^s, W/2^s), one 2-bit code per window: ``row * 2 + column`` of the
+window's maximum, ties going to the first position in row-major order (as torch does).
+
+The encoder computes in exact integer arithmetic carried in float32: integer weights in
+[-7, 7], integer biases, integer inputs (pixel - 128), and after each stage a right shift
+and a clamp to [0, 1023]. Every partial sum of a convolution stays below 2^24, so float32
+represents it exactly whatever the summation order, thread count, tiling or CPU: the
+switches are the same on every machine. ``EncoderSpec.exact_dtype`` checks that bound and
+falls back to float64 for channel counts where float32 would not be exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WEIGHT_MAX = 7  # |w| bound of the integer encoder weights
+ACT_MAX = 1023  # activations are clamped to [0, ACT_MAX] between stages
+STAGES = 3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; stored inside its weights file.
+
+    Attributes:
+        channels: encoder channels per stage, e.g. (16, 16, 16).
+        decoder: "direct" (every stage's switches enter the decoder at their own scale)
+            or "mirror" (the paper's decoder: unpool with the switches, conv, repeat).
+        widths: decoder feature widths at the scales H/8, H/4, H/2 ("direct") or after
+            each unpooling at H/4, H/2, H ("mirror").
+        pool: "max" (switches) or "avg" (no switches: the control experiment).
+        encoder_seed: the seed the random encoder was drawn from, for the record only;
+            the weights themselves are stored and never regenerated.
+    """
+
+    channels: tuple[int, int, int] = (16, 16, 16)
+    decoder: str = "direct"
+    widths: tuple[int, int, int] = (64, 48, 32)
+    pool: str = "max"
+    encoder_seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if len(self.channels) != STAGES or min(self.channels) < 1:
+            raise ValueError(f"channels must be 3 positive integers, got {self.channels}")
+        if self.decoder not in ("direct", "mirror"):
+            raise ValueError(f"unknown decoder {self.decoder!r}")
+        if len(self.widths) != STAGES or min(self.widths) < 1:
+            raise ValueError(f"widths must be 3 positive integers, got {self.widths}")
+        if self.pool not in ("max", "avg"):
+            raise ValueError(f"unknown pool {self.pool!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["channels"] = tuple(int(c) for c in d["channels"])
+        d["widths"] = tuple(int(c) for c in d["widths"])
+        return cls(**d)
+
+    @property
+    def switches_per_pixel(self) -> float:
+        """Switches (2-bit codes) per image pixel: c1/4 + c2/16 + c3/64."""
+        return sum(c / 4 ** (s + 1) for s, c in enumerate(self.channels))
+
+
+def parse_channels(spec: str) -> tuple[int, int, int]:
+    """Parse a channel plan such as ``"16,16,16"`` into a tuple of three ints."""
+    try:
+        chans = tuple(int(p) for p in spec.replace("x", ",").split(","))
+    except ValueError:
+        raise ValueError(f"channel plan must look like 16,16,16, got {spec!r}") from None
+    if len(chans) != STAGES or min(chans) < 1 or max(chans) > 512:
+        raise ValueError(f"channel plan needs 3 values in 1..512, got {spec!r}")
+    return chans  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+class Encoder(nn.Module):
+    """The fixed random encoder: three stages of conv 3x3 (pad 1) + ReLU + 2x2 max-pool.
+
+    Its parameters are integers (stored as int8 weights, int32 biases, int32 shifts) and it
+    has no trainable state. ``forward`` returns the switches of every stage.
+    """
+
+    def __init__(self, channels: tuple[int, int, int], pool: str = "max"):
+        super().__init__()
+        self.channels = tuple(channels)
+        self.pool = pool
+        cins = (3,) + self.channels[:-1]
+        for s, (cin, cout) in enumerate(zip(cins, self.channels)):
+            self.register_buffer(f"w{s}", torch.zeros(cout, cin, 3, 3, dtype=torch.int8))
+            self.register_buffer(f"b{s}", torch.zeros(cout, dtype=torch.int32))
+        self.register_buffer("shifts", torch.zeros(STAGES, dtype=torch.int32))
+        self._cache: dict = {}
+
+    @staticmethod
+    def exact_dtype(channels: tuple[int, ...], bias_max: int) -> torch.dtype:
+        """float32 when every partial sum of every stage is below 2^24, else float64."""
+        cins = (3,) + tuple(channels)[:-1]
+        worst = max(
+            9 * cin * (128 if s == 0 else ACT_MAX) * WEIGHT_MAX + bias_max
+            for s, cin in enumerate(cins)
+        )
+        return torch.float32 if worst < 2**24 else torch.float64
+
+    @classmethod
+    def random(cls, channels, seed: int, calibration: torch.Tensor | None = None,
+               pool: str = "max") -> "Encoder":
+        """Draw a random integer encoder (the only place randomness enters).
+
+        Args:
+            channels: three channel counts.
+            seed: torch generator seed.
+            calibration: optional uint8 images (B, 3, H, W) used to pick each stage's
+                shift so that typical pooled values land around 2^8; without it a shift
+                from the expected magnitude is used.
+        """
+        enc = cls(channels, pool)
+        g = torch.Generator().manual_seed(seed)
+        cins = (3,) + enc.channels[:-1]
+        x = None if calibration is None else enc._to_input(calibration)
+        for s, (cin, cout) in enumerate(zip(cins, enc.channels)):
+            w = torch.randn(cout, cin, 3, 3, generator=g).mul(2.5).round().clamp(-WEIGHT_MAX, WEIGHT_MAX)
+            # expected std of the conv output for inputs of std 60 (stage 1) or 200 (later)
+            out_std = math.sqrt(9 * cin) * 3.0 * (60.0 if s == 0 else 200.0)
+            b = torch.randn(cout, generator=g).mul(0.25 * out_std).round()
+            b = b.clamp(-(2**20), 2**20)
+            getattr(enc, f"w{s}").copy_(w.to(torch.int8))
+            getattr(enc, f"b{s}").copy_(b.to(torch.int32))
+            if x is not None:
+                y = F.relu(F.conv2d(x, w.to(x.dtype), b.to(x.dtype), padding=1))
+                y = F.max_pool2d(y, 2)
+                p99 = torch.quantile(y.flatten()[:: max(1, y.numel() // 100000)], 0.99).item()
+                shift = max(0, math.ceil(math.log2(max(p99, 1.0) / 256.0)))
+                x = torch.clamp(torch.floor(y / 2**shift), max=ACT_MAX)
+            else:
+                shift = max(0, round(math.log2(out_std / 256.0)))
+            enc.shifts[s] = shift
+        return enc
+
+    def _to_input(self, img: torch.Tensor) -> torch.Tensor:
+        if img.dtype != torch.uint8:
+            raise ValueError(f"encoder input must be uint8, got {img.dtype}")
+        return img.to(self.dtype).sub_(128.0)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        bias_max = max(int(getattr(self, f"b{s}").abs().max()) for s in range(STAGES))
+        return self.exact_dtype(self.channels, bias_max)
+
+    def _params(self):
+        """Weights and biases as float tensors of the exact dtype, converted once."""
+        key = (self.dtype, self.w0.data_ptr())
+        if self._cache.get("key") != key:
+            dt = key[0]
+            self._cache = {
+                "key": key,
+                "p": [(getattr(self, f"w{s}").to(dt), getattr(self, f"b{s}").to(dt),
+                       2.0 ** -int(self.shifts[s])) for s in range(STAGES)],
+            }
+        return self._cache["p"]
+
+    @torch.inference_mode()
+    def forward(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """Compute the switches of every stage.
+
+        Args:
+            img: uint8 (B, 3, H, W), H and W multiples of 8.
+
+        Returns:
+            Three uint8 tensors (B, C_s, H/2^s, W/2^s) of codes in 0..3
+            (for ``pool="avg"`` they are all zero: average pooling has no switches).
+        """
+        if img.ndim != 4 or img.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, H, W), got {tuple(img.shape)}")
+        if img.shape[2] % 8 or img.shape[3] % 8:
+            raise ValueError(f"H and W must be multiples of 8, got {tuple(img.shape[2:])}")
+        x = self._to_input(img)
+        codes = []
+        for w, b, scale in self._params():
+            y = F.conv2d(x, w, b, padding=1).clamp_(min=0)  # (B, C, h, w), exact integers
+            pooled, idx = F.max_pool2d(y, 2, return_indices=True)  # (B, C, h/2, w/2)
+            width = y.shape[-1]
+            # flat index -> (row parity, column parity); W is even so idx % 2 is the column
+            code = ((idx // width) & 1) * 2 + (idx & 1)
+            codes.append(code.to(torch.uint8) if self.pool == "max" else torch.zeros_like(code, dtype=torch.uint8))
+            x = pooled.mul_(scale).floor_().clamp_(max=ACT_MAX)
+        return codes
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the encoder's integer parameters in a canonical byte order."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(("maxswitch-encoder-v1:" + ",".join(map(str, self.channels)) + ":" + self.pool).encode())
+        for s in range(STAGES):
+            h.update(getattr(self, f"w{s}").contiguous().numpy().tobytes())
+            h.update(getattr(self, f"b{s}").contiguous().numpy().astype("<i4").tobytes())
+        h.update(self.shifts.numpy().astype("<i4").tobytes())
+        return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- decoders
+
+
+def one_hot_codes(codes: torch.Tensor) -> torch.Tensor:
+    """Turn codes (B, C, h, w) uint8 into one-hot float maps (B, 4C, h, w)."""
+    B, C, h, w = codes.shape
+    levels = torch.arange(4, dtype=codes.dtype, device=codes.device).view(1, 1, 4, 1, 1)
+    return (codes.unsqueeze(2) == levels).to(torch.float32).view(B, 4 * C, h, w)
+
+
+def codes_to_indices(codes: torch.Tensor) -> torch.Tensor:
+    """Turn codes (B, C, h, w) into max_unpool2d flat indices into a (2h, 2w) plane."""
+    B, C, h, w = codes.shape
+    c = codes.long()
+    rows = torch.arange(h, device=codes.device).view(1, 1, h, 1) * 2 + (c >> 1)
+    cols = torch.arange(w, device=codes.device).view(1, 1, 1, w) * 2 + (c & 1)
+    return rows * (2 * w) + cols
+
+
+def _conv(cin, cout, k=3):
+    return nn.Conv2d(cin, cout, k, padding=k // 2)
+
+
+class DirectDecoder(nn.Module):
+    """Decoder that reads each stage's switches directly at that stage's scale.
+
+    Level 3 (H/8): one-hot stage-3 switches -> 2 convs -> pixel-shuffle up.
+    Level 2 (H/4): [features, one-hot stage-2 switches] -> 2 convs -> up.
+    Level 1 (H/2): [features, one-hot stage-1 switches] -> 2 convs -> 12 maps -> pixel
+    shuffle -> RGB (B, 3, H, W). The output is a residual around grey 0.5.
+    """
+
+    def __init__(self, channels, widths):
+        super().__init__()
+        c1, c2, c3 = channels
+        w3, w2, w1 = widths
+        act = nn.ReLU(inplace=True)
+        self.l3 = nn.Sequential(_conv(4 * c3, w3), act, _conv(w3, w3), act, _conv(w3, 4 * w2, 1))
+        self.l2 = nn.Sequential(_conv(w2 + 4 * c2, w2), act, _conv(w2, w2), act, _conv(w2, 4 * w1, 1))
+        self.l1 = nn.Sequential(_conv(w1 + 4 * c1, w1), act, _conv(w1, w1), act, _conv(w1, 12, 1))
+
+    def forward(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        s1, s2, s3 = (one_hot_codes(c) for c in codes)
+        x = F.pixel_shuffle(self.l3(s3), 2)  # (B, w2, H/4, W/4)
+        x = F.pixel_shuffle(self.l2(torch.cat([x, s2], 1)), 2)  # (B, w1, H/2, W/2)
+        x = F.pixel_shuffle(self.l1(torch.cat([x, s1], 1)), 2)  # (B, 3, H, W)
+        return x + 0.5
+
+
+class MirrorDecoder(nn.Module):
+    """The paper's decoder: a learned constant, then (unpool with stage-s switches, convs).
+
+    With a 0-float embedding the first map is a learned constant per channel, so all image
+    information arrives through the unpooling positions.
+    """
+
+    def __init__(self, channels, widths):
+        super().__init__()
+        c1, c2, c3 = channels
+        w3, w2, w1 = widths
+        act = nn.ReLU(inplace=True)
+        self.const = nn.Parameter(torch.ones(1, c3, 1, 1))
+        self.b3 = nn.Sequential(_conv(c3, w3), act, _conv(w3, c2), act)  # at H/4
+        self.b2 = nn.Sequential(_conv(c2, w2), act, _conv(w2, c1), act)  # at H/2
+        self.b1 = nn.Sequential(_conv(c1, w1), act, _conv(w1, 3))  # at H
+
+    def forward(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        s1, s2, s3 = codes
+        B, _, h3, w3 = s3.shape
+        x = self.const.expand(B, -1, h3, w3)
+        for switches, block in ((s3, self.b3), (s2, self.b2), (s1, self.b1)):
+            h, w = switches.shape[-2:]
+            x = F.max_unpool2d(x.contiguous(), codes_to_indices(switches), 2, output_size=(2 * h, 2 * w))
+            x = block(x)
+        return x + 0.5
+
+
+def build_decoder(cfg: ModelConfig) -> nn.Module:
+    """Build the (untrained) decoder that ``cfg`` describes."""
+    cls = DirectDecoder if cfg.decoder == "direct" else MirrorDecoder
+    return cls(cfg.channels, cfg.widths)
+
+
+def decoder_macs_per_pixel(cfg: ModelConfig) -> float:
+    """Multiply-adds per image pixel of the decoder's convolutions (counted on a probe)."""
+    dec = build_decoder(cfg)
+    total = 0.0
+    H = W = 64
+    macs = []
+
+    def hook(m, inp, out):
+        macs.append(out.numel() * m.in_channels * m.kernel_size[0] * m.kernel_size[1] / m.groups)
+
+    hs = [m.register_forward_hook(hook) for m in dec.modules() if isinstance(m, nn.Conv2d)]
+    codes = [torch.zeros(1, c, H >> (s + 1), W >> (s + 1), dtype=torch.uint8) for s, c in enumerate(cfg.channels)]
+    with torch.no_grad():
+        dec(codes)
+    for h in hs:
+        h.remove()
+    total = sum(macs)
+    return total / (H * W)
+
+
+def encoder_macs_per_pixel(channels) -> float:
+    """Multiply-adds per image pixel of the encoder's three convolutions."""
+    cins = (3,) + tuple(channels)[:-1]
+    return sum(9 * cin * cout / 4**s for s, (cin, cout) in enumerate(zip(cins, channels)))

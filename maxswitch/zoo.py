@@ -1,0 +1,234 @@
+"""Model assets: the shipped manifest, finding a model by name or path, safe, checked loading.
+
+A model asset is one safetensors file (never a pickle) holding the encoder's integer
+parameters (``encoder.*``), the decoder's float weights (``decoder.*``) and, in the
+safetensors metadata, the model's own description under the key ``"maxswitch"`` (a JSON
+object with ``name``, ``version`` and the ``ModelConfig``). The model is rebuilt from that
+description, never from tensor shapes.
+
+``models/manifest.json`` lists the shipped assets with their SHA-256, training record and
+measured figures. Loading a shipped model checks the file's SHA-256 against the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+DEFAULT_MODEL = "natural-16-16-16"
+ASSET_SCHEMA = 1
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class ModelError(ValueError):
+    """A model that cannot be found, does not match its manifest or is malformed."""
+
+
+def models_dir() -> Path:
+    """The folder of shipped models: ``$MAXSWITCH_MODELS`` or the package's ``models/``."""
+    env = os.environ.get("MAXSWITCH_MODELS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "models", here / "models"):
+        if (cand / "manifest.json").is_file():
+            return cand
+    return here.parent / "models"
+
+
+@lru_cache(maxsize=1)
+def _manifest_cached(path: str, mtime: float) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def manifest() -> dict:
+    """The parsed ``models/manifest.json`` (``{"models": [...]}``); empty if absent."""
+    p = models_dir() / "manifest.json"
+    if not p.is_file():
+        return {"schema": ASSET_SCHEMA, "models": []}
+    return _manifest_cached(str(p), p.stat().st_mtime)
+
+
+def shipped(name: str) -> dict | None:
+    """The manifest entry of a shipped model, or None."""
+    for m in manifest().get("models", []):
+        if m["name"] == name:
+            return m
+    return None
+
+
+def valid_name(name: str) -> bool:
+    return bool(_NAME_RE.match(name))
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_metadata(data: bytes) -> dict:
+    """Read the safetensors header's ``__metadata__`` without loading tensors."""
+    if len(data) < 8:
+        raise ModelError("model file is too short to be a safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > min(len(data) - 8, 100_000_000):
+        raise ModelError("model file header is larger than the file")
+    try:
+        header = json.loads(data[8 : 8 + n])
+        meta = json.loads(header["__metadata__"]["maxswitch"])
+    except (ValueError, KeyError, TypeError):
+        raise ModelError("model file carries no maxswitch description") from None
+    return meta
+
+
+@dataclass
+class Model:
+    """A loaded model: the fixed encoder, the decoder and its description.
+
+    Attributes:
+        name: e.g. ``"natural-16-16-16"``.
+        version: integer version of the decoder weights.
+        config: the ``nets.ModelConfig``.
+        encoder: ``nets.Encoder`` (fixed integer weights).
+        decoder: ``nn.Module`` in eval mode, or None if the asset has no decoder.
+        sha256: SHA-256 of the asset file.
+        encoder_digest: ``Encoder.digest()``, the identity recorded in .msw files.
+        meta: the full description stored in the file.
+    """
+
+    name: str
+    version: int
+    config: object
+    encoder: object
+    decoder: object
+    sha256: str
+    encoder_digest: str
+    meta: dict
+
+
+def save_model(path: str | Path, name: str, version: int, config, encoder, decoder, record: dict | None = None) -> str:
+    """Write a model asset atomically; return its SHA-256.
+
+    Args:
+        record: free-form training record (data, steps, recipe) stored in the metadata.
+    """
+    from safetensors.torch import save
+
+    if not valid_name(name):
+        raise ModelError(f"model name {name!r} must match {_NAME_RE.pattern}")
+    tensors = {f"encoder.{k}": v.contiguous() for k, v in encoder.state_dict().items()}
+    if decoder is not None:
+        tensors.update({f"decoder.{k}": v.detach().float().contiguous() for k, v in decoder.state_dict().items()})
+    meta = {
+        "schema": ASSET_SCHEMA,
+        "name": name,
+        "version": int(version),
+        "config": config.to_dict(),
+        "encoder_digest": encoder.digest(),
+        "record": record or {},
+    }
+    data = save(tensors, metadata={"maxswitch": json.dumps(meta, sort_keys=True)})
+    from .atomic import write_atomic
+
+    write_atomic(str(path), data, overwrite=True)
+    return sha256_bytes(data)
+
+
+def _build(data: bytes, sha: str) -> Model:
+    from safetensors.torch import load
+
+    from .nets import Encoder, ModelConfig, build_decoder
+
+    meta = read_metadata(data)
+    if meta.get("schema") != ASSET_SCHEMA:
+        raise ModelError(f"model asset schema {meta.get('schema')} is not supported (this maxswitch reads {ASSET_SCHEMA})")
+    try:
+        cfg = ModelConfig.from_dict(meta["config"])
+        tensors = load(data)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"malformed model asset: {e}") from None
+    enc = Encoder(cfg.channels, cfg.pool)
+    enc_sd = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
+    dec_sd = {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")}
+    try:
+        enc.load_state_dict(enc_sd, strict=True)
+        dec = None
+        if dec_sd:
+            dec = build_decoder(cfg)
+            dec.load_state_dict(dec_sd, strict=True)
+            dec.eval()
+    except RuntimeError as e:
+        raise ModelError(f"model weights do not match their description: {str(e).splitlines()[0]}") from None
+    digest = enc.digest()
+    if meta.get("encoder_digest") != digest:
+        raise ModelError("model's encoder weights do not match the digest recorded in the asset")
+    return Model(meta["name"], int(meta["version"]), cfg, enc, dec, sha, digest, meta)
+
+
+_LOADED: dict[str, Model] = {}
+
+
+def load_model(name_or_path: str | None = None) -> Model:
+    """Load a shipped model by name, or an asset file by path, checking its SHA-256.
+
+    A shipped model's file must hash to the manifest's SHA-256. A path given by the user
+    is checked against the manifest when its name is a shipped one and its hash differs
+    only if it claims to be that exact version; otherwise it is trusted as a user model.
+
+    Raises:
+        ModelError: unknown name, missing file, SHA-256 mismatch or malformed asset.
+    """
+    key = name_or_path or DEFAULT_MODEL
+    if key in _LOADED:
+        return _LOADED[key]
+    entry = shipped(key)
+    if entry is not None:
+        path = models_dir() / entry["file"]
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ModelError(f"shipped model {key!r} is missing its file {path}: {e.strerror}") from None
+        sha = sha256_bytes(data)
+        if sha != entry["sha256"]:
+            raise ModelError(f"model {key!r}: file {path.name} has SHA-256 {sha[:16]}..., manifest says {entry['sha256'][:16]}...; refusing to load")
+        model = _build(data, sha)
+    elif os.path.sep in key or key.endswith(".safetensors") or os.path.isfile(key):
+        try:
+            data = Path(key).read_bytes()
+        except OSError as e:
+            raise ModelError(f"cannot read model file {key}: {e.strerror}") from None
+        model = _build(data, sha256_bytes(data))
+    else:
+        names = ", ".join(m["name"] for m in manifest().get("models", [])) or "none"
+        raise ModelError(f"unknown model {key!r} (shipped: {names})")
+    _LOADED[key] = model
+    return model
+
+
+def find_by_digest(encoder_digest: str, prefer: str | None = None) -> str | None:
+    """Name of a shipped model whose encoder has this digest (``prefer`` first)."""
+    models = manifest().get("models", [])
+    if prefer:
+        for m in models:
+            if m["name"] == prefer and m.get("encoder_digest", "").startswith(encoder_digest):
+                return m["name"]
+    for m in models:
+        if m.get("encoder_digest", "").startswith(encoder_digest):
+            return m["name"]
+    return None
+
+
+def model_for_quality(q: int) -> str:
+    """Pick a shipped natural-image model by quality 1..10 (1 cheapest, 10 richest rate)."""
+    natural = sorted((m for m in manifest().get("models", []) if m.get("family") == "natural"),
+                     key=lambda m: m.get("switches_per_pixel", 0))
+    if not natural:
+        raise ModelError("no natural-image models are shipped")
+    idx = round((q - 1) / 9 * (len(natural) - 1))
+    return natural[idx]["name"]
