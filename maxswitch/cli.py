@@ -196,6 +196,64 @@ def models(as_json):
                    f"{ps if ps is not None else '-':>6}  {figs.get('dataset', '-')}{tag}")
 
 
+@cli.command()
+@click.argument("data_dir", metavar="DATA_DIR")
+@click.option("-o", "--output", required=True, help="Model asset to write (.safetensors).")
+@click.option("--name", required=True, help="Model name recorded in the asset and in every file it encodes.")
+@click.option("--arch", default="16,16,16", show_default=True, help="Encoder channels per stage.")
+@click.option("--decoder", type=click.Choice(["direct", "mirror"]), default="direct", show_default=True)
+@click.option("--widths", default="64,48,32", show_default=True, help="Decoder widths (coarse to fine).")
+@click.option("--pool", type=click.Choice(["max", "avg"]), default="max", show_default=True,
+              help="avg: the no-switch control experiment.")
+@click.option("--encoder-seed", type=int, default=0, show_default=True)
+@click.option("--encoder-from", default=None, help="Reuse the encoder of this model (name or path).")
+@click.option("--split", default=None, help="Named split of DATA_DIR (holdout-train, lfw-train, ...).")
+@click.option("--val", "val_dir", default=None, help="Validation folder.")
+@click.option("--val-split", default=None, help="Named split of the validation folder.")
+@click.option("--resize", type=int, default=None, help="Resize training images to this square size.")
+@click.option("--minutes", type=float, default=None, help="Time budget (default 20 unless --steps).")
+@click.option("--steps", type=int, default=None, help="Step budget (repeatable with --seed).")
+@click.option("--patch", type=int, default=96, show_default=True)
+@click.option("--batch", type=int, default=16, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--version", "model_version", type=int, default=1, show_default=True)
+@click.option("--checkpoint", default=None, help="Checkpoint file (default OUTPUT.ckpt).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint.")
+@_common_threads
+def train(data_dir, output, name, arch, decoder, widths, pool, encoder_seed, encoder_from, split, val_dir,
+          val_split, resize, minutes, steps, patch, batch, lr, seed, model_version, checkpoint, resume, threads):
+    """Train a decoder on the switches of DATA_DIR's images and write a model asset."""
+    from .nets import ModelConfig, parse_channels
+    from .train import Recipe, TrainError
+    from .train import train as run_training
+    from .zoo import load_model, valid_name
+
+    if not valid_name(name):
+        raise click.BadParameter("use lower-case letters, digits, '.', '_' and '-'", param_hint="--name")
+    try:
+        channels = parse_channels(arch)
+        wid = parse_channels(widths)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    encoder = None
+    if encoder_from:
+        src = load_model(encoder_from)
+        if tuple(src.config.channels) != channels:
+            raise click.BadParameter(f"{encoder_from} has channels {src.config.channels}, not {channels}")
+        encoder, encoder_seed = src.encoder, src.config.encoder_seed
+    cfg = ModelConfig(channels, decoder, wid, pool, encoder_seed)
+    recipe = Recipe(patch=patch, batch=batch, lr=lr, steps=steps,
+                    minutes=None if steps and minutes is None else (minutes or 20.0),
+                    seed=seed, threads=threads or 2)
+    try:
+        run_training(data_dir, output, name, cfg, recipe, val_dir=val_dir, encoder=encoder, split=split,
+                     val_split=val_split, resize=resize, checkpoint=checkpoint or output + ".ckpt",
+                     resume=resume, version=model_version)
+    except TrainError as e:
+        raise Failure(str(e)) from None
+
+
 def main(argv=None) -> int:
     """Run the CLI; map every outcome to one exit code and at most one line on stderr."""
     from .atomic import OutputExists

@@ -62,6 +62,8 @@ def compute_switches(model: Model, rgb: np.ndarray, tile: int | None = None) -> 
 
     from .tiling import encode_tiled
 
+    if not rgb.flags.writeable:  # torch wants writable memory; arrays from Pillow are not
+        rgb = rgb.copy()
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # (1, 3, H, W)
     codes = encode_tiled(model.encoder, x, tile)
     return [c[0].numpy() for c in codes]
@@ -76,8 +78,9 @@ def reconstruct(model: Model, codes: list[np.ndarray], tile: int | None = None) 
     if model.decoder is None:
         raise CodecError(f"model {model.name} has no decoder")
     t = [torch.from_numpy(np.ascontiguousarray(c))[None] for c in codes]
-    x_hat = decode_tiled(model.decoder, t, tile)  # (1, 3, H, W) float
-    return x_hat[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+    with torch.inference_mode():
+        x_hat = decode_tiled(model.decoder, t, tile)  # (1, 3, H, W) float
+        return x_hat[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def encode(img, model=None, *, max_pixels: int = imagelib.DEFAULT_MAX_PIXELS,

@@ -166,7 +166,7 @@ def read(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
     c1, c2, c3, rsize, plen = struct.unpack_from("<HHHII", data, off + DIGEST_BYTES)
     end = off + DIGEST_BYTES + 14 + plen
     if len(data) < end + 4:
-        raise FormatError(f"file is truncated: payload of {plen} bytes declared, {max(0, len(data) - end + plen - 4)} present")
+        raise FormatError(f"file is truncated or corrupt: payload of {plen} bytes declared, {max(0, len(data) - end + plen - 4)} present")
     if len(data) > end + 4:
         raise FormatError(f"{len(data) - end - 4} unexpected bytes after the end of the file")
     (crc,) = struct.unpack_from("<I", data, end)

@@ -1,6 +1,7 @@
 """Shared fixtures: small images made in the test, a tiny model, the CLI runner."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -45,7 +46,21 @@ def tiny_model(tmp_path_factory):
     dec = build_decoder(cfg)
     path = d / "tiny-4-6-8.safetensors"
     sha = save_model(path, "tiny-4-6-8", 1, cfg, enc, dec.eval())
+    entry = {"name": "tiny-4-6-8", "version": 1, "file": path.name, "sha256": sha, "family": "natural",
+             "channels": list(cfg.channels), "switches_per_pixel": cfg.switches_per_pixel,
+             "encoder_digest": enc.digest()}
+    (d / "manifest.json").write_text(json.dumps({"schema": 1, "models": [entry]}))
     return path, sha
+
+
+@pytest.fixture
+def tiny_zoo(tiny_model, monkeypatch):
+    """Point the zoo at the tiny model's folder for this test; return the model's name."""
+    from maxswitch import zoo
+
+    monkeypatch.setenv("MAXSWITCH_MODELS", str(tiny_model[0].parent))
+    monkeypatch.setattr(zoo, "_LOADED", {})
+    return "tiny-4-6-8"
 
 
 def run_cli(*args, input: bytes | None = None, env=None, cwd=None):

@@ -1,0 +1,88 @@
+"""Image loading policy: modes, bit depths, EXIF rotation, padding, output formats."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_image, png_bytes
+from maxswitch import image as imagelib
+
+
+def load(im, fmt="PNG", **kw):
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return imagelib.load(buf.getvalue())
+
+
+@pytest.mark.parametrize("mode,kind", [("RGB", 3), ("RGBA", 4), ("L", 1), ("LA", 2), ("P", 3), ("1", 1), ("CMYK", 3)])
+def test_modes_become_rgb8_and_record_their_kind(mode, kind):
+    im = make_image(20, 12, mode=mode)
+    li = load(im, "TIFF" if mode == "CMYK" else "PNG")
+    assert li.rgb.shape == (12, 20, 3) and li.rgb.dtype == np.uint8
+    assert li.kind == kind
+
+
+def test_greyscale_is_replicated():
+    li = load(make_image(9, 7, mode="L"))
+    assert (li.rgb[..., 0] == li.rgb[..., 1]).all() and (li.rgb[..., 1] == li.rgb[..., 2]).all()
+
+
+def test_16_bit_png_is_scaled_to_8_bits():
+    a = (np.arange(64 * 8, dtype=np.uint16).reshape(8, 64) * 128)
+    im = Image.fromarray(a.astype(np.int32), "I").convert("I;16")
+    li = load(im)
+    assert li.bit_depth == 16 and li.kind == 1
+    np.testing.assert_array_equal(li.rgb[..., 0], ((a.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8))
+
+
+def test_exif_rotation_is_applied():
+    im = make_image(30, 10)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW on display
+    li = load(im, "JPEG", exif=exif.tobytes())
+    assert (li.width, li.height) == (10, 30)
+
+
+def test_palette_with_transparency_counts_as_alpha():
+    im = make_image(8, 8).convert("P")
+    im.info["transparency"] = 0
+    assert load(im, transparency=0).kind == 4
+
+
+def test_animated_gif_reports_frames():
+    frames = [make_image(8, 8, seed=i).convert("P") for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    li = imagelib.load(buf.getvalue())
+    assert li.frames == 3
+
+
+@pytest.mark.parametrize("data,msg", [(b"", "empty"), (b"hello, not an image", "not a readable image"),
+                                      (png_bytes(make_image(32, 32))[:60], "not a readable image")])
+def test_bad_inputs_raise_image_error(data, msg):
+    with pytest.raises(imagelib.ImageError, match=msg):
+        imagelib.load(data)
+
+
+def test_pixel_limit():
+    with pytest.raises(imagelib.ImageError, match="over the limit"):
+        imagelib.load(png_bytes(make_image(100, 100)), max_pixels=9999)
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (7, 9), (8, 8), (17, 31)])
+def test_pad_to_multiple_replicates_edges(h, w):
+    a = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    p = imagelib.pad_to_multiple(a)
+    assert p.shape[0] % 8 == 0 and p.shape[1] % 8 == 0
+    np.testing.assert_array_equal(p[:h, :w], a)
+    np.testing.assert_array_equal(p[-1, -1], a[-1, -1])
+
+
+def test_output_format_from_extension():
+    assert imagelib.format_for("a.PNG") == "PNG"
+    assert imagelib.format_for("a.jpg") == "JPEG"
+    assert imagelib.format_for("-") == "PNG"
+    with pytest.raises(imagelib.ImageError, match="extension"):
+        imagelib.format_for("a.xyz")
