@@ -224,6 +224,49 @@ def find_by_digest(encoder_digest: str, prefer: str | None = None) -> str | None
     return None
 
 
+def register(asset: str | Path, family: str, data: str, figures: dict | None = None) -> dict:
+    """Add or replace an asset's entry in ``models/manifest.json`` (the asset must be in models/).
+
+    The entry is computed from the asset itself (name, version, SHA-256, channels, record);
+    ``figures`` holds measured rate and quality with the command that measured them.
+    """
+    from .atomic import write_atomic
+
+    asset = Path(asset)
+    raw = asset.read_bytes()
+    meta = read_metadata(raw)
+    cfg = meta["config"]
+    chans = cfg["channels"]
+    rec = meta.get("record", {})
+    entry = {
+        "name": meta["name"],
+        "version": meta["version"],
+        "file": asset.name,
+        "sha256": sha256_bytes(raw),
+        "bytes": len(raw),
+        "family": family,
+        "data": data,
+        "channels": chans,
+        "decoder": cfg["decoder"],
+        "widths": cfg["widths"],
+        "pool": cfg["pool"],
+        "switches_per_pixel": sum(c / 4 ** (s + 1) for s, c in enumerate(chans)),
+        "raw_bits_per_pixel_value": round(2 * sum(c / 4 ** (s + 1) for s, c in enumerate(chans)) / 3, 4),
+        "encoder_digest": meta["encoder_digest"],
+        "training": {k: rec.get(k) for k in ("train_dir", "split", "train_images", "steps", "minutes",
+                                             "val_psnr", "recipe", "torch") if k in rec},
+        "figures": figures or {},
+    }
+    path = models_dir() / "manifest.json"
+    man = dict(manifest()) if path.is_file() else {"schema": ASSET_SCHEMA, "models": []}
+    models = [m for m in man.get("models", []) if m["name"] != entry["name"]] + [entry]
+    models.sort(key=lambda m: (m["family"], m["switches_per_pixel"], m["name"]))
+    man = {"schema": ASSET_SCHEMA, "models": models}
+    write_atomic(str(path), (json.dumps(man, indent=1) + "\n").encode(), overwrite=True)
+    _LOADED.clear()
+    return entry
+
+
 def model_for_quality(q: int) -> str:
     """Pick a shipped natural-image model by quality 1..10 (1 cheapest, 10 richest rate)."""
     natural = sorted((m for m in manifest().get("models", []) if m.get("family") == "natural"),
