@@ -83,6 +83,13 @@ def load_rgb(paths: list[Path], resize: int | None = None) -> list[np.ndarray]:
     return out
 
 
+def calibration_batch(rgbs: list[np.ndarray], n: int = 8, side: int = 256) -> torch.Tensor:
+    """uint8 (n, 3, S, S) top-left crops of the first ``n`` images, to calibrate encoder shifts."""
+    crops = [torch.from_numpy(r[:side, :side].copy()).permute(2, 0, 1) for r in rgbs[:n]]
+    s = min(min(c.shape[1] for c in crops), min(c.shape[2] for c in crops)) // 8 * 8
+    return torch.stack([c[:, :s, :s] for c in crops])
+
+
 @dataclass
 class SwitchSet:
     """Images and their precomputed switches (all uint8, channels first)."""
@@ -201,10 +208,8 @@ def train(
     if not rgbs:
         raise TrainError(f"none of the {len(paths)} files in {train_dir} could be read")
     if encoder is None:
-        calib = [torch.from_numpy(r[:256, :256].copy()).permute(2, 0, 1) for r in rgbs[:8]]
-        side = min(min(c.shape[1] for c in calib), min(c.shape[2] for c in calib)) // 8 * 8
-        calib = torch.stack([c[:, :side, :side] for c in calib])
-        encoder = Encoder.random(config.channels, seed=config.encoder_seed, calibration=calib, pool=config.pool)
+        encoder = Encoder.random(config.channels, seed=config.encoder_seed, calibration=calibration_batch(rgbs),
+                                 pool=config.pool)
     t0 = time.time()
     data = precompute(encoder, rgbs, flips=True)
     val = None
@@ -227,6 +232,7 @@ def train(
 
     def save_ck():
         if checkpoint:
+            os.makedirs(os.path.dirname(os.path.abspath(checkpoint)), exist_ok=True)
             tmp = checkpoint + ".tmp"
             torch.save({"decoder": decoder.state_dict(), "opt": opt.state_dict(), "step": step,
                         "elapsed": elapsed, "history": json.dumps(history),

@@ -258,11 +258,15 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
         "figures": figures or {},
     }
     path = models_dir() / "manifest.json"
-    man = dict(manifest()) if path.is_file() else {"schema": ASSET_SCHEMA, "models": []}
-    models = [m for m in man.get("models", []) if m["name"] != entry["name"]] + [entry]
-    models.sort(key=lambda m: (m["family"], m["switches_per_pixel"], m["name"]))
-    man = {"schema": ASSET_SCHEMA, "models": models}
-    write_atomic(str(path), (json.dumps(man, indent=1) + "\n").encode(), overwrite=True)
+    import fcntl
+
+    with open(str(path) + ".lock", "w") as lock:  # several training processes may register at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        man = json.loads(path.read_text()) if path.is_file() else {"schema": ASSET_SCHEMA, "models": []}
+        models = [m for m in man.get("models", []) if m["name"] != entry["name"]] + [entry]
+        models.sort(key=lambda m: (m["family"], m["switches_per_pixel"], m["name"]))
+        man = {"schema": ASSET_SCHEMA, "models": models}
+        write_atomic(str(path), (json.dumps(man, indent=1) + "\n").encode(), overwrite=True)
     _LOADED.clear()
     return entry
 

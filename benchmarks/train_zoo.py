@@ -1,0 +1,134 @@
+"""Train the model zoo: natural-image rates, Table II on faces, pretrained encoders, the control.
+
+    python benchmarks/train_zoo.py ../shared/data --group faces        # 8 untrained-encoder face models
+    python benchmarks/train_zoo.py ../shared/data --group pretrained   # 6 rotation-pretrained encoders
+    python benchmarks/train_zoo.py ../shared/data --group control      # average pooling, no switches
+    python benchmarks/train_zoo.py ../shared/data --group natural      # the natural-image rates
+    python benchmarks/train_zoo.py ../shared/data --only faces-8-8-8   # one model
+
+Every model is written to models/ and registered in models/manifest.json; figures are then filled in
+by benchmarks/reproduce.py. Every architecture uses ONE random encoder, drawn with seed 0 and calibrated
+on the first 8 images of train-bsds500's holdout-train split, whichever data its decoder is trained on:
+so a face model and a natural model of the same architecture read the same switches (the cross-domain
+experiment of docs/RESULTS.md). Recipes and durations: docs/TRAINING.md. Budgets are in steps, so a
+run repeats exactly with the same seed and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from maxswitch.nets import Encoder, ModelConfig  # noqa: E402
+from maxswitch.pretrain import pretrain_classifier, quantise, rotation_accuracy  # noqa: E402
+from maxswitch.train import (Recipe, calibration_batch, list_images, load_rgb, select_split,  # noqa: E402
+                             train)
+from maxswitch.zoo import models_dir, register  # noqa: E402
+
+TABLE2 = [(8, 8, 8), (6, 12, 24), (16, 16, 16), (12, 24, 48), (32, 32, 32), (24, 48, 96), (64, 64, 64), (48, 96, 192)]
+PRETRAINED = TABLE2[:6]
+FACE_SIZE = 128  # faces are resized from 250x250 to 128x128 (docs/TRAINING.md)
+WIDTHS = (64, 48, 32)
+FACE_RECIPE = dict(patch=64, batch=16, lr=2e-3, steps=1500)
+NATURAL_RECIPE = dict(patch=96, batch=16, lr=2e-3)
+NATURAL = {  # name -> (channels, steps)
+    "natural-6-12-24": ((6, 12, 24), 4000),
+    "natural-32-32-32": ((32, 32, 32), 4000),
+    "natural-48-96-192": ((48, 96, 192), 4000),
+}
+
+
+def tag(ch) -> str:
+    return "-".join(map(str, ch))
+
+
+@lru_cache(maxsize=None)
+def bsds_calibration(data: str) -> torch.Tensor:
+    paths = select_split(list_images(Path(data) / "train-bsds500"), "holdout-train")[:8]
+    return calibration_batch(load_rgb(paths))
+
+
+def shared_encoder(data: str, channels, pool: str = "max") -> Encoder:
+    """The one random encoder of an architecture (seed 0, calibrated on BSDS training images)."""
+    return Encoder.random(channels, seed=0, calibration=bsds_calibration(data), pool=pool)
+
+
+def train_and_register(data, name, cfg, recipe, family, data_desc, encoder, **kw):
+    out = models_dir() / f"{name}.safetensors"
+    t0 = time.time()
+    rec = train(kw.pop("train_dir"), str(out), name, cfg, Recipe(**recipe, threads=kw.pop("threads")),
+                encoder=encoder, checkpoint=str(ROOT / "runs" / "zoo" / f"{name}.ckpt"), **kw)
+    register(out, family, data_desc)
+    print(f"{name}: done in {(time.time() - t0) / 60:.1f} min, {rec['steps']} steps", file=sys.stderr)
+
+
+def jobs(data: str, threads: int):
+    faces = str(Path(data) / "faces-lfw")
+    face_kw = dict(train_dir=faces, split="lfw-train", resize=FACE_SIZE, threads=threads)
+    face_desc = f"faces-lfw (lfw-train split, 1,725 images at {FACE_SIZE}x{FACE_SIZE})"
+    for ch in TABLE2:
+        name = f"faces-{tag(ch)}"
+        yield "faces", name, lambda ch=ch, name=name: train_and_register(
+            data, name, ModelConfig(ch, "direct", WIDTHS), FACE_RECIPE, "faces", face_desc,
+            shared_encoder(data, ch), **face_kw)
+    for ch in PRETRAINED:
+        name = f"faces-pretrained-{tag(ch)}"
+
+        def run(ch=ch, name=name):
+            imgs = [torch.from_numpy(r).permute(2, 0, 1).contiguous()
+                    for r in load_rgb(select_split(list_images(faces), "lfw-train"), FACE_SIZE)]
+            test = [torch.from_numpy(r).permute(2, 0, 1).contiguous()
+                    for r in load_rgb(select_split(list_images(faces), "lfw-test"), FACE_SIZE)]
+            clf, _ = pretrain_classifier(ch, imgs, steps=400, log=lambda m: print(m, file=sys.stderr))
+            acc = rotation_accuracy(clf, test)
+            enc = quantise(clf, torch.stack(imgs[:8]))
+            train_and_register(data, name, ModelConfig(ch, "direct", WIDTHS, encoder_seed=-1), FACE_RECIPE,
+                               "faces-pretrained", face_desc + "; encoder pretrained on rotation prediction",
+                               enc, record_extra={"pretrain": {"task": "rotation prediction (4 classes)",
+                                                               "steps": 400, "test_accuracy": round(acc, 4)}},
+                               **face_kw)
+        yield "pretrained", name, run
+    name = "faces-avgpool-16-16-16"
+    yield "control", name, lambda: train_and_register(
+        data, name, ModelConfig((16, 16, 16), "direct", WIDTHS, pool="avg"), dict(FACE_RECIPE, steps=500),
+        "control", face_desc + "; average pooling: no switches", shared_encoder(data, (16, 16, 16), "avg"),
+        **face_kw)
+    bsds = str(Path(data) / "train-bsds500")
+    for name, (ch, steps) in NATURAL.items():
+        yield "natural", name, lambda ch=ch, name=name, steps=steps: train_and_register(
+            data, name, ModelConfig(ch, "direct", WIDTHS), dict(NATURAL_RECIPE, steps=steps), "natural",
+            "train-bsds500 (holdout-train split, 280 images)", shared_encoder(data, ch),
+            train_dir=bsds, split="holdout-train", val_dir=bsds, val_split="holdout-val", threads=threads)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", help="folder holding train-bsds500/ and faces-lfw/")
+    ap.add_argument("--group", choices=["faces", "pretrained", "control", "natural", "all"], default="all")
+    ap.add_argument("--only", nargs="*", default=None, help="model names")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip-existing", action="store_true", help="skip models already in models/")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    (ROOT / "runs" / "zoo").mkdir(parents=True, exist_ok=True)
+    for group, name, run in jobs(a.data, a.threads):
+        if a.only is not None and name not in a.only:
+            continue
+        if a.only is None and a.group != "all" and group != a.group:
+            continue
+        if a.skip_existing and (models_dir() / f"{name}.safetensors").exists():
+            continue
+        run()
+
+
+if __name__ == "__main__":
+    main()
