@@ -13,6 +13,12 @@ class OutputExists(FileExistsError):
     """The output exists and overwriting was not asked for."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str, data: bytes, overwrite: bool = False) -> None:
     """Write ``data`` to ``path`` atomically.
 
@@ -25,6 +31,7 @@ def write_atomic(path: str, data: bytes, overwrite: bool = False) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".maxswitch-", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
