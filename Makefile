@@ -27,5 +27,15 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -m ''
 
+DATA ?= ../shared/data
+
+# Recompute every table of docs/RESULTS.md and the manifest's figures from the shipped models (minutes).
+reproduce: install
+	$(PY) benchmarks/reproduce.py $(DATA)
+
+# Retrain every shipped model from scratch (hours on 2 cores; docs/TRAINING.md gives the durations).
+reproduce-train: install
+	$(PY) benchmarks/train_zoo.py $(DATA) --group all --threads 1
+
 clean:
 	rm -rf build .pytest_cache

@@ -4,6 +4,8 @@
     python benchmarks/train_zoo.py ../shared/data --group pretrained   # 6 rotation-pretrained encoders
     python benchmarks/train_zoo.py ../shared/data --group control      # average pooling, no switches
     python benchmarks/train_zoo.py ../shared/data --group natural      # the natural-image rates
+    python benchmarks/train_zoo.py ../shared/data --group default      # natural-16-16-16, 50 minutes
+    python benchmarks/train_zoo.py ../shared/data --group compare      # mirror vs direct decoders, 8 min each
     python benchmarks/train_zoo.py ../shared/data --only faces-8-8-8   # one model
 
 Every model is written to models/ and registered in models/manifest.json; figures are then filled in
@@ -103,17 +105,27 @@ def jobs(data: str, threads: int):
         "control", face_desc + "; average pooling: no switches", shared_encoder(data, (16, 16, 16), "avg"),
         **face_kw)
     bsds = str(Path(data) / "train-bsds500")
+    nat_kw = dict(train_dir=bsds, split="holdout-train", val_dir=bsds, val_split="holdout-val", threads=threads)
+    nat_desc = "train-bsds500 (holdout-train split, 280 images)"
+    for name, cfg in (("compare-direct", ModelConfig((16, 16, 16), "direct", WIDTHS)),
+                      ("compare-mirror", ModelConfig((16, 16, 16), "mirror", (32, 32, 32)))):
+        yield "compare", name, lambda name=name, cfg=cfg: train_and_register(
+            data, name, cfg, dict(NATURAL_RECIPE, minutes=8.0), "experiment", nat_desc,
+            shared_encoder(data, (16, 16, 16)), **nat_kw)
+    yield "default", "natural-16-16-16", lambda: train_and_register(
+        data, "natural-16-16-16", ModelConfig((16, 16, 16), "direct", WIDTHS), dict(NATURAL_RECIPE, minutes=50.0),
+        "natural", nat_desc, shared_encoder(data, (16, 16, 16)), version=1, **nat_kw)
     for name, (ch, steps) in NATURAL.items():
         yield "natural", name, lambda ch=ch, name=name, steps=steps: train_and_register(
             data, name, ModelConfig(ch, "direct", WIDTHS), dict(NATURAL_RECIPE, steps=steps), "natural",
-            "train-bsds500 (holdout-train split, 280 images)", shared_encoder(data, ch),
-            train_dir=bsds, split="holdout-train", val_dir=bsds, val_split="holdout-val", threads=threads)
+            nat_desc, shared_encoder(data, ch), **nat_kw)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", help="folder holding train-bsds500/ and faces-lfw/")
-    ap.add_argument("--group", choices=["faces", "pretrained", "control", "natural", "all"], default="all")
+    ap.add_argument("--group", choices=["compare", "default", "faces", "pretrained", "control", "natural", "all"],
+                    default="all")
     ap.add_argument("--only", nargs="*", default=None, help="model names")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-existing", action="store_true", help="skip models already in models/")
