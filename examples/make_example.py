@@ -1,7 +1,10 @@
 """Draw examples/example.png, the project's own test picture (no third-party content).
 
 A small synthetic landscape with the things a codec finds hard: smooth gradients, hard
-edges, fine texture, saturated colours and text. Deterministic:
+edges, fine texture, saturated colours and text, plus the mild sensor noise of a real camera
+(sigma 2 levels). The noise matters to switch-only coding: in a perfectly flat area every pooling
+window ties, all switches there are the same, and the decoder learns nothing about its colour
+(docs/RESULTS.md measures this). Deterministic:
 
     python examples/make_example.py examples/example.png
 """
@@ -32,7 +35,8 @@ def draw(width: int = 384, height: int = 256, seed: int = 7) -> Image.Image:
     for i in range(6):
         d.line([(150 + 12 * i, 230), (150 + 12 * i, 170)], fill=(240, 240, 240), width=2)
     d.text((10, 8), "maxswitch", fill=(255, 255, 255))
-    return im
+    a = np.asarray(im).astype(np.float32) + rng.normal(0, 2.0, (height, width, 3))
+    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "RGB")
 
 
 if __name__ == "__main__":

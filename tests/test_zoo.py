@@ -1,0 +1,62 @@
+"""The shipped models: manifest consistency, checked loading, and a quality band on our example."""
+
+import json
+
+import numpy as np
+import pytest
+
+import maxswitch
+from conftest import EXAMPLE
+from maxswitch import metrics, zoo
+from maxswitch.image import load
+
+
+def shipped():
+    return zoo.manifest()["models"]
+
+
+def test_manifest_lists_the_default_model_and_every_file_matches():
+    names = [m["name"] for m in shipped()]
+    assert zoo.DEFAULT_MODEL in names
+    for m in shipped():
+        data = (zoo.models_dir() / m["file"]).read_bytes()
+        assert zoo.sha256_bytes(data) == m["sha256"], m["name"]
+        meta = zoo.read_metadata(data)
+        assert meta["name"] == m["name"] and meta["encoder_digest"] == m["encoder_digest"]
+        assert list(meta["config"]["channels"]) == m["channels"]
+
+
+@pytest.mark.parametrize("name", [m["name"] for m in zoo.manifest()["models"]])
+def test_every_shipped_model_loads_and_round_trips(name):
+    model = zoo.load_model(name)
+    assert model.decoder is not None and model.encoder_digest == zoo.shipped(name)["encoder_digest"]
+    rgb = np.asarray(load(EXAMPLE.read_bytes()).rgb[:64, :64])
+    x_hat, h = maxswitch.decode_array(maxswitch.encode(rgb, model), model)
+    assert x_hat.shape == rgb.shape
+
+
+def test_default_model_reconstructs_the_example(tmp_path):
+    rgb = load(EXAMPLE.read_bytes()).rgb
+    data = maxswitch.encode(rgb)
+    x_hat, _ = maxswitch.decode_array(data)
+    p = metrics.psnr(rgb, x_hat)
+    assert p > 20.0, p  # an untrained decoder gives about 11 dB
+
+
+def test_model_for_quality_orders_by_rate():
+    names = [zoo.model_for_quality(q) for q in range(1, 11)]
+    rates = [zoo.shipped(n)["switches_per_pixel"] for n in names]
+    assert rates == sorted(rates)
+    assert zoo.shipped(names[0])["family"] == "natural"
+
+
+def test_asset_without_description_is_refused(tmp_path):
+    from safetensors.torch import save
+    import torch
+
+    p = tmp_path / "x.safetensors"
+    p.write_bytes(save({"a": torch.zeros(1)}))
+    with pytest.raises(zoo.ModelError, match="no maxswitch description"):
+        zoo.load_model(str(p))
+    with pytest.raises(zoo.ModelError, match="unknown model"):
+        zoo.load_model("no-such-model")
