@@ -43,9 +43,9 @@ WIDTHS = (64, 48, 32)
 FACE_RECIPE = dict(patch=64, batch=16, lr=2e-3, steps=1500)
 NATURAL_RECIPE = dict(patch=96, batch=16, lr=2e-3)
 NATURAL = {  # name -> (channels, steps)
-    "natural-6-12-24": ((6, 12, 24), 3000),
-    "natural-32-32-32": ((32, 32, 32), 3000),
-    "natural-48-96-192": ((48, 96, 192), 3000),
+    "natural-6-12-24": ((6, 12, 24), 2000),
+    "natural-32-32-32": ((32, 32, 32), 2000),
+    "natural-48-96-192": ((48, 96, 192), 2000),
 }
 
 
