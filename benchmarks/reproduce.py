@@ -211,6 +211,41 @@ TABLES = {"natural": table_natural, "compare": table_compare, "table2": table2, 
           "cross": table_cross}
 
 
+def write_manifest_tables() -> None:
+    """README's model table and TRAINING.md's durations, from models/manifest.json."""
+    models = manifest()["models"]
+    rows = ["| model | channels | trained on | raw bpp | Kodak bpp | Kodak PSNR | faces RMSE |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for m in models:
+        if m["family"] not in ("natural", "faces"):
+            continue
+        f = m.get("figures", {})
+        kodak = f.get("dataset") == "kodak"
+        rows.append(f"| `{m['name']}`{' (default)' if m['name'] == 'natural-16-16-16' else ''} | {tag(m['channels'])} | "
+                    f"{m['family']} | {2 * m['switches_per_pixel']:.2f} | {f['bpp'] if kodak else '-'} | "
+                    f"{f['psnr'] if kodak else '-'} | {f.get('rmse', '-')} |")
+    body = ("Measured by `make reproduce` (Kodak: 24 images; faces: lfw-test split at 128x128; bpp is the whole "
+            "file). More models (pretrained encoders, controls, the decoder comparison) are listed by "
+            "`maxswitch models`; every figure is in docs/RESULTS.md.\n\n" + "\n".join(rows))
+    readme = ROOT / "README.md"
+    readme.write_text(_replace_marked(readme.read_text(), "models-table", body))
+    rows = ["| model | family | steps | minutes | threads | validation PSNR |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for m in models:
+        t = m.get("training", {})
+        vp = t.get("val_psnr")
+        rows.append(f"| `{m['name']}` | {m['family']} | {t.get('steps', '-')} | {t.get('minutes', '-')} | "
+                    f"{t.get('recipe', {}).get('threads', '-')} | {vp if vp is not None else '-'} |")
+    body = ("From each asset's own training record (wall-clock minutes on this 2-core machine, shared with "
+            "other jobs while the zoo trained, so minutes overstate what a quiet machine needs).\n\n" + "\n".join(rows))
+    doc = ROOT / "docs" / "TRAINING.md"
+    doc.write_text(_replace_marked(doc.read_text(), "training-table", body))
+
+
+def _replace_marked(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    return re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
+
+
 def update_manifest(figures: dict) -> None:
     path = models_dir() / "manifest.json"
     man = json.loads(path.read_text())
@@ -237,6 +272,7 @@ def main():
         if figures:
             update_manifest(figures)
         print(f"reproduce: table {name} written", file=sys.stderr)
+    write_manifest_tables()
 
 
 if __name__ == "__main__":
