@@ -107,7 +107,7 @@ def precompute(encoder: Encoder, rgbs: list[np.ndarray], flips: bool = True) -> 
     for rgb in rgbs:
         variants = [rgb, rgb[:, ::-1]] if flips else [rgb]
         for v in variants:
-            t = torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1).contiguous()
+            t = torch.from_numpy(np.array(v)).permute(2, 0, 1).contiguous()  # a writable copy
             codes = encoder(t[None])
             out.images.append(t)
             out.codes.append([c[0] for c in codes])
@@ -240,6 +240,7 @@ def train(
             os.replace(tmp, checkpoint)
 
     decoder.train()
+    step0, t_run = step, time.time()
     last_ck = time.time()
     t_start = time.time() - elapsed
     loss_avg = None
@@ -261,9 +262,11 @@ def train(
         opt.step()
         step += 1
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
-        if step % 50 == 0:
-            log(f"{name}: step {step} {elapsed / 60:5.1f} min  loss {loss_avg:.5f} "
-                f"(~{10 * math.log10(1 / max(loss_avg, 1e-10)):.2f} dB)  lr {opt.param_groups[0]['lr']:.2e}")
+        if step % 50 == 0 or step == 1:
+            rate = (step - step0) / max(time.time() - t_run, 1e-9)
+            log(f"{name}: {_bar(progress)} step {step}{'/' + str(recipe.steps) if recipe.steps else ''} "
+                f"{elapsed / 60:5.1f} min  loss {loss_avg:.5f} (~{10 * math.log10(1 / max(loss_avg, 1e-10)):.2f} dB)  "
+                f"{rate:.2f} steps/s  lr {opt.param_groups[0]['lr']:.2e}")
         if val is not None and step % recipe.eval_every == 0:
             v = evaluate(decoder, val, step=1)
             history.append({"step": step, "minutes": round(elapsed / 60, 2), "val_psnr": round(v, 3)})
@@ -291,6 +294,12 @@ def train(
     record["sha256"] = sha
     log(f"{name}: wrote {out_path} after {step} steps, validation PSNR {final_val}")
     return record
+
+
+def _bar(progress: float, width: int = 20) -> str:
+    """A text progress bar such as ``[#####...............]  25%``."""
+    done = int(round(min(max(progress, 0.0), 1.0) * width))
+    return f"[{'#' * done}{'.' * (width - done)}] {100 * min(progress, 1.0):3.0f}%"
 
 
 def _tuple(x):
