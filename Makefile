@@ -37,5 +37,11 @@ reproduce: install
 reproduce-train: install
 	$(PY) benchmarks/train_zoo.py $(DATA) --group all --threads 1
 
+# Rate, distortion and speed of the default model beside JPEG, WebP and PNG: the tables and plots of
+# docs/RESULTS.md, "Rate and distortion: maxswitch bench" (a few minutes for Kodak, more for BSDS500).
+bench: install
+	$(VENV)/bin/maxswitch bench $(DATA)/kodak --json docs/bench-kodak.json --plot docs/bench-kodak.png --markdown
+	$(VENV)/bin/maxswitch bench $(DATA)/test-bsds500 --json docs/bench-bsds500.json --plot docs/bench-bsds500.png --markdown
+
 clean:
 	rm -rf build .pytest_cache

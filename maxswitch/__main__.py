@@ -2,4 +2,5 @@
 
 from .cli import entry
 
-entry()
+if __name__ == "__main__":  # not when a worker process of ``bench -j N`` re-imports the main module
+    entry()

@@ -6,6 +6,7 @@ Exit codes (decided in ``main`` only): 0 success, 1 bad data or a failure, 2 usa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -33,6 +34,48 @@ def _read_input(path: str, what: str) -> bytes:
         raise Failure(f"{path} is a folder, not {what}") from None
     except OSError as e:
         raise Failure(f"cannot read {path}: {e.strerror}") from None
+
+
+def _read_upto(f, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        b = f.read(min(n - got, 1 << 24))
+        if not b:
+            break
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks)
+
+
+def _read_msw(path: str) -> bytes:
+    """Read a .msw file, but no further than its header says it goes: a wrong file (an ISO
+    image, /dev/zero, an endless pipe) is refused after its first bytes, never read whole."""
+    from .format import PREFIX_MAX, FormatError, declared_length
+
+    if path == "-":
+        return _read_stream(sys.stdin.buffer, declared_length, PREFIX_MAX, FormatError)
+    try:
+        with open(path, "rb") as f:
+            return _read_stream(f, declared_length, PREFIX_MAX, FormatError)
+    except IsADirectoryError:
+        raise Failure(f"{path} is a folder, not a .msw file") from None
+    except OSError as e:
+        raise Failure(f"cannot read {path}: {e.strerror}") from None
+
+
+def _read_stream(f, declared_length, prefix_max: int, FormatError) -> bytes:
+    data = b""
+    for step in (8, 21, prefix_max):  # magic, then the name's length, then the payload's
+        data += _read_upto(f, step - len(data))
+        total = declared_length(data)
+        if total is not None or len(data) < step:
+            break
+    if total is None:  # shorter than a header: read() reports it
+        return data
+    data += _read_upto(f, total - len(data))
+    if len(data) == total and f.read(1):
+        raise FormatError("unexpected bytes after the end of the file")
+    return data
 
 
 def _write_output(path: str, data: bytes, force: bool, input_path: str | None = None) -> None:
@@ -78,7 +121,13 @@ def _codec_errors():
 
 _common_threads = click.option("-t", "--threads", type=click.IntRange(1, 256), default=None,
                                help="CPU threads for the networks (default: torch's choice).")
-_common_tile = click.option("--tile", type=click.IntRange(0, 1 << 16), default=None,
+def _check_tile(ctx, param, value):
+    if value is not None and value % 8:
+        raise click.BadParameter(f"must be a multiple of 8, got {value}")
+    return value
+
+
+_common_tile = click.option("--tile", type=click.IntRange(0, 1 << 16), default=None, callback=_check_tile,
                             help="Tile side in pixels (multiple of 8; 0 = never tile; default: tile images over 4 MP).")
 _common_max_pixels = click.option("--max-pixels", type=click.IntRange(1), default=None,
                                   help="Refuse images with more pixels (default 256,000,000).")
@@ -117,13 +166,13 @@ def encode(input, output, model, quality, force, level, tile, threads, max_pixel
     data = _read_input(input, "an image")
     kw = dict(max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS, level=level or switches.ZSTD_LEVEL,
               tile=tile, threads=threads)
-    loaded = image.load(data, kw["max_pixels"])
+    loaded = load_image(data, kw["max_pixels"])
     if loaded.frames > 1:
-        _say(quiet, f"maxswitch: warning: {input} has {loaded.frames} frames; encoding the first")
+        _say(quiet, f"maxswitch: warning: {input} has {loaded.frames} frames; encoding frame 1 (the first)")
     out = codec.encode(loaded, model, **kw)
     _write_output(output, out, force, input_path=input)
     if not quiet:
-        inf = codec.info(out)
+        inf = codec.info(out, max_pixels=None)  # our own output, already within the limit
         _say(quiet, f"{input}: {inf['width']}x{inf['height']} -> {inf['file_bytes']} bytes, "
                     f"{inf['bpp']:.4f} bpp, {inf['bits_per_switch']:.3f} bits/switch, model {inf['model']}")
 
@@ -150,7 +199,7 @@ def decode(input, output, model, force, tile, threads, max_pixels, quiet):
 
     output = output or _default_output(input)
     fmt_name = image.format_for(output)
-    data = _read_input(input, "a .msw file")
+    data = _read_msw(input)
     im = codec.decode(data, model, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS, tile=tile, threads=threads)
     _write_output(output, image.save(im, fmt_name), force, input_path=input)
     _say(quiet or output == "-", f"{input}: decoded {im.width}x{im.height} to {output}")
@@ -159,11 +208,12 @@ def decode(input, output, model, force, tile, threads, max_pixels, quiet):
 @cli.command()
 @click.argument("file", metavar="FILE")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(file, as_json):
+@_common_max_pixels
+def info(file, as_json, max_pixels):
     """Describe a .msw file: header, model, sizes, bpp, bits per switch."""
-    from . import codec
+    from . import codec, image
 
-    d = codec.info(_read_input(file, "a .msw file"))
+    d = codec.info(_read_msw(file), max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS)
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
@@ -194,6 +244,112 @@ def models(as_json):
         click.echo(f"{m['name']:24} {m['version']:>3} {','.join(map(str, m['channels'])):>11} "
                    f"{m.get('data', ''):16} {bpp if bpp is not None else '-':>6} "
                    f"{ps if ps is not None else '-':>6}  {figs.get('dataset', '-')}{tag}")
+
+
+def _default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _check_output_path(path: str, option: str, folder_ok: bool = False) -> None:
+    """Fail before a long run, not after it, if an output cannot be written."""
+    if folder_ok and (path.endswith(("/", os.sep)) or os.path.isdir(path)):
+        if not os.path.isdir(path):
+            raise click.BadParameter(f"folder {path} does not exist", param_hint=option)
+        return
+    if os.path.isdir(path):
+        raise click.BadParameter(f"{path} is a folder", param_hint=option)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise click.BadParameter(f"folder {parent} does not exist", param_hint=option)
+
+
+@cli.command()
+@click.argument("dataset_dir", metavar="DATASET_DIR")
+@click.option("-m", "--model", "models", multiple=True,
+              help="Model name or asset path; repeat for several (default natural-16-16-16).")
+@click.option("--all-models", is_flag=True, help="Benchmark every shipped model.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
+              help="Worker processes (default: one per CPU core).")
+@click.option("-t", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="torch threads per worker (other values may change a few decoded pixels).")
+@click.option("--qualities", default=",".join(map(str, (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100))),
+              show_default=True, help="JPEG and WebP quality sweep (1..100, comma-separated).")
+@click.option("--no-baselines", is_flag=True, help="Measure the models only (no JPEG, WebP, PNG).")
+@click.option("--json", "json_path", metavar="FILE",
+              help="Write results in CompressAI's schema (a folder: one file per curve).")
+@click.option("--csv", "csv_path", metavar="FILE", help="Write one row per image and codec setting.")
+@click.option("--plot", "plot_path", metavar="FILE.png", help="Draw the rate-distortion curves (needs matplotlib).")
+@click.option("--markdown", is_flag=True, help="Print the tables in Markdown.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images in sorted order.")
+@_common_max_pixels
+@click.option("--quiet", is_flag=True, help="No progress bar (warnings still go to stderr).")
+def bench(dataset_dir, models, all_models, jobs, threads, qualities, no_baselines, json_path, csv_path, plot_path,
+          markdown, limit, max_pixels, quiet):
+    """Measure rate, distortion and speed of models on DATASET_DIR's images beside JPEG, WebP and PNG.
+
+    Every image under DATASET_DIR (recursively, sorted) goes through each model, through JPEG
+    and WebP over a quality sweep, through PNG, and through JPEG and WebP at each model's bpp
+    and PSNR (quality searched per image). The tables go to stdout, progress to stderr.
+    """
+    from . import bench as benchlib
+    from .atomic import write_atomic
+    from .zoo import DEFAULT_MODEL, manifest
+
+    if models and all_models:
+        raise click.UsageError("give -m or --all-models, not both")
+    if all_models:
+        models = tuple(m["name"] for m in manifest().get("models", []))
+        if not models:
+            raise Failure("no shipped models found")
+    try:
+        sweep = tuple(int(q) for q in qualities.split(",") if q.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {qualities!r}", param_hint="--qualities") from None
+    if any(not 1 <= q <= 100 for q in sweep) or (not sweep and not no_baselines):
+        raise click.BadParameter(f"qualities must lie in 1..100, got {qualities!r}", param_hint="--qualities")
+    plot_fmt = None
+    if plot_path:
+        plot_fmt = os.path.splitext(plot_path)[1].lower().lstrip(".")
+        if plot_fmt not in ("png", "svg", "pdf"):
+            raise click.BadParameter("use a .png, .svg or .pdf file name", param_hint="--plot")
+        _check_output_path(plot_path, "--plot")
+    if json_path:
+        _check_output_path(json_path, "--json", folder_ok=True)
+    if csv_path:
+        _check_output_path(csv_path, "--csv")
+    progress = None if quiet else benchlib.Progress()
+
+    def warn(msg):
+        if progress:
+            progress.clear()
+        click.echo(f"maxswitch: warning: {msg}", err=True)
+
+    try:
+        if plot_path:
+            benchlib.check_matplotlib()
+        result = benchlib.run(dataset_dir, models or (DEFAULT_MODEL,), qualities=sweep, baselines=not no_baselines,
+                              jobs=jobs or _default_jobs(), threads=threads, limit=limit, max_pixels=max_pixels,
+                              progress=progress, warn=warn)
+        outputs = {}
+        if json_path:
+            outputs.update(benchlib.json_outputs(result, json_path))
+        if csv_path:
+            outputs[csv_path] = benchlib.csv_bytes(result)
+        if plot_path:
+            outputs[plot_path] = benchlib.plot_bytes(result, plot_fmt)
+    except benchlib.BenchError as e:
+        raise Failure(str(e)) from None
+    click.echo(benchlib.format_report(result, markdown=markdown), nl=False)
+    for path, data in outputs.items():
+        try:
+            write_atomic(path, data, overwrite=True)
+        except OSError as e:
+            raise Failure(f"cannot write {path}: {e.strerror or e}") from None
+    if result.skipped:
+        click.echo(f"maxswitch: warning: skipped {len(result.skipped)} unreadable image file(s)", err=True)
 
 
 @cli.command()
@@ -254,9 +410,49 @@ def train(data_dir, output, name, arch, decoder, widths, pool, encoder_seed, enc
         raise Failure(str(e)) from None
 
 
+@contextlib.contextmanager
+def _mute_fd2():
+    """Send file descriptor 2 to /dev/null meanwhile: libtiff prints warnings about damaged
+    files there from C ("Using code not yet in table"), where Python cannot catch them. Used
+    around image decoding only, which prints nothing of ours."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def load_image(data: bytes, max_pixels: int):
+    """``image.load`` as the CLI runs it: no warning, log line or C library print on stderr."""
+    from . import image
+
+    quiet_libraries()
+    with _mute_fd2():
+        return image.load(data, max_pixels)
+
+
+def quiet_libraries() -> None:
+    """Mute library loggers that would add lines to stderr (Pillow logs about damaged TIFFs
+    through Python's last-resort handler); the one-line error says what matters."""
+    import logging
+
+    logging.getLogger("PIL").setLevel(logging.CRITICAL + 1)
+
+
 def main(argv=None) -> int:
     """Run the CLI; map every outcome to one exit code and at most one line on stderr."""
     from .atomic import OutputExists
+
+    quiet_libraries()
 
     try:
         cli.main(args=argv, prog_name="maxswitch", standalone_mode=False)

@@ -57,30 +57,25 @@ def set_threads(threads: int | None) -> None:
 
 
 def compute_switches(model: Model, rgb: np.ndarray, tile: int | None = None) -> list[np.ndarray]:
-    """Run the encoder on a padded uint8 (H, W, 3) image; return 3 arrays (C_s, H/2^s, W/2^s)."""
-    import torch
+    """Run the encoder on a uint8 (H, W, 3) image; return 3 arrays (C_s, H'/2^s, W'/2^s).
 
+    The image is padded to multiples of 8 (H' x W') by edge replication, tile by tile, as
+    ``image.pad_to_multiple`` would: an already padded image gives the same switches.
+    """
     from .tiling import encode_tiled
 
-    if not rgb.flags.writeable:  # torch wants writable memory; arrays from Pillow are not
-        rgb = rgb.copy()
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # (1, 3, H, W)
-    codes = encode_tiled(model.encoder, x, tile)
+    codes = encode_tiled(model.encoder, rgb, tile)
     return [c[0].numpy() for c in codes]
 
 
-def reconstruct(model: Model, codes: list[np.ndarray], tile: int | None = None) -> np.ndarray:
-    """Run the decoder on switches; return uint8 (H, W, 3) of the padded size."""
-    import torch
-
+def reconstruct(model: Model, codes: list[np.ndarray], tile: int | None = None,
+                size: tuple[int, int] | None = None) -> np.ndarray:
+    """Run the decoder on switches; return uint8 (H, W, 3) of ``size`` (default: the padded size)."""
     from .tiling import decode_tiled
 
     if model.decoder is None:
         raise CodecError(f"model {model.name} has no decoder")
-    t = [torch.from_numpy(np.ascontiguousarray(c))[None] for c in codes]
-    with torch.inference_mode():
-        x_hat = decode_tiled(model.decoder, t, tile)  # (1, 3, H, W) float
-        return x_hat[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+    return decode_tiled(model.decoder, codes, tile, size)
 
 
 def encode(img, model=None, *, max_pixels: int = imagelib.DEFAULT_MAX_PIXELS,
@@ -102,9 +97,9 @@ def encode(img, model=None, *, max_pixels: int = imagelib.DEFAULT_MAX_PIXELS,
     set_threads(threads)
     m = _model(model or DEFAULT_MODEL)
     loaded = _as_loaded(img, max_pixels)
-    rgb = imagelib.pad_to_multiple(loaded.rgb)
-    codes = compute_switches(m, rgb, tile)
+    codes = compute_switches(m, loaded.rgb, tile)  # pads to multiples of 8 tile by tile
     packed = sw.pack(codes)
+    del codes
     h = fmt.Header(width=loaded.width, height=loaded.height, model=m.name,
                    encoder_digest=bytes.fromhex(m.encoder_digest)[: fmt.DIGEST_BYTES],
                    channels=m.config.channels, kind=loaded.kind, bit_depth=loaded.bit_depth,
@@ -129,10 +124,13 @@ def parse(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> 
         fmt.FormatError, sw.PayloadError: damaged or invalid files.
     """
     h, payload = fmt.read(data, max_pixels)
+    return Parsed(h, _unpack(h, payload), len(payload), len(data))
+
+
+def _unpack(h: fmt.Header, payload: bytes) -> list[np.ndarray]:
     packed = sw.decompress(payload, h.raw_size)
     H, W = h.padded
-    codes = sw.unpack(packed, sw.shapes(H, W, h.channels))
-    return Parsed(h, codes, len(payload), len(data))
+    return sw.unpack(packed, sw.shapes(H, W, h.channels))
 
 
 def resolve_model(h: fmt.Header, model=None) -> Model:
@@ -153,6 +151,9 @@ def resolve_model(h: fmt.Header, model=None) -> Model:
     if not m.encoder_digest.startswith(h.encoder_digest.hex()):
         raise ModelError(f"model {m.name} has a different encoder than the one that made this file "
                          f"(file {h.encoder_digest.hex()[:12]}, model {m.encoder_digest[:12]})")
+    if tuple(m.config.channels) != tuple(h.channels):
+        raise fmt.FormatError(f"file's channel plan {','.join(map(str, h.channels))} does not match its encoder's "
+                              f"({','.join(map(str, m.config.channels))}): the header is corrupt")
     return m
 
 
@@ -160,10 +161,11 @@ def decode_array(data: bytes, model=None, *, max_pixels: int | None = imagelib.D
                  tile: int | None = None, threads: int | None = None) -> tuple[np.ndarray, fmt.Header]:
     """Decode a .msw byte string to uint8 RGB (height, width, 3) and its header."""
     set_threads(threads)
-    p = parse(data, max_pixels)
-    m = resolve_model(p.header, model)
-    rgb = reconstruct(m, p.codes, tile)
-    return np.ascontiguousarray(rgb[: p.header.height, : p.header.width]), p.header
+    h, payload = fmt.read(data, max_pixels)
+    m = resolve_model(h, model)  # before inflating: the header must agree with the model
+    codes = _unpack(h, payload)
+    rgb = reconstruct(m, codes, tile, size=(h.height, h.width))
+    return rgb, h
 
 
 def decode(data: bytes, model=None, **kw):
@@ -178,10 +180,15 @@ def decode(data: bytes, model=None, **kw):
     return imagelib.to_pil(rgb, h.kind)
 
 
-def info(data: bytes, max_pixels: int | None = None) -> dict:
-    """Describe a .msw file: header fields, sizes, bpp and bits per switch."""
-    p = parse(data, max_pixels)
-    h = p.header
+def info(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> dict:
+    """Describe a .msw file: header fields, sizes, bpp and bits per switch.
+
+    The whole file is verified (CRC, zstd checksum, sizes) in bounded memory: the switches
+    are decoded in steps and counted, never held.
+    """
+    h, payload = fmt.read(data, max_pixels)
+    sw.decompress(payload, h.raw_size, keep=False)
+    file_size, payload_size = len(data), len(payload)
     n = h.switch_count
     return {
         "format_version": h.version,
@@ -193,11 +200,11 @@ def info(data: bytes, max_pixels: int | None = None) -> dict:
         "colour": fmt.KINDS[h.kind],
         "source_bit_depth": h.bit_depth,
         "coding": fmt.CODINGS[h.coding],
-        "file_bytes": p.file_size,
-        "header_bytes": p.file_size - p.payload_size,
-        "payload_bytes": p.payload_size,
+        "file_bytes": file_size,
+        "header_bytes": file_size - payload_size,
+        "payload_bytes": payload_size,
         "switches": n,
-        "bits_per_switch": round(8 * p.payload_size / n, 4),
-        "bpp": round(8 * p.file_size / (h.width * h.height), 4),
+        "bits_per_switch": round(8 * payload_size / n, 4),
+        "bpp": round(8 * file_size / (h.width * h.height), 4),
         "raw_bpp": round(2 * n / (h.width * h.height), 4),
     }

@@ -128,6 +128,39 @@ def write(h: Header, payload: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+PREFIX_MAX = 21 + MAX_NAME + DIGEST_BYTES + 14  # bytes that always suffice for ``declared_length``
+
+
+def declared_length(prefix: bytes) -> int | None:
+    """The total length a .msw file declares in its first bytes, so that a reader of a stream
+    can stop reading there instead of reading whatever it is given.
+
+    Args:
+        prefix: the file's first bytes (``PREFIX_MAX`` always suffice).
+
+    Returns:
+        The declared length, or None if ``prefix`` is too short to tell (a shorter file is
+        truncated; ``read`` says so).
+
+    Raises:
+        FormatError, NewerVersionError: the bytes read so far already rule the file out.
+    """
+    if prefix[: len(MAGIC)] != MAGIC[: len(prefix)]:
+        raise FormatError("not a .msw file (bad magic number)")
+    if len(prefix) > 8 and prefix[8] != VERSION:
+        read(prefix)  # raises the version error read() would
+    if len(prefix) < 21:
+        return None
+    n = prefix[20]
+    if not 1 <= n <= MAX_NAME:
+        raise FormatError(f"invalid model name length {n}")
+    off = 21 + n + DIGEST_BYTES + 14
+    if len(prefix) < off:
+        return None
+    (plen,) = struct.unpack_from("<I", prefix, off - 4)
+    return off + plen + 4
+
+
 def read(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
     """Parse and verify a .msw byte string.
 

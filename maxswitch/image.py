@@ -15,6 +15,8 @@ Policy (also in README and docs/FORMAT.md):
 from __future__ import annotations
 
 import io
+import re
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -79,7 +81,7 @@ def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, int]:
         return np.repeat(a[:, :, None], 3, axis=2), depth
     if mode == "F":
         a = np.asarray(im, dtype=np.float64)
-        a = np.nan_to_num(a, nan=0.0)
+        a = np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0).clip(-1e6, 1e6)
         hi = 1.0 if a.max(initial=0) <= 1.0 else 255.0
         a = np.clip(np.round(a / hi * 255), 0, 255).astype(np.uint8)
         return np.repeat(a[:, :, None], 3, axis=2), 32
@@ -97,36 +99,82 @@ def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, int]:
         raise ImageError(f"cannot convert image mode {mode} to RGB: {e}") from None
 
 
+_PIL_LIMIT_LOCK = threading.Lock()
+_MSW_MAGIC = b"\x89MSW\r\n\x1a\n"
+
+
+def _over_limit(w: int, h: int, max_pixels: int) -> ImageError:
+    return ImageError(f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} (see --max-pixels)")
+
+
+def _rawmode(im: Image.Image) -> str:
+    """The raw mode of the file's pixel data where Pillow's mode hides it (a 48-bit PNG opens
+    as RGB, a 16-bit grey+alpha PNG as RGBA); "" when unknown."""
+    try:
+        raw = im.tile[0][3]
+        raw = raw[0] if isinstance(raw, tuple) else raw
+        return raw if isinstance(raw, str) else ""
+    except (IndexError, TypeError, AttributeError):
+        return ""
+
+
 def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode image bytes (any format Pillow reads) into a LoadedImage.
+
+    The pixel limit is checked from the file's header, before any pixel is decoded; Pillow's
+    own decompression-bomb limit is set to the same number for the duration of the call, so
+    ``max_pixels`` is the one limit in force (raise it with ``--max-pixels``). Pillow's warnings
+    about damaged files are swallowed: the result or the ``ImageError`` says what matters. (Pillow
+    also logs to the ``PIL`` logger; the CLI mutes it, see ``cli.quiet_libraries``.)
 
     Raises:
         ImageError: empty input, not an image, truncated, or more than ``max_pixels``.
     """
     if not data:
         raise ImageError("input is empty (0 bytes)")
+    if data[:8] == _MSW_MAGIC:
+        raise ImageError("input is a .msw file, not an image (use 'maxswitch decode' to decode it)")
     try:
-        with warnings.catch_warnings():
+        with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > max_pixels:
-                raise ImageError(f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} (see --max-pixels)")
-            frames = getattr(im, "n_frames", 1)
-            im.seek(0)
-            im.load()
-            transparency = "transparency" in im.info
-            kind = _kind_of(im.mode, transparency)
-            im = ImageOps.exif_transpose(im)
-            rgb, depth = _to_rgb8(im)
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            try:
+                im = Image.open(io.BytesIO(data))
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise _over_limit(w, h, max_pixels)
+                if w <= 0 or h <= 0:
+                    raise ImageError("image has no pixels")
+                frames = getattr(im, "n_frames", 1)
+                im.seek(0)
+                raw = _rawmode(im)
+                im.load()
+                transparency = "transparency" in im.info
+                kind = _kind_of(im.mode, transparency)
+                if raw.startswith("LA;16") and kind == KIND_RGB_ALPHA:
+                    kind = KIND_GREY_ALPHA
+                im = ImageOps.exif_transpose(im)
+                rgb, depth = _to_rgb8(im)
+                if ";16" in raw and depth == 8:
+                    depth = 16
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"image is larger than Pillow's decompression-bomb limit") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        n = f"{int(m.group(1))} pixels" if m else "more pixels than allowed"
+        raise ImageError(f"image has {n}, over the limit of {max_pixels} (see --max-pixels)") from None
+    except MemoryError:
+        raise ImageError("image is too large to decode in the memory available") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError("not a readable image: no image format recognised") from None
     except Exception as e:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError...
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ImageError(f"not a readable image: {msg}") from None
-    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageError("image has no pixels")
     return LoadedImage(np.ascontiguousarray(rgb), kind, depth, frames, im.mode)
 

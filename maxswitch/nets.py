@@ -165,24 +165,62 @@ class Encoder(nn.Module):
         bias_max = max(int(getattr(self, f"b{s}").abs().max()) for s in range(STAGES))
         return self.exact_dtype(self.channels, bias_max)
 
+    def _param_key(self) -> tuple:
+        """Changes whenever a parameter is replaced or modified in place."""
+        return tuple((t.data_ptr(), t._version) for t in self.buffers())
+
     def _params(self):
         """Weights and biases as float tensors of the exact dtype, converted once."""
-        key = (self.dtype, self.w0.data_ptr())
+        key = (self.dtype, self._param_key())
         if self._cache.get("key") != key:
             dt = key[0]
-            self._cache = {
-                "key": key,
-                "p": [(getattr(self, f"w{s}").to(dt), getattr(self, f"b{s}").to(dt),
-                       2.0 ** -int(self.shifts[s])) for s in range(STAGES)],
-            }
+            self._cache["key"] = key
+            self._cache["p"] = [(getattr(self, f"w{s}").to(dt), getattr(self, f"b{s}").to(dt),
+                                 2.0 ** -int(self.shifts[s])) for s in range(STAGES)]
         return self._cache["p"]
+
+    def _fast_params(self):
+        """Parameters of the fast path, or None where it would not be exact.
+
+        The fast path computes ``u = -4 * (conv(x) + b) + pos`` for each of the four
+        positions ``pos = row * 2 + column`` of a 2x2 window, in float32 and channels-last
+        memory, and takes the minimum over the window: ``m = -4 * max + pos*``, where
+        ``pos*`` is the first position (row-major) holding the maximum, because a smaller
+        ``pos`` wins a tie. So ``pos* = m mod 4``, ReLU is ``m >= 0`` (code 0, value 0),
+        and the next stage's input is ``floor((3 - m) / 2^(shift + 2))`` clamped to
+        [0, ACT_MAX]. Every number is an integer below 2^24 (checked here from the actual
+        weights), so float32 is exact and the switches equal the reference path's.
+        """
+        key = self._param_key()
+        if self._cache.get("fast_key") == key:
+            return self._cache["fast"]
+        params = []
+        for s in range(STAGES):
+            w = getattr(self, f"w{s}").to(torch.float64)
+            b = getattr(self, f"b{s}").to(torch.float64)
+            xmax = 128.0 if s == 0 else float(ACT_MAX)
+            bound = float((w.abs().flatten(1).sum(1) * xmax + b.abs()).max())
+            if 4 * bound + 4 >= 2**24 or self.pool != "max":
+                params = None
+                break
+            C = w.shape[0]
+            wf = (-4.0 * w).to(torch.float32).contiguous(memory_format=torch.channels_last)
+            bf = (-4.0 * b).to(torch.float32)
+            # pattern over a (2, 1, 2*C) view of each window row pair: pos = row * 2 + column
+            pat = torch.tensor([[0.0] * C + [1.0] * C, [2.0] * C + [3.0] * C]).view(1, 1, 2, 1, 2 * C)
+            k = 2.0 ** -(int(self.shifts[s]) + 2)
+            params.append((wf, bf, pat, k))
+        self._cache["fast_key"] = key
+        self._cache["fast"] = params
+        return params
 
     @torch.inference_mode()
     def forward(self, img: torch.Tensor) -> list[torch.Tensor]:
         """Compute the switches of every stage.
 
         Args:
-            img: uint8 (B, 3, H, W), H and W multiples of 8.
+            img: uint8 (B, 3, H, W), H and W multiples of 8 (any memory layout; the
+                channels-last view of an (H, W, 3) array is the fastest).
 
         Returns:
             Three uint8 tensors (B, C_s, H/2^s, W/2^s) of codes in 0..3
@@ -192,6 +230,34 @@ class Encoder(nn.Module):
             raise ValueError(f"expected (B, 3, H, W), got {tuple(img.shape)}")
         if img.shape[2] % 8 or img.shape[3] % 8:
             raise ValueError(f"H and W must be multiples of 8, got {tuple(img.shape[2:])}")
+        if img.dtype != torch.uint8:
+            raise ValueError(f"encoder input must be uint8, got {img.dtype}")
+        fast = self._fast_params() if self.dtype == torch.float32 else None
+        if fast is None:
+            return self.forward_reference(img)
+        B, _, H, W = img.shape
+        x = torch.empty((B, 3, H, W), dtype=torch.float32, memory_format=torch.channels_last)
+        torch.sub(img, 128.0, out=x)
+        codes = []
+        for wf, bf, pat, k in fast:
+            u = F.conv2d(x, wf, bf, padding=1)  # (B, C, h, w) channels-last: -4 * (conv + b)
+            B, C, h, w = u.shape
+            u = u.permute(0, 2, 3, 1)  # (B, h, w, C), contiguous
+            if not u.is_contiguous():
+                u = u.contiguous()
+            v = u.view(B, h // 2, 2, w // 2, 2 * C).add_(pat)
+            m = torch.minimum(v[:, :, 0, :, :C], v[:, :, 0, :, C:])
+            torch.minimum(m, torch.minimum(v[:, :, 1, :, :C], v[:, :, 1, :, C:]), out=m)
+            # (B, h/2, w/2, C): m = -4 * max + first position of the max
+            mc = m.clamp(max=0.0)  # ReLU: every value <= 0 ties at 0 -> code 0
+            mc.add_(mc.mul(0.25).floor_(), alpha=-4.0)  # m mod 4
+            codes.append(mc.permute(0, 3, 1, 2).to(torch.uint8, memory_format=torch.contiguous_format))
+            x = torch.rsub(m, 3.0 * k, alpha=k).floor_().clamp_(0.0, float(ACT_MAX)).permute(0, 3, 1, 2)
+        return codes
+
+    @torch.inference_mode()
+    def forward_reference(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """The plain formulation (conv, ReLU, max-pool with indices); ``forward`` equals it."""
         x = self._to_input(img)
         codes = []
         for w, b, scale in self._params():

@@ -3,7 +3,7 @@
 Packed layout (format version 1): the codes of stage 1, then stage 2, then stage 3; inside a
 stage, channel by channel, each channel's windows in row-major order. Each code takes 2 bits,
 most significant bit first (the row bit, then the column bit), packed big-endian into bytes
-by bitarray; the last byte is padded with zero bits.
+(four codes per byte, the first in the top two bits); the last byte is padded with zero bits.
 
 The packed bytes are coded as one zstd frame with its content size and content checksum.
 """
@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import zstandard
-from bitarray import bitarray
 
-ZSTD_LEVEL = 9  # chosen by measurement: docs/PERFORMANCE.md
+ZSTD_LEVEL = 1  # chosen by measurement: docs/PERFORMANCE.md (zstd level)
 
 
 class PayloadError(ValueError):
@@ -28,28 +27,55 @@ def shapes(height: int, width: int, channels) -> list[tuple[int, int, int]]:
     return [(c, height >> (s + 1), width >> (s + 1)) for s, c in enumerate(channels)]
 
 
+# A little-endian uint32 holding the codes c0..c3 in its bytes 0..3, times this constant (mod
+# 2^32), has c0<<6 | c1<<4 | c2<<2 | c3 in its top byte: the four partial products land on bits
+# 30, 28, 26, 24 and every other one either falls below bit 24 without carrying (they occupy
+# disjoint bit pairs) or above bit 31.
+_PACK_MUL = np.uint32((1 << 30) | (1 << 20) | (1 << 10) | 1)
+# byte -> its four codes as the bytes of a little-endian uint32 (first code in byte 0)
+_UNPACK_LUT = np.array([((b >> 6) & 3) | ((b >> 4) & 3) << 8 | ((b >> 2) & 3) << 16 | (b & 3) << 24
+                        for b in range(256)], dtype="<u4")
+
+
+def _pack4(flat: np.ndarray) -> np.ndarray:
+    """Pack a uint8 array of codes, length a multiple of 4, into bytes (vectorised)."""
+    words = np.multiply(flat.view("<u4"), _PACK_MUL, dtype=np.uint32).astype("<u4", copy=False)
+    return words.view(np.uint8)[3::4]
+
+
 def pack(codes: list[np.ndarray]) -> bytes:
-    """Pack per-stage code arrays (uint8 in 0..3, any shape) into bytes, 2 bits per code."""
-    flat = np.concatenate([np.asarray(c, dtype=np.uint8).reshape(-1) for c in codes])
-    if flat.size and flat.max() > 3:
-        raise ValueError("switch codes must be in 0..3")
-    bits = np.empty((flat.size, 2), dtype=np.uint8)
-    np.right_shift(flat, 1, out=bits[:, 0])
-    np.bitwise_and(flat, 1, out=bits[:, 1])
-    ba = bitarray(endian="big")
-    ba.pack(bits.tobytes())
-    return ba.tobytes()
+    """Pack per-stage code arrays (uint8 in 0..3, any shape) into bytes, 2 bits per code.
+
+    Same bytes as packing the concatenated codes with bitarray, big-endian; 4 codes per byte,
+    first code in the top two bits.
+    """
+    arrays = [np.ascontiguousarray(c, dtype=np.uint8).reshape(-1) for c in codes]
+    for a in arrays:
+        if a.size and a.max() > 3:
+            raise ValueError("switch codes must be in 0..3")
+    out, carry = [], np.empty(0, np.uint8)
+    for a in arrays:
+        if carry.size:  # a stage whose size is not a multiple of 4 (never in .msw files)
+            a = np.concatenate([carry, a])
+        n4 = a.size - a.size % 4
+        if n4:
+            out.append(_pack4(a[:n4]).tobytes())
+        carry = a[n4:]
+    if carry.size:
+        out.append(_pack4(np.concatenate([carry, np.zeros(4 - carry.size, np.uint8)])).tobytes())
+    return b"".join(out)
 
 
-def unpack(data: bytes, stage_shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
-    """Inverse of ``pack``: bytes -> per-stage uint8 arrays of the given shapes."""
+def unpack(data, stage_shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
+    """Inverse of ``pack``: bytes -> per-stage uint8 arrays of the given shapes.
+
+    Memory: one output byte per switch (4 per packed byte) and nothing larger.
+    """
     n = sum(int(np.prod(s)) for s in stage_shapes)
     if len(data) != -(-2 * n // 8):
         raise PayloadError(f"packed switches are {len(data)} bytes, expected {-(-2 * n // 8)}")
-    ba = bitarray(endian="big")
-    ba.frombytes(data)
-    bits = np.frombuffer(ba.unpack(), dtype=np.uint8)[: 2 * n].reshape(n, 2)
-    flat = (bits[:, 0] << 1) | bits[:, 1]
+    a = np.frombuffer(data, dtype=np.uint8)
+    flat = _UNPACK_LUT.take(a).view(np.uint8)  # 4 codes per byte, first code in the top bits
     out, o = [], 0
     for s in stage_shapes:
         k = int(np.prod(s))
@@ -64,25 +90,98 @@ def compress(packed: bytes, level: int = ZSTD_LEVEL) -> bytes:
     return c.compress(packed)
 
 
-def decompress(payload: bytes, expected_size: int) -> bytes:
-    """Decode a zstd payload, refusing to inflate to anything but ``expected_size`` bytes."""
+# A zstd block inflates to at most 128 KiB. The payload is fed to zstd a group of whole blocks
+# at a time, each group holding at most STEP bytes of output, so the output is counted against
+# the expected size as it comes and no single step can inflate past STEP + 128 KiB.
+BLOCK_MAX = 128 << 10
+STEP = 1 << 20
+
+
+def _block_groups(payload, frame_start: int) -> tuple[list[int], int]:
+    """Walk a zstd frame's blocks; return the offsets that split it into groups of at most
+    STEP bytes of output, and the offset where the frame's blocks end.
+
+    Raises:
+        PayloadError: a reserved block type, or blocks that run past the payload.
+    """
+    cuts, pos, budget, n = [], frame_start, 0, len(payload)
+    while True:
+        if pos + 3 > n:
+            raise PayloadError("payload is truncated inside the zstd frame")
+        h = payload[pos] | payload[pos + 1] << 8 | payload[pos + 2] << 16
+        last, btype, size = h & 1, (h >> 1) & 3, h >> 3
+        if btype == 3:
+            raise PayloadError("payload has a reserved zstd block type (corrupt)")
+        if size > BLOCK_MAX:
+            raise PayloadError("payload has a zstd block larger than 128 KiB (corrupt)")
+        end = pos + 3 + (1 if btype == 1 else size)
+        if end > n:
+            raise PayloadError("payload is truncated inside the zstd frame")
+        out = size if btype in (0, 1) else BLOCK_MAX
+        if budget + out > STEP and budget:
+            cuts.append(pos)
+            budget = 0
+        budget += out
+        pos = end
+        if last:
+            return cuts, pos
+
+
+def decompress(payload: bytes, expected_size: int, keep: bool = True):
+    """Decode a zstd payload, refusing to inflate to anything but ``expected_size`` bytes.
+
+    The payload must be exactly one zstd frame that declares ``expected_size`` as its content
+    size and carries a content checksum. Its block structure is checked first; then it is
+    inflated group of blocks by group (each at most about 1 MiB of output) and the output is
+    counted, so a frame that would inflate past ``expected_size`` is stopped there.
+
+    Args:
+        keep: return the decoded bytes (a bytearray of ``expected_size``); with False only
+            verify it (checksum, size, one frame) in bounded memory and return None.
+
+    Raises:
+        PayloadError: anything else.
+    """
     try:
         params = zstandard.get_frame_parameters(payload)
+        header = zstandard.frame_header_size(payload)
     except zstandard.ZstdError as e:
-        raise PayloadError(f"payload is not a zstd frame: {e}") from None
+        raise PayloadError(f"payload is not a zstd frame: {_first_line(e)}") from None
     if params.content_size != expected_size:
+        if params.content_size == zstandard.CONTENTSIZE_UNKNOWN:
+            raise PayloadError("payload does not declare its decoded size")
         raise PayloadError(f"payload declares {params.content_size} bytes of switches, header says {expected_size}")
     if not params.has_checksum:
         raise PayloadError("payload has no zstd content checksum")
-    # The frame's declared content size was checked above, and zstd refuses a frame whose
-    # content does not match it, so the output is bounded by expected_size.
+    if params.dict_id:
+        raise PayloadError("payload needs a zstd dictionary; maxswitch files never use one")
+    cuts, blocks_end = _block_groups(payload, header)
+    if blocks_end + 4 != len(payload):
+        if blocks_end + 4 > len(payload):
+            raise PayloadError("payload is truncated inside the zstd frame")
+        raise PayloadError("payload is not exactly one complete zstd frame")
+    out = bytearray(expected_size) if keep else None
+    view = memoryview(out) if keep else None
+    src = memoryview(payload)
     d = zstandard.ZstdDecompressor().decompressobj()
+    n = 0
     try:
-        out = d.decompress(payload)
+        for lo, hi in zip([0] + cuts, cuts + [len(src)]):
+            piece = d.decompress(src[lo:hi])
+            if n + len(piece) > expected_size:
+                raise PayloadError(f"payload decodes to more than the {expected_size} bytes its header says")
+            if keep:
+                view[n : n + len(piece)] = piece
+            n += len(piece)
     except zstandard.ZstdError as e:
-        raise PayloadError(f"payload does not decode: {e}") from None
+        raise PayloadError(f"payload does not decode: {_first_line(e)}") from None
     if not d.eof or d.unused_data:
         raise PayloadError("payload is not exactly one complete zstd frame")
-    if len(out) != expected_size:
-        raise PayloadError(f"payload decodes to {len(out)} bytes, header says {expected_size}")
+    if n != expected_size:
+        raise PayloadError(f"payload decodes to {n} bytes, header says {expected_size}")
     return out
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

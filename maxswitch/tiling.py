@@ -1,22 +1,46 @@
 """Tiled encoding and decoding: peak memory follows the tile, not the image.
 
 A tile is processed with a margin of context around it, then only its own part of the
-result is kept. Encoder: every switch depends on at most 8 input pixels beyond its stage-3
-window (three 3x3 convolutions at scales 1, 1/2, 1/4), so ``ENCODER_MARGIN`` = 16 makes
-tiled switches identical to untiled ones (tested byte for byte). Decoder: the margin covers
-the decoder's receptive field, so tiles join without seams.
+result is kept. Tile sizes and margins are multiples of 8, so every crop lands on stage-3
+window borders.
 
-Tile sizes and margins are multiples of 8 so every crop lands on stage-3 window borders.
+Encoder: the switches of a tile starting at row ``y0`` (a multiple of 8) depend on input
+rows ``y0 - 7`` onwards: a stage-3 switch of row ``i`` reads stage-3 conv rows ``2i, 2i+1``,
+hence pooled stage-2 rows ``2i-1 .. 2i+2``, stage-2 conv rows ``4i-2 .. 4i+5``, pooled stage-1
+rows ``4i-3 .. 4i+6``, stage-1 conv rows ``8i-6 .. 8i+13`` and input rows ``8i-7 .. 8i+14``
+(likewise for columns and the far side). Zero padding at a tile's edge only spoils values
+outside that cone, so ``ENCODER_MARGIN = 8`` makes tiled switches identical to untiled ones,
+bit for bit (the encoder is exact integer arithmetic; tests/test_tiling.py checks it with
+tiles as small as 8 pixels).
+
+Decoder: the direct decoder's output at row ``y0`` reads stage-1 switches from ``y0 - 4``,
+stage-2 from ``y0 - 12`` and stage-3 from ``y0 - 32`` (two 3x3 convolutions at 1/2, 1/4 and 1/8
+scale, joined by pixel shuffles); the mirror decoder reads less (16). With
+``DECODER_MARGIN = 32`` a tile computes the same function as the whole image, so tiles join
+without seams; only float rounding (a different blocking of the same sums) can differ.
+
+The decoder runs here in inference form: channels-last memory, one-hot switches written
+straight into the convolution's input buffer next to the upsampled features, pixel shuffles
+folded into a reordering of the 1x1 convolutions' outputs, and the final
+``clamp(x + 0.5) * 255`` folded into the last 1x1 convolution, so a tile goes from switches to
+uint8 RGB with no full-size float image.
 """
 
 from __future__ import annotations
 
-import torch
+import weakref
 
-ENCODER_MARGIN = 16
-DECODER_MARGIN = 64
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ENCODER_MARGIN = 8
+DECODER_MARGIN = 32
 AUTO_TILE_PIXELS = 2048 * 2048  # images larger than this are tiled by default
-DEFAULT_TILE = 1024
+DEFAULT_TILE = 1024  # decoder tile side: ~1.2 MP with margins, a few hundred MB of work space
+ENCODER_TILE = 2048  # encoder tile side when tiling: ~4 MP, under 300 MB of work space
+
+_CL = torch.channels_last
 
 
 def _spans(n: int, tile: int, margin: int):
@@ -26,9 +50,10 @@ def _spans(n: int, tile: int, margin: int):
         yield lo, hi, max(0, lo - margin), min(n, hi + margin)
 
 
-def _tile_size(H: int, W: int, tile: int | None) -> int | None:
+def _tile_size(H: int, W: int, tile: int | None, default: int) -> int | None:
+    """The tile side to use: None means one piece (no tiling)."""
     if tile is None:
-        return DEFAULT_TILE if H * W > AUTO_TILE_PIXELS else None
+        return default if H * W > AUTO_TILE_PIXELS else None
     if tile <= 0:
         return None
     if tile % 8:
@@ -36,43 +61,214 @@ def _tile_size(H: int, W: int, tile: int | None) -> int | None:
     return tile
 
 
-def encode_tiled(encoder, img: torch.Tensor, tile: int | None = None) -> list[torch.Tensor]:
-    """Switches of uint8 ``img`` (1, 3, H, W), computed tile by tile.
+def _padded(n: int) -> int:
+    return -(-n // 8) * 8
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+def _as_hwc(img) -> np.ndarray:
+    """uint8 (H, W, 3) array (a view where possible) of a numpy image or a (1, 3, H, W) tensor."""
+    if isinstance(img, torch.Tensor):
+        if img.ndim != 4 or img.shape[0] != 1 or img.shape[1] != 3:
+            raise ValueError(f"expected a (1, 3, H, W) tensor, got {tuple(img.shape)}")
+        if img.dtype != torch.uint8:
+            raise ValueError(f"encoder input must be uint8, got {img.dtype}")
+        return img[0].permute(1, 2, 0).numpy()
+    a = np.asarray(img)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) array, got {a.dtype} {a.shape}")
+    return a
+
+
+def _crop_padded(rgb: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """rgb[y0:y1, x0:x1] of the image padded by edge replication, as a new contiguous array."""
+    H, W = rgb.shape[:2]
+    sub = rgb[y0:min(y1, H), x0:min(x1, W)]
+    if y1 > H or x1 > W:
+        return np.pad(sub, ((0, max(0, y1 - H)), (0, max(0, x1 - W)), (0, 0)), mode="edge")
+    return np.ascontiguousarray(sub) if sub.flags.writeable else sub.copy()
+
+
+def encode_tiled(encoder, img, tile: int | None = None) -> list[torch.Tensor]:
+    """Switches of an image, computed tile by tile.
 
     Args:
+        encoder: a ``nets.Encoder``.
+        img: uint8 (H, W, 3) array of any size (padded here, tile by tile, by edge
+            replication to multiples of 8, as ``image.pad_to_multiple`` does), or a uint8
+            (1, 3, H, W) tensor.
         tile: tile side in pixels (multiple of 8); None picks one for large images,
             0 disables tiling.
 
     Returns:
-        Three uint8 tensors (1, C_s, H/2^s, W/2^s), identical to ``encoder(img)``.
+        Three uint8 tensors (1, C_s, H'/2^s, W'/2^s) of the padded size H' x W', identical
+        to ``encoder`` on the whole padded image.
     """
-    _, _, H, W = img.shape
-    t = _tile_size(H, W, tile)
+    rgb = _as_hwc(img)
+    H, W = _padded(rgb.shape[0]), _padded(rgb.shape[1])
+    t = _tile_size(H, W, tile, ENCODER_TILE)
     if t is None or (H <= t and W <= t):
-        return encoder(img)
+        x = torch.from_numpy(_crop_padded(rgb, 0, H, 0, W)).permute(2, 0, 1)[None]
+        return encoder(x)
     out = [torch.empty(1, c, H >> (s + 1), W >> (s + 1), dtype=torch.uint8) for s, c in enumerate(encoder.channels)]
     for y0, y1, cy0, cy1 in _spans(H, t, ENCODER_MARGIN):
         for x0, x1, cx0, cx1 in _spans(W, t, ENCODER_MARGIN):
-            codes = encoder(img[:, :, cy0:cy1, cx0:cx1])
+            x = torch.from_numpy(_crop_padded(rgb, cy0, cy1, cx0, cx1)).permute(2, 0, 1)[None]
+            codes = encoder(x)
             for s, c in enumerate(codes):
                 f = s + 1
                 out[s][:, :, y0 >> f : y1 >> f, x0 >> f : x1 >> f] = c[
                     :, :, (y0 - cy0) >> f : (y1 - cy0) >> f, (x0 - cx0) >> f : (x1 - cx0) >> f]
+            del codes, x
+    return out
+
+
+# ----------------------------------------------------------------------------- decoder
+
+
+class _DirectRunner:
+    """Inference form of ``nets.DirectDecoder``: switches -> RGB in 0..255, channels-last.
+
+    ``region`` decodes the pixel rectangle [y0, y1) x [x0, x1) (multiples of 8) with the least
+    context each level needs: level 1 (two 3x3 convolutions at 1/2 scale) reads 2 cells
+    around its output, level 2 computes 2 cells beyond what level 1 reads and reads 2 more,
+    level 3 likewise at 1/8 scale, i.e. 32 pixels of stage-3 context, 16 of stage-2 and 4 of
+    stage-1. Zero padding at a level's region edge spoils only the 2 cells that are cropped
+    away, so a region equals the same rectangle of a whole-image decode.
+    """
+
+    # cells beyond the output rectangle that each level (3, 2, 1) must produce
+    OUT_CELLS = (2, 2, 0)
+
+    def __init__(self, dec):
+        self.levels = []
+        seqs = (dec.l3, dec.l2, dec.l1)
+        for i, seq in enumerate(seqs):
+            a, b, c = seq[0], seq[2], seq[4]
+            n = c.out_channels // 4
+            # the pixel shuffle reads channel k * 4 + di * 2 + dj; put (di, dj, k) order instead
+            order = torch.arange(c.out_channels).view(n, 4).t().reshape(-1)
+            wc = c.weight.detach().flatten(1)[order].float()
+            bc = c.bias.detach()[order].float()
+            if i == len(seqs) - 1:  # the RGB output: fold (x + 0.5) * 255
+                wc, bc = wc * 255.0, (bc + 0.5) * 255.0
+            self.levels.append((
+                a.weight.detach().float().contiguous(memory_format=_CL), a.bias.detach().float(),
+                b.weight.detach().float().contiguous(memory_format=_CL), b.bias.detach().float(),
+                wc.t().contiguous(), bc, n))
+        self.levels4 = torch.arange(4, dtype=torch.uint8)
+
+    def region(self, codes: list[torch.Tensor], y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        """codes: 3 uint8 tensors (B, C_s, H/2^s, W/2^s) of the whole image.
+
+        Returns float (B, (y1-y0)/2, (x1-x0)/2, 2, 2, 3): the RGB values (0..255 before
+        clamping) of the rectangle, pixel (2i+di, 2j+dj) at [:, i, j, di, dj].
+        """
+        H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
+        x = prev = None
+        for lvl, ((wa, ba, wb, bb, wc, bc, n), cod) in enumerate(zip(self.levels, (codes[2], codes[1], codes[0]))):
+            f = 8 >> lvl
+            ko = self.OUT_CELLS[lvl]
+            nh, nw = H // f, W // f
+            oy0, oy1 = max(0, y0 // f - ko), min(nh, y1 // f + ko)
+            ox0, ox1 = max(0, x0 // f - ko), min(nw, x1 // f + ko)
+            iy0, iy1 = max(0, oy0 - 2), min(nh, oy1 + 2)
+            ix0, ix1 = max(0, ox0 - 2), min(nw, ox1 + 2)
+            B, C = cod.shape[:2]
+            ih, iw = iy1 - iy0, ix1 - ix0
+            cx = 0 if x is None else x.shape[-1] // 4
+            buf = torch.empty((B, ih, iw, cx + 4 * C))
+            if x is not None:  # pixel shuffle of the coarser level's output, cropped, into the buffer
+                py0, px0 = prev  # the coarser output's origin, in its own cells
+                ay, ax = (iy0 - 2 * py0) // 2, (ix0 - 2 * px0) // 2
+                src = x[:, ay : ay + ih // 2, ax : ax + iw // 2]
+                buf.view(B, ih // 2, 2, iw // 2, 2, cx + 4 * C)[..., :cx].copy_(
+                    src.view(B, ih // 2, iw // 2, 2, 2, cx).permute(0, 1, 3, 2, 4, 5))
+            oh = buf[..., cx:].view(B, ih, iw, C, 4)
+            torch.eq(cod[:, :, iy0:iy1, ix0:ix1].permute(0, 2, 3, 1).contiguous().unsqueeze(-1),
+                     self.levels4, out=oh)
+            y = F.conv2d(buf.permute(0, 3, 1, 2), wa, ba, padding=1).relu_()
+            y = F.conv2d(y, wb, bb, padding=1).relu_()
+            y = y.permute(0, 2, 3, 1)[:, oy0 - iy0 : oy1 - iy0, ox0 - ix0 : ox1 - ix0]
+            y = y.contiguous()
+            x = torch.addmm(bc, y.view(-1, y.shape[-1]), wc).view(B, oy1 - oy0, ox1 - ox0, 4 * n)
+            prev = (oy0, ox0)
+        B, h, w, _ = x.shape
+        return x.view(B, h, w, 2, 2, 3)
+
+
+_RUNNERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _runner(decoder):
+    from .nets import DirectDecoder
+
+    if type(decoder) is not DirectDecoder:
+        return None
+    key = tuple(p.data_ptr() for p in decoder.parameters())
+    hit = _RUNNERS.get(decoder)
+    if hit is None or hit[0] != key:
+        hit = (key, _DirectRunner(decoder))
+        _RUNNERS[decoder] = hit
+    return hit[1]
+
+
+def _to_uint8_block(x: torch.Tensor, th: int, tw: int) -> torch.Tensor:
+    """float (h, w, 2, 2, 3) in 0..255 -> uint8 (th, tw, 3), the top-left th x tw pixels."""
+    hh, ww = (th + 1) // 2, (tw + 1) // 2
+    rgb = x[:hh, :ww].permute(0, 2, 1, 3, 4).reshape(2 * hh, 2 * ww, 3)[:th, :tw]
+    return rgb.clamp_(0.0, 255.0).round_().to(torch.uint8)
+
+
+def _as_code_tensors(codes) -> list[torch.Tensor]:
+    out = []
+    for c in codes:
+        t = c if isinstance(c, torch.Tensor) else torch.from_numpy(np.asarray(c))
+        out.append(t if t.ndim == 4 else t[None])
     return out
 
 
 @torch.inference_mode()
-def decode_tiled(decoder, codes: list[torch.Tensor], tile: int | None = None) -> torch.Tensor:
-    """Decode switches (3 tensors (1, C_s, H/2^s, W/2^s)) to (1, 3, H, W) float, tile by tile."""
+def decode_tiled(decoder, codes, tile: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode switches to uint8 RGB, tile by tile.
+
+    Args:
+        decoder: a ``nets.DirectDecoder`` (run in its fast inference form) or any module
+            mapping 3 code tensors (1, C_s, H/2^s, W/2^s) to float RGB (1, 3, H, W) in 0..1.
+        codes: the 3 switch maps, numpy (C_s, H/2^s, W/2^s) or tensors (1, C_s, ...).
+        tile: tile side in pixels (multiple of 8); None picks one for large images,
+            0 disables tiling.
+        size: (height, width) to return, at most the padded size (default: padded size).
+
+    Returns:
+        uint8 (height, width, 3) array.
+    """
+    codes = _as_code_tensors(codes)
     H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
-    t = _tile_size(H, W, tile)
-    if t is None or (H <= t and W <= t):
-        return decoder(codes)
-    out = torch.empty(1, 3, H, W)
+    height, width = size or (H, W)
+    if not (0 < height <= H and 0 < width <= W):
+        raise ValueError(f"size {height}x{width} does not fit the padded size {H}x{W}")
+    runner = _runner(decoder)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    t = _tile_size(H, W, tile, DEFAULT_TILE)
+    if t is None:
+        t = max(H, W)
     for y0, y1, cy0, cy1 in _spans(H, t, DECODER_MARGIN):
+        if y0 >= height:
+            break
         for x0, x1, cx0, cx1 in _spans(W, t, DECODER_MARGIN):
-            sub = [c[:, :, cy0 >> (s + 1) : cy1 >> (s + 1), cx0 >> (s + 1) : cx1 >> (s + 1)]
-                   for s, c in enumerate(codes)]
-            x_hat = decoder(sub)
-            out[:, :, y0:y1, x0:x1] = x_hat[:, :, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
+            if x0 >= width:
+                break
+            th, tw = min(y1, height) - y0, min(x1, width) - x0
+            if runner is not None:
+                block = _to_uint8_block(runner.region(codes, y0, y1, x0, x1)[0], th, tw)
+            else:
+                sub = [c[:, :, cy0 >> (s + 1) : cy1 >> (s + 1), cx0 >> (s + 1) : cx1 >> (s + 1)]
+                       for s, c in enumerate(codes)]
+                x_hat = decoder(sub)[0, :, y0 - cy0 : y0 - cy0 + th, x0 - cx0 : x0 - cx0 + tw]
+                block = x_hat.clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0)
+            out[y0 : y0 + th, x0 : x0 + tw] = block.numpy()
+            del block
     return out

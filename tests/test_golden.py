@@ -1,0 +1,73 @@
+"""Golden files: examples/example.png encodes to exactly the bytes in tests/expected/.
+
+Two goldens, both depend only on an encoder (a .msw file holds switches, name and encoder
+digest; decoder weights never enter it):
+
+* ``example.tiny-4-6-8.msw``: the tiny model that conftest.py draws from a fixed seed;
+* ``example.natural-16-16-16.msw``: the shipped default model (its encoder is fixed for good;
+  retraining changes only its decoder).
+
+Encoding is checked in this process with 1 and 2 torch threads and in a fresh process with 2
+threads (the CLI writing to stdout). To regenerate after a deliberate format change:
+``MAXSWITCH_REGEN_GOLDEN=1 pytest tests/test_golden.py`` (and say why in the commit).
+"""
+
+import hashlib
+import os
+
+import pytest
+import torch
+
+import maxswitch
+from conftest import EXAMPLE, ROOT, run_cli
+from maxswitch import zoo
+
+EXPECTED = ROOT / "tests" / "expected"
+REGEN = bool(os.environ.get("MAXSWITCH_REGEN_GOLDEN"))
+
+
+def golden(name: str, data: bytes) -> bytes:
+    p = EXPECTED / name
+    if REGEN:
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(data)
+    assert p.is_file(), f"{p} is missing (regenerate with MAXSWITCH_REGEN_GOLDEN=1)"
+    return p.read_bytes()
+
+
+def encode_with_threads(model, threads: int) -> bytes:
+    before = torch.get_num_threads()
+    try:
+        return maxswitch.encode(EXAMPLE, model, threads=threads)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_tiny_model_golden_in_process_and_across_threads(tiny_zoo):
+    one = encode_with_threads(tiny_zoo, 1)
+    two = encode_with_threads(tiny_zoo, 2)
+    assert one == two
+    want = golden("example.tiny-4-6-8.msw", one)
+    assert one == want, (f"encoding changed: sha256 {hashlib.sha256(one).hexdigest()[:16]} != "
+                         f"{hashlib.sha256(want).hexdigest()[:16]}")
+    # and the golden file still reads: header and switch count as expected
+    inf = maxswitch.info(want)
+    assert (inf["width"], inf["height"], inf["model"]) == (384, 256, "tiny-4-6-8")
+
+
+def test_tiny_model_golden_in_a_fresh_process(tiny_model):
+    env = {"MAXSWITCH_MODELS": str(tiny_model[0].parent)}
+    r = run_cli("encode", "-m", "tiny-4-6-8", "-t", "2", "--quiet", EXAMPLE, "-", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (EXPECTED / "example.tiny-4-6-8.msw").read_bytes()
+
+
+def test_shipped_encoder_golden(monkeypatch):
+    monkeypatch.delenv("MAXSWITCH_MODELS", raising=False)
+    monkeypatch.setattr(zoo, "_LOADED", {})
+    try:
+        model = zoo.load_model(zoo.DEFAULT_MODEL)
+    except zoo.ModelError as e:  # e.g. a retrained asset not yet registered in the manifest
+        pytest.skip(f"shipped model does not load: {e}")
+    data = encode_with_threads(model, 2)
+    assert data == golden("example.natural-16-16-16.msw", data)
