@@ -400,7 +400,11 @@ def run(dataset: str | Path, model_keys, *, qualities=DEFAULT_QUALITIES, baselin
                 for fut in as_completed(futures):
                     done(fut.result())
             except BaseException:
-                ex.shutdown(wait=False, cancel_futures=True)  # workers finish their image, start no other
+                # Ctrl-C or a failure: stop now rather than after each worker's current image (the
+                # executor has no public way to end its processes; without it they finish that image)
+                for proc in list((getattr(ex, "_processes", None) or {}).values()):
+                    proc.terminate()
+                ex.shutdown(wait=False, cancel_futures=True)
                 raise
     ordered = [results[rel] for rel in images]  # fixed order, whatever finished first
     skipped = [(r.image, r.error) for r in ordered if r.error]
