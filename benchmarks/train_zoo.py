@@ -25,6 +25,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ from maxswitch.zoo import models_dir, register  # noqa: E402
 
 TABLE2 = [(8, 8, 8), (6, 12, 24), (16, 16, 16), (12, 24, 48), (32, 32, 32), (24, 48, 96), (64, 64, 64), (48, 96, 192)]
 PRETRAINED = TABLE2[:6]
+PRETRAIN_STEPS = 600
 FACE_SIZE = 128  # faces are resized from 250x250 to 128x128 (docs/TRAINING.md)
 WIDTHS = (64, 48, 32)
 FACE_RECIPE = dict(patch=64, batch=16, lr=2e-3, steps=1500)
@@ -86,17 +88,19 @@ def jobs(data: str, threads: int):
         name = f"faces-pretrained-{tag(ch)}"
 
         def run(ch=ch, name=name):
-            imgs = [torch.from_numpy(r).permute(2, 0, 1).contiguous()
+            imgs = [torch.from_numpy(np.array(r)).permute(2, 0, 1).contiguous()
                     for r in load_rgb(select_split(list_images(faces), "lfw-train"), FACE_SIZE)]
-            test = [torch.from_numpy(r).permute(2, 0, 1).contiguous()
+            test = [torch.from_numpy(np.array(r)).permute(2, 0, 1).contiguous()
                     for r in load_rgb(select_split(list_images(faces), "lfw-test"), FACE_SIZE)]
-            clf, _ = pretrain_classifier(ch, imgs, steps=400, log=lambda m: print(m, file=sys.stderr))
-            acc = rotation_accuracy(clf, test)
+            clf, _ = pretrain_classifier(ch, imgs, steps=PRETRAIN_STEPS, patch=FACE_SIZE,
+                                         log=lambda m: print(m, file=sys.stderr))
+            acc = rotation_accuracy(clf, test, patch=FACE_SIZE)
             enc = quantise(clf, torch.stack(imgs[:8]))
             train_and_register(data, name, ModelConfig(ch, "direct", WIDTHS, encoder_seed=-1), FACE_RECIPE,
                                "faces-pretrained", face_desc + "; encoder pretrained on rotation prediction",
                                enc, record_extra={"pretrain": {"task": "rotation prediction (4 classes)",
-                                                               "steps": 400, "test_accuracy": round(acc, 4)}},
+                                                               "steps": PRETRAIN_STEPS, "batch": 32,
+                                                               "test_accuracy": round(acc, 4)}},
                                **face_kw)
         yield "pretrained", name, run
     name = "faces-avgpool-16-16-16"

@@ -26,18 +26,23 @@ INPUT_SCALE = 64.0  # float input = (pixel - 128) / INPUT_SCALE
 
 
 class FloatEncoderClassifier(nn.Module):
-    """Float twin of the encoder with a classification head: (B, 3, H, W) in [-2, 2] -> (B, classes)."""
+    """Float twin of the encoder with a classification head: (B, 3, P, P) in [-2, 2] -> (B, classes).
 
-    def __init__(self, channels, classes: int = 4):
+    The head is linear over the whole stage-3 map (C3 x P/8 x P/8), not over its spatial mean: a
+    spatial mean of three small conv stages is nearly blind to a rotation (its features are local),
+    and the classifier would stay at chance.
+    """
+
+    def __init__(self, channels, classes: int = 4, patch: int = 64):
         super().__init__()
         cins = (3,) + tuple(channels)[:-1]
         self.convs = nn.ModuleList(nn.Conv2d(ci, co, 3, padding=1) for ci, co in zip(cins, channels))
-        self.head = nn.Linear(channels[-1], classes)
+        self.head = nn.Linear(channels[-1] * (patch // 8) ** 2, classes)
 
     def forward(self, x):
         for conv in self.convs:
-            x = F.max_pool2d(F.relu(conv(x)), 2)
-        return self.head(x.mean((2, 3)))
+            x = F.max_pool2d(F.relu(conv(x)), 2)  # (B, C_s, P/2^s, P/2^s)
+        return self.head(x.flatten(1))
 
 
 def rotation_batch(images: list[torch.Tensor], batch: int, patch: int, rng: random.Random):
@@ -55,11 +60,11 @@ def rotation_batch(images: list[torch.Tensor], batch: int, patch: int, rng: rand
 
 
 def pretrain_classifier(channels, images: list[torch.Tensor], steps: int = 400, batch: int = 32,
-                        patch: int = 64, lr: float = 3e-3, seed: int = 0, log=print):
+                        patch: int = 64, lr: float = 1e-3, seed: int = 0, log=print):
     """Train the float encoder on rotation prediction; return (model, final accuracy)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model = FloatEncoderClassifier(channels)
+    model = FloatEncoderClassifier(channels, patch=patch)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     acc = 0.0
     for step in range(steps):
