@@ -18,7 +18,6 @@ bits per pixel value = bpp / 3.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from maxswitch import codec, metrics  # noqa: E402
 from maxswitch.image import pad_to_multiple  # noqa: E402
 from maxswitch.train import list_images, load_rgb, select_split  # noqa: E402
-from maxswitch.zoo import load_model, manifest, models_dir  # noqa: E402
+from maxswitch.zoo import edit_manifest, load_model, manifest  # noqa: E402
 
 RESULTS = ROOT / "docs" / "RESULTS.md"
 FACE_SIZE = 128
@@ -247,12 +246,13 @@ def _replace_marked(text: str, name: str, body: str) -> str:
 
 
 def update_manifest(figures: dict) -> None:
-    path = models_dir() / "manifest.json"
-    man = json.loads(path.read_text())
-    for m in man["models"]:
-        if m["name"] in figures:
-            m["figures"] = figures[m["name"]]
-    path.write_text(json.dumps(man, indent=1) + "\n")
+    def put(man: dict) -> dict:
+        for m in man["models"]:
+            if m["name"] in figures:
+                m["figures"] = figures[m["name"]]
+        return man
+
+    edit_manifest(put)
 
 
 def main():

@@ -230,8 +230,6 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
     The entry is computed from the asset itself (name, version, SHA-256, channels, record);
     ``figures`` holds measured rate and quality with the command that measured them.
     """
-    from .atomic import write_atomic
-
     asset = Path(asset)
     raw = asset.read_bytes()
     meta = read_metadata(raw)
@@ -257,18 +255,31 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
                                              "val_psnr", "recipe", "torch") if k in rec},
         "figures": figures or {},
     }
-    path = models_dir() / "manifest.json"
-    import fcntl
-
-    with open(str(path) + ".lock", "w") as lock:  # several training processes may register at once
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        man = json.loads(path.read_text()) if path.is_file() else {"schema": ASSET_SCHEMA, "models": []}
+    def add(man: dict) -> dict:
         models = [m for m in man.get("models", []) if m["name"] != entry["name"]] + [entry]
         models.sort(key=lambda m: (m["family"], m["switches_per_pixel"], m["name"]))
-        man = {"schema": ASSET_SCHEMA, "models": models}
-        write_atomic(str(path), (json.dumps(man, indent=1) + "\n").encode(), overwrite=True)
-    _LOADED.clear()
+        return {"schema": ASSET_SCHEMA, "models": models}
+
+    edit_manifest(add)
     return entry
+
+
+def edit_manifest(change) -> None:
+    """Apply ``change(manifest) -> manifest`` to models/manifest.json under a file lock.
+
+    Several training and measuring processes may write the manifest at once; the lock keeps
+    each read-modify-write whole, and the write itself is atomic.
+    """
+    import fcntl
+
+    from .atomic import write_atomic
+
+    path = models_dir() / "manifest.json"
+    with open(str(path) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        man = json.loads(path.read_text()) if path.is_file() else {"schema": ASSET_SCHEMA, "models": []}
+        write_atomic(str(path), (json.dumps(change(man), indent=1) + "\n").encode(), overwrite=True)
+    _LOADED.clear()
 
 
 def model_for_quality(q: int) -> str:
