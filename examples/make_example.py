@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
-def draw(width: int = 384, height: int = 256, seed: int = 7) -> Image.Image:
+def draw(width: int = 384, height: int = 256, seed: int = 7, sensor_noise: float = 2.0) -> Image.Image:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     sky = np.stack([90 + 100 * y / height, 140 + 80 * y / height, 235 - 40 * y / height], -1)
@@ -35,7 +35,7 @@ def draw(width: int = 384, height: int = 256, seed: int = 7) -> Image.Image:
     for i in range(6):
         d.line([(150 + 12 * i, 230), (150 + 12 * i, 170)], fill=(240, 240, 240), width=2)
     d.text((10, 8), "maxswitch", fill=(255, 255, 255))
-    a = np.asarray(im).astype(np.float32) + rng.normal(0, 2.0, (height, width, 3))
+    a = np.asarray(im).astype(np.float32) + rng.normal(0, sensor_noise, (height, width, 3))
     return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "RGB")
 
 
