@@ -32,8 +32,6 @@ import io
 import json
 import os
 import platform
-import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,17 +58,21 @@ def load_avg() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def best(f, repeat: int, min_time: float = 0.0):
-    """Best wall time of ``repeat`` calls (after one warm-up call); returns (seconds, last result)."""
-    r = f()
-    ts = []
+def tsum(ts: list[dict]) -> dict:
+    """Mean of timings {"wall": s, "cpu": s} over images."""
+    return {k: sum(t[k] for t in ts) / len(ts) for k in ("wall", "cpu")}
+
+
+def best(f, repeat: int, warmup: bool = True):
+    """Best wall time and best process CPU time of ``repeat`` calls (after a warm-up call)."""
+    r = f() if warmup else None
+    ws, cs = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         r = f()
-        ts.append(time.perf_counter() - t0)
-        if min_time and sum(ts) > min_time and len(ts) >= 2:
-            break
-    return min(ts), r
+        ws.append(time.perf_counter() - t0)
+        cs.append(time.process_time() - c0)
+    return {"wall": min(ws), "cpu": min(cs)}, r
 
 
 # ----------------------------------------------------------------------------- images
@@ -107,24 +109,23 @@ def big_image(w: int, h: int, seed: int = 0) -> np.ndarray:
 
 
 def time_maxswitch(model, imgs, repeat: int) -> dict:
-    """Library encode/decode and their stages on a list of same-size images; seconds per image."""
-    res = {k: 0.0 for k in ("encode", "decode", "encoder_net", "pack_zstd", "unzstd_unpack", "decoder_net")}
+    """Library encode/decode and their stages on same-size images; timings per image."""
+    res = {k: [] for k in ("encode", "decode", "encoder_net", "pack_zstd", "unzstd_unpack", "decoder_net")}
     size = 0
     for rgb in imgs:
         data = codec.encode(rgb, model)
         size += len(data)
-        res["encode"] += best(lambda: codec.encode(rgb, model), repeat)[0]
-        res["decode"] += best(lambda: codec.decode_array(data, model), repeat)[0]
+        res["encode"].append(best(lambda: codec.encode(rgb, model), repeat)[0])
+        res["decode"].append(best(lambda: codec.decode_array(data, model), repeat)[0])
         t, codes = best(lambda: codec.compute_switches(model, rgb), repeat)
-        res["encoder_net"] += t
-        res["pack_zstd"] += best(lambda: sw.compress(sw.pack(codes)), repeat)[0]
-        p = codec.parse(data, None)
-        h = p.header
-        _, payload = fmt.read(data, None)
-        res["unzstd_unpack"] += best(lambda: sw.unpack(sw.decompress(payload, h.raw_size),
-                                                       sw.shapes(*h.padded, h.channels)), repeat)[0]
-        res["decoder_net"] += best(lambda: codec.reconstruct(model, p.codes, None, (h.height, h.width)), repeat)[0]
-    out = {k: v / len(imgs) for k, v in res.items()}
+        res["encoder_net"].append(t)
+        res["pack_zstd"].append(best(lambda: sw.compress(sw.pack(codes)), repeat)[0])
+        h, payload = fmt.read(data, None)
+        res["unzstd_unpack"].append(best(lambda: sw.unpack(sw.decompress(payload, h.raw_size),
+                                                           sw.shapes(*h.padded, h.channels)), repeat)[0])
+        codes = sw.unpack(sw.decompress(payload, h.raw_size), sw.shapes(*h.padded, h.channels))
+        res["decoder_net"].append(best(lambda: codec.reconstruct(model, codes, None, (h.height, h.width)), repeat)[0])
+    out = {k: tsum(v) for k, v in res.items()}
     out["bytes"] = size / len(imgs)
     return out
 
@@ -135,7 +136,7 @@ def time_maxswitch(model, imgs, repeat: int) -> dict:
 def time_pillow(imgs, repeat: int) -> dict:
     out = {}
     for name, kw in (("jpeg", dict(format="JPEG", quality=75)), ("webp", dict(format="WEBP", quality=75, method=4))):
-        enc = dec = size = 0.0
+        enc, dec, size = [], [], 0
         for rgb in imgs:
             im = Image.fromarray(rgb)
 
@@ -145,10 +146,10 @@ def time_pillow(imgs, repeat: int) -> dict:
                 return b.getvalue()
 
             t, data = best(e, repeat)
-            enc += t
+            enc.append(t)
             size += len(data)
-            dec += best(lambda: np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), repeat)[0]
-        out[name] = {"encode": enc / len(imgs), "decode": dec / len(imgs), "bytes": size / len(imgs)}
+            dec.append(best(lambda: np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), repeat)[0])
+        out[name] = {"encode": tsum(enc), "decode": tsum(dec), "bytes": size / len(imgs)}
     return out
 
 
@@ -176,10 +177,12 @@ net = bmshj2018_factorized(quality=args["quality"], pretrained=False).eval()
 net.update(force=True)
 res = {"compressai": compressai.__version__, "torch": torch.__version__}
 def best(f, n):
-    f(); ts = []
+    if n > 1: f()  # warm-up, except for the large image (minutes per call)
+    ts = []; cs = []
     for _ in range(n):
-        t = time.perf_counter(); r = f(); ts.append(time.perf_counter() - t)
-    return min(ts), r
+        c = time.process_time(); t = time.perf_counter(); r = f()
+        ts.append(time.perf_counter() - t); cs.append(time.process_time() - c)
+    return {"wall": min(ts), "cpu": min(cs)}, r
 macs = []
 def hook(m, i, o):
     if isinstance(m, torch.nn.ConvTranspose2d):
@@ -280,7 +283,8 @@ def conv_throughput(shapes, threads: int, repeat: int) -> list[dict]:
             b = torch.randn(cout)
             t, _ = best(lambda: F.conv2d(x, wt, b, padding=k // 2), repeat)
             macs = h * w * cin * cout * k * k
-            out.append({"shape": [cin, cout, k, h, w], "gmacs": macs / t / 1e9})
+            out.append({"shape": [cin, cout, k, h, w], "gmacs": macs / t["wall"] / 1e9,
+                        "gmacs_cpu": macs / (t["cpu"] / threads) / 1e9})
     return out
 
 
@@ -302,11 +306,42 @@ def floors(model, threads: int, repeat: int) -> dict:
         macs = sum(h * w * a * b * k * k for (a, b, k, h, w) in shapes)
         return {"macs_per_px": macs / (H * W), "gmacs": macs / secs / 1e9, "mp_per_s": H * W / secs / 1e6}
 
-    rates = [d["gmacs"] for d in tp]
-    return {"encoder": floor(enc, rates[:3]), "decoder": floor(dec, rates[3:12]), "peak_gmacs": rates[12],
-            "per_layer": tp,
-            "encoder_macs_per_px": nets.encoder_macs_per_pixel(cfg.channels),
-            "decoder_macs_per_px": nets.decoder_macs_per_pixel(cfg)}
+    res = {"per_layer": tp, "encoder_macs_per_px": nets.encoder_macs_per_pixel(cfg.channels),
+           "decoder_macs_per_px": nets.decoder_macs_per_pixel(cfg)}
+    for key in ("gmacs", "gmacs_cpu"):
+        rates = [d[key] for d in tp]
+        res[key] = {"encoder": floor(enc, rates[:3]), "decoder": floor(dec, rates[3:12]), "peak_gmacs": rates[12]}
+    return res
+
+
+# ----------------------------------------------------------------------------- zstd level
+
+
+def zstd_levels(model, levels=(-5, -1, 1, 2, 3, 4, 6, 9, 12, 19)) -> dict:
+    """Size and single-thread speed of each zstd level on the packed switches of all Kodak images."""
+    import zstandard
+
+    imgs = kodak_images(24)
+    packs = [sw.pack(codec.compute_switches(model, rgb)) for rgb in imgs]
+    raw = sum(len(x) for x in packs)
+    mp = sum(rgb.shape[0] * rgb.shape[1] for rgb in imgs) / 1e6
+    out = {"images": len(imgs), "raw_bytes": raw, "levels": {}}
+    for lvl in levels:
+        c = zstandard.ZstdCompressor(level=lvl, write_checksum=True, write_content_size=True)
+        comp = [c.compress(x) for x in packs]
+        tc = min(_cpu(lambda: [c.compress(x) for x in packs]) for _ in range(3))
+        d = zstandard.ZstdDecompressor()
+        td = min(_cpu(lambda: [d.decompress(z) for z in comp]) for _ in range(3))
+        size = sum(len(z) for z in comp)
+        out["levels"][lvl] = {"bytes": size, "bits_per_switch": 8 * size / (4 * raw),
+                              "compress_ms_per_mp": 1e3 * tc / mp, "decompress_ms_per_mp": 1e3 * td / mp}
+    return out
+
+
+def _cpu(f) -> float:
+    c = time.process_time()
+    f()
+    return time.process_time() - c
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -330,7 +365,8 @@ def time_cli(rgb: np.ndarray, threads: int, repeat: int, tmp: Path) -> dict:
     t_read, _ = best(lambda: np.asarray(Image.open(png).convert("RGB")), repeat)
     im = Image.fromarray(rgb)
     t_write, _ = best(lambda: im.save(io.BytesIO(), "PNG"), repeat)
-    return {"encode": t_enc, "decode": t_dec, "startup": t_imp, "png_read": t_read, "png_write": t_write}
+    return {"encode": t_enc["wall"], "decode": t_dec["wall"], "startup": t_imp["wall"], "png_read": t_read["wall"],
+            "png_write": t_write["wall"]}
 
 
 def memory_50mp(tmp: Path) -> dict:
@@ -340,7 +376,7 @@ def memory_50mp(tmp: Path) -> dict:
     Image.fromarray(big).save(tmp / "big.png", compress_level=1)
     del big
     res = {"size": [w, h]}
-    timev = shutil.which("time") if os.path.exists("/usr/bin/time") else None
+    timev = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
     cmds = {"encode": ["encode", "-f", "--quiet", "big.png", "big.msw"],
             "decode": ["decode", "-f", "--quiet", "big.msw", "back.png"]}
     probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); r = subprocess.run(sys.argv[1:]); "
@@ -366,75 +402,122 @@ def memory_50mp(tmp: Path) -> dict:
 # ----------------------------------------------------------------------------- report
 
 
-def mps(pixels: int, seconds: float) -> float:
-    return pixels / seconds / 1e6
+def rates(P: int, t: dict, threads: int) -> tuple[float, float]:
+    """(MP/s by the wall clock, MP/s by CPU time: pixels / (CPU seconds / threads))."""
+    return P / t["wall"] / 1e6, P / (t["cpu"] / threads) / 1e6
+
+
+def fmt_rate(P, t, threads, digits=1) -> str:
+    w, c = rates(P, t, threads)
+    return f"{w:.{digits}f} ({c:.{digits}f})"
 
 
 def report(R: dict) -> str:
     L = []
-    L.append(f"Machine: {R['machine']}; torch {R['torch']}; {R['cpus']} CPUs. Load average (1 min) at start "
-             f"{R['load_start']}, at end {R['load_end']}.\n")
+    L.append(f"Machine: {R['machine']}, {R['cpus']} CPUs; torch {R['torch']}. Load average (1 min) at start "
+             f"{R['load_start']}, at end {R['load_end']}; scheduling group of this run: {R.get('autogroup')}.\n")
+    L.append("Each cell: megapixels per second by the wall clock, and in brackets by CPU time (pixels / (process "
+             "CPU seconds / threads)), the figure the machine would give without the other processes' load. "
+             "Best of the repeats.\n")
     for name, px in R["sets"].items():
-        L.append(f"### {name} ({px['size'][0]}x{px['size'][1]}, {px['count']} image(s)), megapixels per second\n")
+        W, H = px["size"]
+        P = W * H
+        L.append(f"### {name}: {W}x{H}, {px['count']} image(s)\n")
         L.append("| codec | threads | encode MP/s | decode MP/s | bytes/image | bpp | load |")
         L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        P = px["size"][0] * px["size"][1]
         for th, r in px["threads"].items():
+            n = int(th)
             m = r["maxswitch"]
-            L.append(f"| maxswitch {R['model']} (library) | {th} | {mps(P, m['encode']):.1f} | {mps(P, m['decode']):.2f} | "
+            L.append(f"| maxswitch {R['model']} | {th} | {fmt_rate(P, m['encode'], n)} | {fmt_rate(P, m['decode'], n, 2)} | "
                      f"{m['bytes']:.0f} | {8 * m['bytes'] / P:.3f} | {r['load']} |")
             for k in ("jpeg", "webp"):
                 q = r["pillow"][k]
-                L.append(f"| Pillow {k.upper()} q75 | {th} | {mps(P, q['encode']):.1f} | {mps(P, q['decode']):.1f} | "
+                L.append(f"| Pillow {k.upper()} q75 | {th} | {fmt_rate(P, q['encode'], 1)} | {fmt_rate(P, q['decode'], 1)} | "
                          f"{q['bytes']:.0f} | {8 * q['bytes'] / P:.3f} | |")
-            c = r.get("compressai", {}).get(f"{px['size'][0]}x{px['size'][1]}")
+            c = r.get("compressai", {}).get(f"{W}x{H}")
             if c:
                 if "compress" in c:
-                    L.append(f"| bmshj2018-factorized q3 (compress/decompress) | {th} | {mps(P, c['compress']):.2f} | "
-                             f"{mps(P, c['decompress']):.2f} | {c['bytes']:.0f} | (random weights) | |")
-                L.append(f"| bmshj2018-factorized q3 (g_a / g_s networks only) | {th} | {mps(P, c['g_a']):.2f} | "
-                         f"{mps(P, c['g_s']):.2f} | | | |")
+                    L.append(f"| bmshj2018-factorized q3, compress / decompress | {th} | {fmt_rate(P, c['compress'], n, 2)} | "
+                             f"{fmt_rate(P, c['decompress'], n, 2)} | {c['bytes']:.0f} | (random weights) | |")
+                L.append(f"| bmshj2018-factorized q3, g_a / g_s networks only | {th} | {fmt_rate(P, c['g_a'], n, 2)} | "
+                         f"{fmt_rate(P, c['g_s'], n, 2)} | | | |")
         L.append("")
-        L.append("maxswitch stages (MP/s): ")
+        L.append(f"maxswitch's stages and the decode ratio to bmshj2018-factorized ({name}, MP/s):\n")
         L.append("| threads | encoder net | pack + zstd | whole encode | unzstd + unpack | decoder net | whole decode |"
-                 " decode / bmshj2018 decompress | decode / bmshj2018 g_s |")
+                 " bmshj2018 decompress time / ours | bmshj2018 g_s time / ours |")
         L.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for th, r in px["threads"].items():
+            n = int(th)
             m = r["maxswitch"]
-            c = r.get("compressai", {}).get(f"{px['size'][0]}x{px['size'][1]}", {})
-            ratio = f"{c['decompress'] / m['decode']:.2f}x" if "decompress" in c else "-"
-            ratio_gs = f"{c['g_s'] / m['decode']:.2f}x" if "g_s" in c else "-"
-            L.append(f"| {th} | {mps(P, m['encoder_net']):.1f} | {mps(P, m['pack_zstd']):.0f} | {mps(P, m['encode']):.1f} | "
-                     f"{mps(P, m['unzstd_unpack']):.0f} | {mps(P, m['decoder_net']):.2f} | {mps(P, m['decode']):.2f} | "
-                     f"{ratio} | {ratio_gs} |")
+            c = r.get("compressai", {}).get(f"{W}x{H}", {})
+
+            def ratio(key):
+                if key not in c:
+                    return "-"
+                return f"{c[key]['wall'] / m['decode']['wall']:.2f}x ({c[key]['cpu'] / m['decode']['cpu']:.2f}x)"
+
+            L.append(f"| {th} | {fmt_rate(P, m['encoder_net'], n)} | {fmt_rate(P, m['pack_zstd'], 1, 0)} | "
+                     f"{fmt_rate(P, m['encode'], n)} | {fmt_rate(P, m['unzstd_unpack'], 1, 0)} | "
+                     f"{fmt_rate(P, m['decoder_net'], n, 2)} | {fmt_rate(P, m['decode'], n, 2)} | "
+                     f"{ratio('decompress')} | {ratio('g_s')} |")
         L.append("")
     if "cli" in R:
-        L.append("### The command line on one Kodak-sized PNG (seconds, wall)\n")
-        L.append("| threads | `maxswitch encode` | `maxswitch decode` | of which start-up (import torch + maxswitch) |"
+        L.append("### The command line on one Kodak-sized PNG (seconds, wall clock)\n")
+        L.append("| threads | `maxswitch encode` | `maxswitch decode` | start-up alone (import torch + maxswitch) |"
                  " PNG read | PNG write |")
         L.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
         for th, c in R["cli"].items():
             L.append(f"| {th} | {c['encode']:.3f} | {c['decode']:.3f} | {c['startup']:.3f} | {c['png_read']:.4f} | "
                      f"{c['png_write']:.4f} |")
         L.append("")
-    L.append("### Floors: multiply-adds per pixel and the machine's throughput on the same convolutions\n")
-    L.append("| threads | network | MAC/pixel | conv throughput GMAC/s | floor MP/s | measured net MP/s | share of floor |")
+    if not R["floors"]:
+        L.append("")
+    else:
+        L.extend(floor_lines(R))
+    return finish(R, L)
+
+
+def floor_lines(R: dict) -> list[str]:
+    L = []
+    L.append("### Floors: multiply-adds per pixel and this machine's throughput on the same convolutions\n")
+    L.append("Floor = the network's MACs per pixel at the throughput measured on each of its own convolutions "
+             "(fp32, channels-last, oneDNN), by wall clock (and by CPU time); share = measured network speed / floor.\n")
+    L.append("| threads | network | MAC/pixel | conv GMAC/s | floor MP/s | measured MP/s | share of floor |")
     L.append("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     kod = next(iter(R["sets"].values()))
     P = kod["size"][0] * kod["size"][1]
     for th, f in R["floors"].items():
+        n = int(th)
         m = kod["threads"][th]["maxswitch"]
-        for net, meas in (("encoder", mps(P, m["encoder_net"])), ("decoder", mps(P, m["decoder_net"]))):
-            fl = f[net]
-            L.append(f"| {th} | {net} | {fl['macs_per_px']:.0f} | {fl['gmacs']:.1f} | {fl['mp_per_s']:.1f} | "
-                     f"{meas:.2f} | {meas / fl['mp_per_s']:.0%} |")
-        L.append(f"| {th} | (wide 64->64 3x3 conv, reference) | | {f['peak_gmacs']:.1f} | | | |")
+        for net, key in (("encoder", "encoder_net"), ("decoder", "decoder_net")):
+            fw, fc = f["gmacs"][net], f["gmacs_cpu"][net]
+            mw, mc = rates(P, m[key], n)
+            L.append(f"| {th} | {net} | {fw['macs_per_px']:.0f} | {fw['gmacs']:.1f} ({fc['gmacs']:.1f}) | "
+                     f"{fw['mp_per_s']:.1f} ({fc['mp_per_s']:.1f}) | {mw:.2f} ({mc:.2f}) | "
+                     f"{mw / fw['mp_per_s']:.0%} ({mc / fc['mp_per_s']:.0%}) |")
+        L.append(f"| {th} | wide 64->64 3x3 conv (reference) | | {f['gmacs']['peak_gmacs']:.1f} "
+                 f"({f['gmacs_cpu']['peak_gmacs']:.1f}) | | | |")
     L.append("")
+    return L
+
+
+def finish(R: dict, L: list[str]) -> str:
+    if "zstd" in R:
+        Z = R["zstd"]
+        L.append(f"### zstd level on the packed switches of {Z['images']} Kodak images "
+                 f"({Z['raw_bytes']} bytes packed, one thread, CPU time)\n")
+        L.append("| level | bytes | vs level 9 | bits/switch | compress ms/MP | decompress ms/MP |")
+        L.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        ref = Z["levels"].get(9, Z["levels"].get("9"))
+        for lvl, z in Z["levels"].items():
+            L.append(f"| {lvl} | {z['bytes']} | {100 * (z['bytes'] / ref['bytes'] - 1):+.2f}% | "
+                     f"{z['bits_per_switch']:.4f} | {z['compress_ms_per_mp']:.2f} | {z['decompress_ms_per_mp']:.2f} |")
+        L.append("")
     if "memory" in R:
         M = R["memory"]
-        L.append(f"### Peak memory, {M['size'][0]}x{M['size'][1]} ({M['size'][0] * M['size'][1] / 1e6:.0f} MP) "
+        L.append(f"### Peak memory: {M['size'][0]}x{M['size'][1]} ({M['size'][0] * M['size'][1] / 1e6:.0f} MP) "
                  "through the CLI\n")
-        L.append("| command | peak RSS (getrusage) | peak RSS (/usr/bin/time -v) | seconds |")
+        L.append("| command | peak RSS, getrusage(RUSAGE_CHILDREN) | peak RSS, /usr/bin/time -v | wall seconds |")
         L.append("| --- | ---: | ---: | ---: |")
         for k in ("encode", "decode"):
             e = M[k]
@@ -455,6 +538,8 @@ def main():
     ap.add_argument("--compressai-python", default=str(CAI_PY))
     ap.add_argument("--no-cli", action="store_true")
     ap.add_argument("--memory", action="store_true", help="also the 50 MP CLI round trip's peak memory")
+    ap.add_argument("--zstd", action="store_true", help="also the zstd level sweep on the Kodak switches")
+    ap.add_argument("--only", choices=["memory", "zstd"], help="run only this part")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
     a = ap.parse_args()
@@ -465,7 +550,11 @@ def main():
     if a.big:
         w, h = map(int, a.big.split("x"))
         sets[f"{w * h / 1e6:.0f} MP"] = [big_image(w, h)]
-    R = {"command": " ".join([Path(sys.executable).name] + sys.argv), "model": model.name,
+    try:
+        autogroup = Path("/proc/self/autogroup").read_text().strip()
+    except OSError:
+        autogroup = "n/a"
+    R = {"command": " ".join([Path(sys.executable).name] + sys.argv), "model": model.name, "autogroup": autogroup,
          "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
          "cpus": os.cpu_count(), "load_start": load_avg(), "sets": {}, "floors": {}}
     try:
@@ -474,6 +563,8 @@ def main():
     except (OSError, StopIteration):
         pass
     cai = Path(a.compressai_python) if a.compressai_python else None
+    if a.only:
+        sets = {}
     for name, imgs in sets.items():
         h, w = imgs[0].shape[:2]
         S = {"size": [w, h], "count": len(imgs), "threads": {}}
@@ -487,12 +578,16 @@ def main():
             r["compressai"] = time_compressai(cai, [[w, h]], th, a.repeat)
             S["threads"][str(th)] = r
         R["sets"][name] = S
-    for th in threads:
-        R["floors"][str(th)] = floors(model, th, a.repeat)
-    if not a.no_cli:
+    if not a.only:
+        for th in threads:
+            R["floors"][str(th)] = floors(model, th, a.repeat)
+    if not a.no_cli and not a.only:
         with tempfile.TemporaryDirectory() as tmp:
             R["cli"] = {str(th): time_cli(sets["Kodak-sized"][0], th, a.repeat, Path(tmp)) for th in threads}
-    if a.memory:
+    if a.zstd or a.only == "zstd":
+        torch.set_num_threads(max(threads))
+        R["zstd"] = zstd_levels(model)
+    if a.memory or a.only == "memory":
         with tempfile.TemporaryDirectory() as tmp:
             R["memory"] = memory_50mp(Path(tmp))
     R["load_end"] = load_avg()

@@ -128,7 +128,7 @@ def _check_tile(ctx, param, value):
 
 
 _common_tile = click.option("--tile", type=click.IntRange(0, 1 << 16), default=None, callback=_check_tile,
-                            help="Tile side in pixels (multiple of 8; 0 = never tile; default: tile images over 4 MP).")
+                            help="Tile side in pixels (multiple of 8; 0 = never tile; default: 512 for images over 0.59 MP).")
 _common_max_pixels = click.option("--max-pixels", type=click.IntRange(1), default=None,
                                   help="Refuse images with more pixels (default 256,000,000).")
 
@@ -235,15 +235,14 @@ def models(as_json):
     if not rows:
         click.echo("no shipped models found", err=True)
         return
-    click.echo(f"{'name':24} {'ver':>3} {'channels':>11} {'data':16} {'bpp':>6} {'PSNR':>6}  measured on")
+    click.echo(f"{'name':26} {'ver':>3} {'channels':>10} {'family':16} {'raw bpp':>7} {'bpp':>6} {'PSNR':>6} {'RMSE':>7}  measured on")
     for m in rows:
-        figs = m.get("figures", {})
-        tag = " (default)" if m["name"] == DEFAULT_MODEL else ""
-        bpp = figs.get("bpp")
-        ps = figs.get("psnr")
-        click.echo(f"{m['name']:24} {m['version']:>3} {','.join(map(str, m['channels'])):>11} "
-                   f"{m.get('data', ''):16} {bpp if bpp is not None else '-':>6} "
-                   f"{ps if ps is not None else '-':>6}  {figs.get('dataset', '-')}{tag}")
+        f = m.get("figures", {})
+        cell = lambda k, fmt: format(f[k], fmt) if f.get(k) is not None else "-"  # noqa: E731
+        tag = "  (default)" if m["name"] == DEFAULT_MODEL else ""
+        click.echo(f"{m['name']:26} {m['version']:>3} {','.join(map(str, m['channels'])):>10} {m['family']:16} "
+                   f"{2 * m['switches_per_pixel']:7.2f} {cell('bpp', '.3f'):>6} {cell('psnr', '.2f'):>6} "
+                   f"{cell('rmse', '.4f'):>7}  {f.get('dataset', 'not measured')}{tag}")
 
 
 def _default_jobs() -> int:

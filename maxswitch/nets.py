@@ -16,6 +16,7 @@ falls back to float64 for channel counts where float32 would not be exact.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -203,13 +204,15 @@ class Encoder(nn.Module):
             if 4 * bound + 4 >= 2**24 or self.pool != "max":
                 params = None
                 break
+            # codes read from the float's bits when |m| <= 2^22 (see forward), else by floor
+            bits = 4 * bound + 4 <= 2**22
             C = w.shape[0]
             wf = (-4.0 * w).to(torch.float32).contiguous(memory_format=torch.channels_last)
             bf = (-4.0 * b).to(torch.float32)
             # pattern over a (2, 1, 2*C) view of each window row pair: pos = row * 2 + column
             pat = torch.tensor([[0.0] * C + [1.0] * C, [2.0] * C + [3.0] * C]).view(1, 1, 2, 1, 2 * C)
             k = 2.0 ** -(int(self.shifts[s]) + 2)
-            params.append((wf, bf, pat, k))
+            params.append((wf, bf, pat, k, bits))
         self._cache["fast_key"] = key
         self._cache["fast"] = params
         return params
@@ -239,7 +242,8 @@ class Encoder(nn.Module):
         x = torch.empty((B, 3, H, W), dtype=torch.float32, memory_format=torch.channels_last)
         torch.sub(img, 128.0, out=x)
         codes = []
-        for wf, bf, pat, k in fast:
+        low = 0 if sys.byteorder == "little" else 3  # the float32's least significant byte
+        for wf, bf, pat, k, bits in fast:
             u = F.conv2d(x, wf, bf, padding=1)  # (B, C, h, w) channels-last: -4 * (conv + b)
             B, C, h, w = u.shape
             u = u.permute(0, 2, 3, 1)  # (B, h, w, C), contiguous
@@ -250,8 +254,14 @@ class Encoder(nn.Module):
             torch.minimum(m, torch.minimum(v[:, :, 1, :, :C], v[:, :, 1, :, C:]), out=m)
             # (B, h/2, w/2, C): m = -4 * max + first position of the max
             mc = m.clamp(max=0.0)  # ReLU: every value <= 0 ties at 0 -> code 0
-            mc.add_(mc.mul(0.25).floor_(), alpha=-4.0)  # m mod 4
-            codes.append(mc.permute(0, 3, 1, 2).to(torch.uint8, memory_format=torch.contiguous_format))
+            if bits:  # 1.5 * 2^23 + mc lies in [2^23, 2^24): its mantissa's low 2 bits are mc mod 4
+                mc.add_(12582912.0)
+                code = torch.empty((B, C, h // 2, w // 2), dtype=torch.uint8)
+                torch.bitwise_and(mc.view(torch.uint8)[..., low::4].permute(0, 3, 1, 2), 3, out=code)
+            else:
+                mc.add_(mc.mul(0.25).floor_(), alpha=-4.0)  # m mod 4
+                code = mc.permute(0, 3, 1, 2).to(torch.uint8, memory_format=torch.contiguous_format)
+            codes.append(code)
             x = torch.rsub(m, 3.0 * k, alpha=k).floor_().clamp_(0.0, float(ACT_MAX)).permute(0, 3, 1, 2)
         return codes
 

@@ -37,33 +37,41 @@ _UNPACK_LUT = np.array([((b >> 6) & 3) | ((b >> 4) & 3) << 8 | ((b >> 2) & 3) <<
                         for b in range(256)], dtype="<u4")
 
 
-def _pack4(flat: np.ndarray) -> np.ndarray:
-    """Pack a uint8 array of codes, length a multiple of 4, into bytes (vectorised)."""
-    words = np.multiply(flat.view("<u4"), _PACK_MUL, dtype=np.uint32).astype("<u4", copy=False)
-    return words.view(np.uint8)[3::4]
+_CHUNK = 1 << 20  # codes per step: the uint32 products of one step stay in cache
 
 
-def pack(codes: list[np.ndarray]) -> bytes:
+def _pack4(flat: np.ndarray, out: np.ndarray) -> None:
+    """Pack uint8 codes (length a multiple of 4) into ``out`` (length / 4 bytes), vectorised."""
+    for i in range(0, flat.size, _CHUNK):
+        part = flat[i : i + _CHUNK]
+        words = np.multiply(part.view("<u4"), _PACK_MUL, dtype=np.uint32).astype("<u4", copy=False)
+        out[i // 4 : (i + part.size) // 4] = words.view(np.uint8)[3::4]
+
+
+def pack(codes: list[np.ndarray]) -> bytearray:
     """Pack per-stage code arrays (uint8 in 0..3, any shape) into bytes, 2 bits per code.
 
     Same bytes as packing the concatenated codes with bitarray, big-endian; 4 codes per byte,
-    first code in the top two bits.
+    first code in the top two bits. Returns a bytearray (no copy of the packed bytes).
     """
     arrays = [np.ascontiguousarray(c, dtype=np.uint8).reshape(-1) for c in codes]
     for a in arrays:
         if a.size and a.max() > 3:
             raise ValueError("switch codes must be in 0..3")
-    out, carry = [], np.empty(0, np.uint8)
+    n = sum(a.size for a in arrays)
+    buf = bytearray(-(-n // 4))
+    out = np.frombuffer(buf, dtype=np.uint8)
+    o, carry = 0, np.empty(0, np.uint8)
     for a in arrays:
         if carry.size:  # a stage whose size is not a multiple of 4 (never in .msw files)
             a = np.concatenate([carry, a])
         n4 = a.size - a.size % 4
-        if n4:
-            out.append(_pack4(a[:n4]).tobytes())
+        _pack4(a[:n4], out[o : o + n4 // 4])
+        o += n4 // 4
         carry = a[n4:]
     if carry.size:
-        out.append(_pack4(np.concatenate([carry, np.zeros(4 - carry.size, np.uint8)])).tobytes())
-    return b"".join(out)
+        _pack4(np.concatenate([carry, np.zeros(4 - carry.size, np.uint8)]), out[o:])
+    return buf
 
 
 def unpack(data, stage_shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:

@@ -6,6 +6,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_fast_encoder_is_refused_where_it_would_not_be_exact():
 
 def test_golden_switches_of_a_seeded_encoder():
     """Recorded with the plain conv/ReLU/max-pool encoder (commit 7987f7c) before the fast path."""
-    img = np.asarray(make_image(96, 64, seed=4))
+    img = np.array(make_image(96, 64, seed=4))
     x = torch.from_numpy(img).permute(2, 0, 1)[None]
     enc = Encoder.random((16, 16, 16), seed=0)
     assert enc.digest() == "d0139e29960d6b22f2092b4bb226370b53114aa898b161327757a06972aee8ee"
@@ -145,6 +146,46 @@ def test_tiled_encode_gives_the_same_file_bytes():
     ref = maxswitch.encode(rgb, m, tile=0)
     for t in (16, 48, 64):
         assert maxswitch.encode(rgb, m, tile=t) == ref
+
+
+@pytest.fixture
+def threads():
+    """Set torch's thread count for a test; restore it after."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_tiles_in_parallel_give_the_same_switches_and_pixels(threads):
+    torch.manual_seed(4)
+    cfg = ModelConfig((4, 6, 8), "direct", (8, 8, 8))
+    enc, dec = Encoder.random(cfg.channels, seed=6), build_decoder(cfg).eval()
+    rgb = _rand_rgb(70, 100, seed=2)
+    threads(1)
+    codes1 = tiling.encode_tiled(enc, rgb, 24)
+    pix1 = tiling.decode_tiled(dec, codes1, 24)
+    threads(3)  # three tile workers, torch's own threading off meanwhile
+    codes3 = tiling.encode_tiled(enc, rgb, 24)
+    pix3 = tiling.decode_tiled(dec, codes3, 24)
+    assert torch.get_num_threads() == 3
+    for a, b in zip(codes1, codes3):
+        assert torch.equal(a, b)
+    assert np.abs(pix1.astype(int) - pix3).max() <= 1
+
+
+def test_a_failing_tile_stops_the_run_and_restores_threads(threads):
+    threads(2)
+    done = []
+
+    def fn(job):
+        if job == 3:
+            raise RuntimeError("tile 3")
+        time.sleep(0.02)
+        done.append(job)
+
+    with pytest.raises(RuntimeError, match="tile 3"):
+        tiling._run_tiles(list(range(50)), fn)
+    assert torch.get_num_threads() == 2 and len(done) < 25  # the queued tiles were cancelled
 
 
 def test_tile_argument_is_checked():
