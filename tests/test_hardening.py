@@ -428,7 +428,8 @@ def test_sigint_to_a_running_process_leaves_no_output(tiny_model, tmp_path):
                 break
             time.sleep(0.05)
         p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
+        p.wait(timeout=60)  # keep stdin open: closing it first could let EOF win the race
+        err = p.stderr.read()
     finally:
         if p.poll() is None:
             p.kill()
