@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from maxswitch import codec, metrics  # noqa: E402
-from maxswitch.image import pad_to_multiple  # noqa: E402
 from maxswitch.train import list_images, load_rgb, select_split  # noqa: E402
 from maxswitch.zoo import edit_manifest, load_model, manifest  # noqa: E402
 
@@ -97,7 +96,7 @@ def models_of(family: str) -> list[dict]:
 
 
 def table_natural(data: Path) -> tuple[str, dict]:
-    rows, figures = [], {}
+    figures = {}
     sets = {s: load_set(data, s) for s in ("kodak", "test-bsds500")}
     lines = ["| model | channels | raw bpp | Kodak bpp | Kodak PSNR | Kodak SSIM | BSDS test bpp | BSDS test PSNR | BSDS test SSIM |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -19,7 +19,6 @@ run repeats exactly with the same seed and thread count.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from functools import lru_cache

@@ -379,7 +379,6 @@ def build_decoder(cfg: ModelConfig) -> nn.Module:
 def decoder_macs_per_pixel(cfg: ModelConfig) -> float:
     """Multiply-adds per image pixel of the decoder's convolutions (counted on a probe)."""
     dec = build_decoder(cfg)
-    total = 0.0
     H = W = 64
     macs = []
 
@@ -392,8 +391,7 @@ def decoder_macs_per_pixel(cfg: ModelConfig) -> float:
         dec(codes)
     for h in hs:
         h.remove()
-    total = sum(macs)
-    return total / (H * W)
+    return sum(macs) / (H * W)
 
 
 def encoder_macs_per_pixel(channels) -> float:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_image, run_cli
-from maxswitch import bench, cli, codec, image, metrics
+from maxswitch import bench, cli, codec, image
 
 QUALITIES = (20, 80)
 TIME_FIELDS = ("encode_s", "decode_s")

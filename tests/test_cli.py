@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import make_image, png_bytes, run_cli
+from conftest import make_image, run_cli
 
 
 @pytest.fixture

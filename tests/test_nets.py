@@ -1,6 +1,5 @@
 """The encoder's switches (exact, tie rule, shapes) and the decoders' contracts."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

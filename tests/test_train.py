@@ -1,6 +1,5 @@
 """Training through the CLI on a few generated images: asset written, resume, repeatability, errors."""
 
-import json
 
 import pytest
 from click.testing import CliRunner

@@ -1,6 +1,5 @@
 """The shipped models: manifest consistency, checked loading, and a quality band on our example."""
 
-import json
 
 import numpy as np
 import pytest
