@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch lies on this project's machines in /opt/wheels; elsewhere pip takes it from PyPI.
 PIP_FLAGS ?= $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: install demo test test-all reproduce bench clean
+.PHONY: install demo test test-all lint format reproduce reproduce-train bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# ruff: lint and formatting check (run by .ci/run); `make format` rewrites the files.
+LINTED := maxswitch tests benchmarks fuzz examples
+lint: install
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
+format: install
+	$(VENV)/bin/ruff check --fix $(LINTED)
+	$(VENV)/bin/ruff format $(LINTED)
 
 test-all: install
 	$(PY) -m pytest -q -m ''

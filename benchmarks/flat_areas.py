@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
-import maxswitch  # noqa: E402
 from make_example import draw  # noqa: E402
+
+import maxswitch  # noqa: E402
 from maxswitch import metrics  # noqa: E402
 
 
@@ -32,7 +33,9 @@ def main():
         data = maxswitch.encode(rgb, a.model)
         x_hat, _ = maxswitch.decode_array(data, a.model)
         inf = maxswitch.info(data)
-        print(f"{label}: {metrics.psnr(rgb, x_hat):.2f} dB, {inf['bpp']:.3f} bpp, {inf['bits_per_switch']:.3f} bits/switch")
+        print(
+            f"{label}: {metrics.psnr(rgb, x_hat):.2f} dB, {inf['bpp']:.3f} bpp, {inf['bits_per_switch']:.3f} bits/switch"
+        )
 
 
 if __name__ == "__main__":

@@ -36,10 +36,14 @@ from maxswitch.zoo import edit_manifest, load_model, manifest  # noqa: E402
 RESULTS = ROOT / "docs" / "RESULTS.md"
 FACE_SIZE = 128
 PAPER = {  # Table II: architecture -> (RMSE untrained, RMSE pretrained, switch bits per pixel value)
-    (8, 8, 8): (0.1464, 0.1545, 1.75), (6, 12, 24): (0.1387, 0.1464, 1.75),
-    (16, 16, 16): (0.1210, 0.1156, 3.5), (12, 24, 48): (0.1138, 0.1206, 3.5),
-    (32, 32, 32): (0.0922, 0.0950, 7), (24, 48, 96): (0.0876, 0.0915, 7),
-    (64, 64, 64): (0.0744, None, 14), (48, 96, 192): (0.0718, None, 14),
+    (8, 8, 8): (0.1464, 0.1545, 1.75),
+    (6, 12, 24): (0.1387, 0.1464, 1.75),
+    (16, 16, 16): (0.1210, 0.1156, 3.5),
+    (12, 24, 48): (0.1138, 0.1206, 3.5),
+    (32, 32, 32): (0.0922, 0.0950, 7),
+    (24, 48, 96): (0.0876, 0.0915, 7),
+    (64, 64, 64): (0.0744, None, 14),
+    (48, 96, 192): (0.0718, None, 14),
 }
 
 
@@ -57,8 +61,9 @@ def load_set(data: Path, name: str) -> tuple[list[np.ndarray], str]:
         return [_load(p) for p in paths], "test-bsds500 (200 images, 481x321)"
     if name == "faces":
         paths = select_split(list_images(data / "faces-lfw"), "lfw-test")
-        return [r[:FACE_SIZE, :FACE_SIZE] for r in load_rgb(paths, FACE_SIZE)], \
-            f"faces-lfw lfw-test split (192 images at {FACE_SIZE}x{FACE_SIZE})"
+        return [
+            r[:FACE_SIZE, :FACE_SIZE] for r in load_rgb(paths, FACE_SIZE)
+        ], f"faces-lfw lfw-test split (192 images at {FACE_SIZE}x{FACE_SIZE})"
     raise ValueError(name)
 
 
@@ -79,8 +84,13 @@ def evaluate(model, images: list[np.ndarray], decoder_model=None, ssim: bool = T
         mses.append(metrics.mse(rgb, x_hat) / 255.0**2)
         if ssim:
             ssims.append(metrics.ssim(rgb, x_hat))
-    return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)), "rmse": math.sqrt(float(np.mean(mses))),
-            "ssim": float(np.mean(ssims)) if ssims else None, "n": len(images)}
+    return {
+        "bpp": float(np.mean(bpps)),
+        "psnr": float(np.mean(psnrs)),
+        "rmse": math.sqrt(float(np.mean(mses))),
+        "ssim": float(np.mean(ssims)) if ssims else None,
+        "n": len(images),
+    }
 
 
 def replace_section(text: str, name: str, body: str) -> str:
@@ -98,26 +108,37 @@ def models_of(family: str) -> list[dict]:
 def table_natural(data: Path) -> tuple[str, dict]:
     figures = {}
     sets = {s: load_set(data, s) for s in ("kodak", "test-bsds500")}
-    lines = ["| model | channels | raw bpp | Kodak bpp | Kodak PSNR | Kodak SSIM | BSDS test bpp | BSDS test PSNR | BSDS test SSIM |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| model | channels | raw bpp | Kodak bpp | Kodak PSNR | Kodak SSIM | BSDS test bpp | BSDS test PSNR | BSDS test SSIM |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for m in sorted(models_of("natural"), key=lambda m: m["switches_per_pixel"]):
         model = load_model(m["name"])
         k = evaluate(model, sets["kodak"][0])
         b = evaluate(model, sets["test-bsds500"][0])
-        figures[m["name"]] = {"dataset": "kodak", "bpp": round(k["bpp"], 3), "psnr": round(k["psnr"], 2),
-                              "ssim": round(k["ssim"], 4), "bsds_test_bpp": round(b["bpp"], 3),
-                              "bsds_test_psnr": round(b["psnr"], 2),
-                              "command": "python benchmarks/reproduce.py ../shared/data --only natural"}
-        lines.append(f"| {m['name']} | {tag(m['channels'])} | {2 * m['switches_per_pixel']:.2f} | {k['bpp']:.3f} | "
-                     f"{k['psnr']:.2f} | {k['ssim']:.4f} | {b['bpp']:.3f} | {b['psnr']:.2f} | {b['ssim']:.4f} |")
+        figures[m["name"]] = {
+            "dataset": "kodak",
+            "bpp": round(k["bpp"], 3),
+            "psnr": round(k["psnr"], 2),
+            "ssim": round(k["ssim"], 4),
+            "bsds_test_bpp": round(b["bpp"], 3),
+            "bsds_test_psnr": round(b["psnr"], 2),
+            "command": "python benchmarks/reproduce.py ../shared/data --only natural",
+        }
+        lines.append(
+            f"| {m['name']} | {tag(m['channels'])} | {2 * m['switches_per_pixel']:.2f} | {k['bpp']:.3f} | "
+            f"{k['psnr']:.2f} | {k['ssim']:.4f} | {b['bpp']:.3f} | {b['psnr']:.2f} | {b['ssim']:.4f} |"
+        )
         print(lines[-1], file=sys.stderr)
     return "\n".join(lines), figures
 
 
 def table_compare(data: Path) -> tuple[str, dict]:
     kodak = load_set(data, "kodak")[0]
-    lines = ["| decoder | parameters | MACs per pixel | training | held-out val PSNR | Kodak PSNR | Kodak SSIM |",
-             "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    lines = [
+        "| decoder | parameters | MACs per pixel | training | held-out val PSNR | Kodak PSNR | Kodak SSIM |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
     from maxswitch.nets import decoder_macs_per_pixel
 
     for m in models_of("experiment"):
@@ -125,9 +146,11 @@ def table_compare(data: Path) -> tuple[str, dict]:
         r = evaluate(model, kodak)
         params = sum(p.numel() for p in model.decoder.parameters())
         t = m["training"]
-        lines.append(f"| {m['name']} ({m['decoder']}, widths {tag(m['widths'])}) | {params:,} | "
-                     f"{decoder_macs_per_pixel(model.config):,.0f} | {t['steps']} steps, {t['minutes']} min, 1 thread | "
-                     f"{t['val_psnr']:.2f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+        lines.append(
+            f"| {m['name']} ({m['decoder']}, widths {tag(m['widths'])}) | {params:,} | "
+            f"{decoder_macs_per_pixel(model.config):,.0f} | {t['steps']} steps, {t['minutes']} min, 1 thread | "
+            f"{t['val_psnr']:.2f} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
+        )
         print(lines[-1], file=sys.stderr)
     return "\n".join(lines), {}
 
@@ -136,9 +159,11 @@ def table2(data: Path) -> tuple[str, dict]:
     faces = load_set(data, "faces")[0]
     by_arch = {tuple(m["channels"]): m for m in models_of("faces")}
     pre = {tuple(m["channels"]): m for m in models_of("faces-pretrained")}
-    lines = ["| architecture | paper RMSE, untrained | ours, untrained | paper RMSE, pretrained | ours, pretrained "
-             "| paper switch bits per pixel value | ours, file bits per pixel value | ours, file bpp | ours, PSNR untrained |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| architecture | paper RMSE, untrained | ours, untrained | paper RMSE, pretrained | ours, pretrained "
+        "| paper switch bits per pixel value | ours, file bits per pixel value | ours, file bpp | ours, PSNR untrained |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     figures = {}
     for arch, (p_u, p_p, p_bits) in PAPER.items():
         cells = [f"[{tag(arch)}]", f"{p_u:.4f}"]
@@ -155,9 +180,13 @@ def table2(data: Path) -> tuple[str, dict]:
         print(lines[-1], file=sys.stderr)
         for m, r in ((by_arch.get(arch), u), (pre.get(arch), pr)):
             if m and r:
-                figures[m["name"]] = {"dataset": "faces-lfw lfw-test at 128x128", "bpp": round(r["bpp"], 3),
-                                      "psnr": round(r["psnr"], 2), "rmse": round(r["rmse"], 4),
-                                      "command": "python benchmarks/reproduce.py ../shared/data --only table2"}
+                figures[m["name"]] = {
+                    "dataset": "faces-lfw lfw-test at 128x128",
+                    "bpp": round(r["bpp"], 3),
+                    "psnr": round(r["psnr"], 2),
+                    "rmse": round(r["rmse"], 4),
+                    "command": "python benchmarks/reproduce.py ../shared/data --only table2",
+                }
     return "\n".join(lines), figures
 
 
@@ -171,9 +200,15 @@ def table_control(data: Path) -> tuple[str, dict]:
     for m in models_of("control"):
         model = load_model(m["name"])
         r = evaluate(model, faces, ssim=False)
-        lines.append(f"| {m['name']}: average pooling, decoder trained on lfw-train | {r['rmse']:.4f} | {r['psnr']:.2f} |")
-        figures[m["name"]] = {"dataset": "faces-lfw lfw-test at 128x128", "bpp": round(r["bpp"], 3),
-                              "psnr": round(r["psnr"], 2), "rmse": round(r["rmse"], 4)}
+        lines.append(
+            f"| {m['name']}: average pooling, decoder trained on lfw-train | {r['rmse']:.4f} | {r['psnr']:.2f} |"
+        )
+        figures[m["name"]] = {
+            "dataset": "faces-lfw lfw-test at 128x128",
+            "bpp": round(r["bpp"], 3),
+            "psnr": round(r["psnr"], 2),
+            "rmse": round(r["rmse"], 4),
+        }
         # does the output depend on the input at all?
         outs = [codec.decode_array(codec.encode(f, model), model)[0] for f in faces[:4]]
         same = all(np.array_equal(outs[0], o) for o in outs[1:])
@@ -185,7 +220,9 @@ def table_control(data: Path) -> tuple[str, dict]:
     by_arch = {tuple(m["channels"]): m for m in models_of("faces")}
     if (16, 16, 16) in by_arch:
         r = evaluate(load_model(by_arch[(16, 16, 16)]["name"]), faces, ssim=False)
-        lines.append(f"| {by_arch[(16, 16, 16)]['name']}: max pooling, same architecture | {r['rmse']:.4f} | {r['psnr']:.2f} |")
+        lines.append(
+            f"| {by_arch[(16, 16, 16)]['name']}: max pooling, same architecture | {r['rmse']:.4f} | {r['psnr']:.2f} |"
+        )
     return "\n".join(lines), figures
 
 
@@ -197,46 +234,70 @@ def table_cross(data: Path) -> tuple[str, dict]:
     lines = ["| switches of | decoded by | PSNR | RMSE | SSIM |", "| --- | --- | ---: | ---: | ---: |"]
     for arch in [a for a in CROSS_ARCHS if a in nat and a in fac]:
         n, f = load_model(nat[arch]), load_model(fac[arch])
-        for imgs, label, enc, dec in ((kodak, "Kodak", n, n), (kodak, "Kodak", n, f),
-                                      (faces, "faces test", f, f), (faces, "faces test", f, n)):
+        for imgs, label, enc, dec in (
+            (kodak, "Kodak", n, n),
+            (kodak, "Kodak", n, f),
+            (faces, "faces test", f, f),
+            (faces, "faces test", f, n),
+        ):
             r = evaluate(enc, imgs, dec)
-            lines.append(f"| {label} [{tag(arch)}] | {dec.name} | {r['psnr']:.2f} | {r['rmse']:.4f} | {r['ssim']:.4f} |")
+            lines.append(
+                f"| {label} [{tag(arch)}] | {dec.name} | {r['psnr']:.2f} | {r['rmse']:.4f} | {r['ssim']:.4f} |"
+            )
             print(lines[-1], file=sys.stderr)
     return "\n".join(lines), {}
 
 
 CROSS_ARCHS = [(16, 16, 16)]  # the default architecture; every pair costs 432 encodes and decodes
 
-TABLES = {"natural": table_natural, "compare": table_compare, "table2": table2, "control": table_control,
-          "cross": table_cross}
+TABLES = {
+    "natural": table_natural,
+    "compare": table_compare,
+    "table2": table2,
+    "control": table_control,
+    "cross": table_cross,
+}
 
 
 def write_manifest_tables() -> None:
     """README's model table and TRAINING.md's durations, from models/manifest.json."""
     models = manifest()["models"]
-    rows = ["| model | channels | trained on | raw bpp | Kodak bpp | Kodak PSNR | faces RMSE |",
-            "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| model | channels | trained on | raw bpp | Kodak bpp | Kodak PSNR | faces RMSE |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     for m in models:
         if m["family"] not in ("natural", "faces"):
             continue
         f = m.get("figures", {})
         kodak = f.get("dataset") == "kodak"
-        rows.append(f"| `{m['name']}`{' (default)' if m['name'] == 'natural-16-16-16' else ''} | {tag(m['channels'])} | "
-                    f"{m['family']} | {2 * m['switches_per_pixel']:.2f} | {f['bpp'] if kodak else '-'} | "
-                    f"{f['psnr'] if kodak else '-'} | {f.get('rmse', '-')} |")
-    body = ("Measured by `make reproduce` (Kodak: 24 images; faces: lfw-test split at 128x128; bpp is the whole "
-            "file). More models (pretrained encoders, controls, the decoder comparison) are listed by "
-            "`maxswitch models`; every figure is in docs/RESULTS.md.\n\n" + "\n".join(rows))
+        rows.append(
+            f"| `{m['name']}`{' (default)' if m['name'] == 'natural-16-16-16' else ''} | {tag(m['channels'])} | "
+            f"{m['family']} | {2 * m['switches_per_pixel']:.2f} | {f['bpp'] if kodak else '-'} | "
+            f"{f['psnr'] if kodak else '-'} | {f.get('rmse', '-')} |"
+        )
+    body = (
+        "Measured by `make reproduce` (Kodak: 24 images; faces: lfw-test split at 128x128; bpp is the whole "
+        "file). More models (pretrained encoders, controls, the decoder comparison) are listed by "
+        "`maxswitch models`; every figure is in docs/RESULTS.md.\n\n" + "\n".join(rows)
+    )
     readme = ROOT / "README.md"
     readme.write_text(_replace_marked(readme.read_text(), "models-table", body))
-    rows = ["| model | family | steps | minutes | threads | validation PSNR |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| model | family | steps | minutes | threads | validation PSNR |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     for m in models:
         t = m.get("training", {})
         vp = t.get("val_psnr")
-        rows.append(f"| `{m['name']}` | {m['family']} | {t.get('steps', '-')} | {t.get('minutes', '-')} | "
-                    f"{t.get('recipe', {}).get('threads', '-')} | {vp if vp is not None else '-'} |")
-    body = ("From each asset's own training record (wall-clock minutes on this 2-core machine, shared with "
-            "other jobs while the zoo trained, so minutes overstate what a quiet machine needs).\n\n" + "\n".join(rows))
+        rows.append(
+            f"| `{m['name']}` | {m['family']} | {t.get('steps', '-')} | {t.get('minutes', '-')} | "
+            f"{t.get('recipe', {}).get('threads', '-')} | {vp if vp is not None else '-'} |"
+        )
+    body = (
+        "From each asset's own training record (wall-clock minutes on this 2-core machine, shared with "
+        "other jobs while the zoo trained, so minutes overstate what a quiet machine needs).\n\n" + "\n".join(rows)
+    )
     doc = ROOT / "docs" / "TRAINING.md"
     doc.write_text(_replace_marked(doc.read_text(), "training-table", body))
 

@@ -46,8 +46,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch import codec, nets, switches as sw  # noqa: E402
+from maxswitch import codec, nets  # noqa: E402
 from maxswitch import format as fmt  # noqa: E402
+from maxswitch import switches as sw  # noqa: E402
 from maxswitch.zoo import DEFAULT_MODEL, load_model  # noqa: E402
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
@@ -121,8 +122,9 @@ def time_maxswitch(model, imgs, repeat: int) -> dict:
         res["encoder_net"].append(t)
         res["pack_zstd"].append(best(lambda: sw.compress(sw.pack(codes)), repeat)[0])
         h, payload = fmt.read(data, None)
-        res["unzstd_unpack"].append(best(lambda: sw.unpack(sw.decompress(payload, h.raw_size),
-                                                           sw.shapes(*h.padded, h.channels)), repeat)[0])
+        res["unzstd_unpack"].append(
+            best(lambda: sw.unpack(sw.decompress(payload, h.raw_size), sw.shapes(*h.padded, h.channels)), repeat)[0]
+        )
         codes = sw.unpack(sw.decompress(payload, h.raw_size), sw.shapes(*h.padded, h.channels))
         res["decoder_net"].append(best(lambda: codec.reconstruct(model, codes, None, (h.height, h.width)), repeat)[0])
     out = {k: tsum(v) for k, v in res.items()}
@@ -156,7 +158,7 @@ def time_pillow(imgs, repeat: int) -> dict:
 # ----------------------------------------------------------------------------- CompressAI
 
 # Runs inside CompressAI's own virtual environment; prints one JSON line.
-CAI_SCRIPT = r'''
+CAI_SCRIPT = r"""
 import json, sys, time, types
 import numpy as np, torch
 # compressai.registry imports torchvision.transforms only to list transform names; the PyPI
@@ -213,7 +215,7 @@ for w, h in args["sizes"]:
     res[f"{w}x{h}"] = r
     del x, y, y_hat, out
 print(json.dumps(res))
-'''
+"""
 
 
 def gdn(x, beta, gamma, inverse=False):
@@ -228,7 +230,9 @@ class OwnFactorized(torch.nn.Module):
     def __init__(self, N=128, M=192):
         super().__init__()
         self.ga = torch.nn.ModuleList([torch.nn.Conv2d(a, b, 5, 2, 2) for a, b in ((3, N), (N, N), (N, N), (N, M))])
-        self.gs = torch.nn.ModuleList([torch.nn.ConvTranspose2d(a, b, 5, 2, 2, 1) for a, b in ((M, N), (N, N), (N, N), (N, 3))])
+        self.gs = torch.nn.ModuleList(
+            [torch.nn.ConvTranspose2d(a, b, 5, 2, 2, 1) for a, b in ((M, N), (N, N), (N, N), (N, 3))]
+        )
         self.beta = torch.ones(N)
         self.gamma = (0.1 * torch.eye(N)).view(N, N, 1, 1)
 
@@ -283,8 +287,13 @@ def conv_throughput(shapes, threads: int, repeat: int) -> list[dict]:
             b = torch.randn(cout)
             t, _ = best(lambda: F.conv2d(x, wt, b, padding=k // 2), repeat)
             macs = h * w * cin * cout * k * k
-            out.append({"shape": [cin, cout, k, h, w], "gmacs": macs / t["wall"] / 1e9,
-                        "gmacs_cpu": macs / (t["cpu"] / threads) / 1e9})
+            out.append(
+                {
+                    "shape": [cin, cout, k, h, w],
+                    "gmacs": macs / t["wall"] / 1e9,
+                    "gmacs_cpu": macs / (t["cpu"] / threads) / 1e9,
+                }
+            )
     return out
 
 
@@ -295,9 +304,17 @@ def floors(model, threads: int, repeat: int) -> dict:
     w3, w2, w1 = cfg.widths
     H, W = 512, 768
     enc = [(3, c1, 3, H, W), (c1, c2, 3, H // 2, W // 2), (c2, c3, 3, H // 4, W // 4)]
-    dec = [(4 * c3, w3, 3, H // 8, W // 8), (w3, w3, 3, H // 8, W // 8), (w3, 4 * w2, 1, H // 8, W // 8),
-           (w2 + 4 * c2, w2, 3, H // 4, W // 4), (w2, w2, 3, H // 4, W // 4), (w2, 4 * w1, 1, H // 4, W // 4),
-           (w1 + 4 * c1, w1, 3, H // 2, W // 2), (w1, w1, 3, H // 2, W // 2), (w1, 12, 1, H // 2, W // 2)]
+    dec = [
+        (4 * c3, w3, 3, H // 8, W // 8),
+        (w3, w3, 3, H // 8, W // 8),
+        (w3, 4 * w2, 1, H // 8, W // 8),
+        (w2 + 4 * c2, w2, 3, H // 4, W // 4),
+        (w2, w2, 3, H // 4, W // 4),
+        (w2, 4 * w1, 1, H // 4, W // 4),
+        (w1 + 4 * c1, w1, 3, H // 2, W // 2),
+        (w1, w1, 3, H // 2, W // 2),
+        (w1, 12, 1, H // 2, W // 2),
+    ]
     ref = [(64, 64, 3, 256, 256)]  # a wide convolution: near this machine's fp32 peak
     tp = conv_throughput(enc + dec + ref, threads, repeat)
 
@@ -306,8 +323,11 @@ def floors(model, threads: int, repeat: int) -> dict:
         macs = sum(h * w * a * b * k * k for (a, b, k, h, w) in shapes)
         return {"macs_per_px": macs / (H * W), "gmacs": macs / secs / 1e9, "mp_per_s": H * W / secs / 1e6}
 
-    res = {"per_layer": tp, "encoder_macs_per_px": nets.encoder_macs_per_pixel(cfg.channels),
-           "decoder_macs_per_px": nets.decoder_macs_per_pixel(cfg)}
+    res = {
+        "per_layer": tp,
+        "encoder_macs_per_px": nets.encoder_macs_per_pixel(cfg.channels),
+        "decoder_macs_per_px": nets.decoder_macs_per_pixel(cfg),
+    }
     for key in ("gmacs", "gmacs_cpu"):
         rates = [d[key] for d in tp]
         res[key] = {"encoder": floor(enc, rates[:3]), "decoder": floor(dec, rates[3:12]), "peak_gmacs": rates[12]}
@@ -333,8 +353,12 @@ def zstd_levels(model, levels=(-5, -1, 1, 2, 3, 4, 6, 9, 12, 19)) -> dict:
         d = zstandard.ZstdDecompressor()
         td = min(_cpu(lambda: [d.decompress(z) for z in comp]) for _ in range(3))
         size = sum(len(z) for z in comp)
-        out["levels"][lvl] = {"bytes": size, "bits_per_switch": 8 * size / (4 * raw),
-                              "compress_ms_per_mp": 1e3 * tc / mp, "decompress_ms_per_mp": 1e3 * td / mp}
+        out["levels"][lvl] = {
+            "bytes": size,
+            "bits_per_switch": 8 * size / (4 * raw),
+            "compress_ms_per_mp": 1e3 * tc / mp,
+            "decompress_ms_per_mp": 1e3 * td / mp,
+        }
     return out
 
 
@@ -357,16 +381,27 @@ def time_cli(rgb: np.ndarray, threads: int, repeat: int, tmp: Path) -> dict:
         if r.returncode:
             raise RuntimeError(r.stderr)
 
-    t_enc, _ = best(lambda: run("-m", "maxswitch", "encode", "-f", "--quiet", "-t", str(threads), str(png),
-                                str(tmp / "x.msw")), repeat)
-    t_dec, _ = best(lambda: run("-m", "maxswitch", "decode", "-f", "--quiet", "-t", str(threads), str(tmp / "x.msw"),
-                                str(tmp / "x.png")), repeat)
+    t_enc, _ = best(
+        lambda: run("-m", "maxswitch", "encode", "-f", "--quiet", "-t", str(threads), str(png), str(tmp / "x.msw")),
+        repeat,
+    )
+    t_dec, _ = best(
+        lambda: run(
+            "-m", "maxswitch", "decode", "-f", "--quiet", "-t", str(threads), str(tmp / "x.msw"), str(tmp / "x.png")
+        ),
+        repeat,
+    )
     t_imp, _ = best(lambda: run("-c", "import torch, maxswitch.codec, maxswitch.tiling, maxswitch.cli"), repeat)
     t_read, _ = best(lambda: np.asarray(Image.open(png).convert("RGB")), repeat)
     im = Image.fromarray(rgb)
     t_write, _ = best(lambda: im.save(io.BytesIO(), "PNG"), repeat)
-    return {"encode": t_enc["wall"], "decode": t_dec["wall"], "startup": t_imp["wall"], "png_read": t_read["wall"],
-            "png_write": t_write["wall"]}
+    return {
+        "encode": t_enc["wall"],
+        "decode": t_dec["wall"],
+        "startup": t_imp["wall"],
+        "png_read": t_read["wall"],
+        "png_write": t_write["wall"],
+    }
 
 
 def memory_50mp(tmp: Path) -> dict:
@@ -377,21 +412,35 @@ def memory_50mp(tmp: Path) -> dict:
     del big
     res = {"size": [w, h]}
     timev = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
-    cmds = {"encode": ["encode", "-f", "--quiet", "big.png", "big.msw"],
-            "decode": ["decode", "-f", "--quiet", "big.msw", "back.png"]}
-    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); r = subprocess.run(sys.argv[1:]); "
-             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
-             "sys.exit(r.returncode)")
+    cmds = {
+        "encode": ["encode", "-f", "--quiet", "big.png", "big.msw"],
+        "decode": ["decode", "-f", "--quiet", "big.msw", "back.png"],
+    }
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); r = subprocess.run(sys.argv[1:]); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+        "sys.exit(r.returncode)"
+    )
     for name, args in cmds.items():
-        r = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "maxswitch", *args],
-                           cwd=tmp, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        r = subprocess.run(
+            [sys.executable, "-c", probe, sys.executable, "-m", "maxswitch", *args],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         if r.returncode:
             raise RuntimeError(r.stderr)
         secs, kib = r.stdout.split()[-2:]
         res[name] = {"peak_rss_bytes": int(kib) * 1024, "seconds": float(secs), "method": "getrusage(RUSAGE_CHILDREN)"}
         if timev:
-            r = subprocess.run([timev, "-v", sys.executable, "-m", "maxswitch", *args], cwd=tmp, capture_output=True,
-                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            r = subprocess.run(
+                [timev, "-v", sys.executable, "-m", "maxswitch", *args],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
             for line in r.stderr.splitlines():
                 if "Maximum resident set size" in line:
                     res[name]["time_v_peak_rss_bytes"] = int(line.split()[-1]) * 1024
@@ -414,11 +463,15 @@ def fmt_rate(P, t, threads, digits=1) -> str:
 
 def report(R: dict) -> str:
     L = []
-    L.append(f"Machine: {R['machine']}, {R['cpus']} CPUs; torch {R['torch']}. Load average (1 min) at start "
-             f"{R['load_start']}, at end {R['load_end']}; scheduling group of this run: {R.get('autogroup')}.\n")
-    L.append("Each cell: megapixels per second by the wall clock, and in brackets by CPU time (pixels / (process "
-             "CPU seconds / threads)), the figure the machine would give without the other processes' load. "
-             "Best of the repeats.\n")
+    L.append(
+        f"Machine: {R['machine']}, {R['cpus']} CPUs; torch {R['torch']}. Load average (1 min) at start "
+        f"{R['load_start']}, at end {R['load_end']}; scheduling group of this run: {R.get('autogroup')}.\n"
+    )
+    L.append(
+        "Each cell: megapixels per second by the wall clock, and in brackets by CPU time (pixels / (process "
+        "CPU seconds / threads)), the figure the machine would give without the other processes' load. "
+        "Best of the repeats.\n"
+    )
     for name, px in R["sets"].items():
         W, H = px["size"]
         P = W * H
@@ -428,23 +481,33 @@ def report(R: dict) -> str:
         for th, r in px["threads"].items():
             n = int(th)
             m = r["maxswitch"]
-            L.append(f"| maxswitch {R['model']} | {th} | {fmt_rate(P, m['encode'], n)} | {fmt_rate(P, m['decode'], n, 2)} | "
-                     f"{m['bytes']:.0f} | {8 * m['bytes'] / P:.3f} | {r['load']} |")
+            L.append(
+                f"| maxswitch {R['model']} | {th} | {fmt_rate(P, m['encode'], n)} | {fmt_rate(P, m['decode'], n, 2)} | "
+                f"{m['bytes']:.0f} | {8 * m['bytes'] / P:.3f} | {r['load']} |"
+            )
             for k in ("jpeg", "webp"):
                 q = r["pillow"][k]
-                L.append(f"| Pillow {k.upper()} q75 | {th} | {fmt_rate(P, q['encode'], 1)} | {fmt_rate(P, q['decode'], 1)} | "
-                         f"{q['bytes']:.0f} | {8 * q['bytes'] / P:.3f} | |")
+                L.append(
+                    f"| Pillow {k.upper()} q75 | {th} | {fmt_rate(P, q['encode'], 1)} | {fmt_rate(P, q['decode'], 1)} | "
+                    f"{q['bytes']:.0f} | {8 * q['bytes'] / P:.3f} | |"
+                )
             c = r.get("compressai", {}).get(f"{W}x{H}")
             if c:
                 if "compress" in c:
-                    L.append(f"| bmshj2018-factorized q3, compress / decompress | {th} | {fmt_rate(P, c['compress'], n, 2)} | "
-                             f"{fmt_rate(P, c['decompress'], n, 2)} | {c['bytes']:.0f} | (random weights) | |")
-                L.append(f"| bmshj2018-factorized q3, g_a / g_s networks only | {th} | {fmt_rate(P, c['g_a'], n, 2)} | "
-                         f"{fmt_rate(P, c['g_s'], n, 2)} | | | |")
+                    L.append(
+                        f"| bmshj2018-factorized q3, compress / decompress | {th} | {fmt_rate(P, c['compress'], n, 2)} | "
+                        f"{fmt_rate(P, c['decompress'], n, 2)} | {c['bytes']:.0f} | (random weights) | |"
+                    )
+                L.append(
+                    f"| bmshj2018-factorized q3, g_a / g_s networks only | {th} | {fmt_rate(P, c['g_a'], n, 2)} | "
+                    f"{fmt_rate(P, c['g_s'], n, 2)} | | | |"
+                )
         L.append("")
         L.append(f"maxswitch's stages and the decode ratio to bmshj2018-factorized ({name}, MP/s):\n")
-        L.append("| threads | encoder net | pack + zstd | whole encode | unzstd + unpack | decoder net | whole decode |"
-                 " bmshj2018 decompress time / ours | bmshj2018 g_s time / ours |")
+        L.append(
+            "| threads | encoder net | pack + zstd | whole encode | unzstd + unpack | decoder net | whole decode |"
+            " bmshj2018 decompress time / ours | bmshj2018 g_s time / ours |"
+        )
         L.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for th, r in px["threads"].items():
             n = int(th)
@@ -456,19 +519,25 @@ def report(R: dict) -> str:
                     return "-"
                 return f"{c[key]['wall'] / m['decode']['wall']:.2f}x ({c[key]['cpu'] / m['decode']['cpu']:.2f}x)"
 
-            L.append(f"| {th} | {fmt_rate(P, m['encoder_net'], n)} | {fmt_rate(P, m['pack_zstd'], 1, 0)} | "
-                     f"{fmt_rate(P, m['encode'], n)} | {fmt_rate(P, m['unzstd_unpack'], 1, 0)} | "
-                     f"{fmt_rate(P, m['decoder_net'], n, 2)} | {fmt_rate(P, m['decode'], n, 2)} | "
-                     f"{ratio('decompress')} | {ratio('g_s')} |")
+            L.append(
+                f"| {th} | {fmt_rate(P, m['encoder_net'], n)} | {fmt_rate(P, m['pack_zstd'], 1, 0)} | "
+                f"{fmt_rate(P, m['encode'], n)} | {fmt_rate(P, m['unzstd_unpack'], 1, 0)} | "
+                f"{fmt_rate(P, m['decoder_net'], n, 2)} | {fmt_rate(P, m['decode'], n, 2)} | "
+                f"{ratio('decompress')} | {ratio('g_s')} |"
+            )
         L.append("")
     if "cli" in R:
         L.append("### The command line on one Kodak-sized PNG (seconds, wall clock)\n")
-        L.append("| threads | `maxswitch encode` | `maxswitch decode` | start-up alone (import torch + maxswitch) |"
-                 " PNG read | PNG write |")
+        L.append(
+            "| threads | `maxswitch encode` | `maxswitch decode` | start-up alone (import torch + maxswitch) |"
+            " PNG read | PNG write |"
+        )
         L.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
         for th, c in R["cli"].items():
-            L.append(f"| {th} | {c['encode']:.3f} | {c['decode']:.3f} | {c['startup']:.3f} | {c['png_read']:.4f} | "
-                     f"{c['png_write']:.4f} |")
+            L.append(
+                f"| {th} | {c['encode']:.3f} | {c['decode']:.3f} | {c['startup']:.3f} | {c['png_read']:.4f} | "
+                f"{c['png_write']:.4f} |"
+            )
         L.append("")
     if not R["floors"]:
         L.append("")
@@ -480,8 +549,10 @@ def report(R: dict) -> str:
 def floor_lines(R: dict) -> list[str]:
     L = []
     L.append("### Floors: multiply-adds per pixel and this machine's throughput on the same convolutions\n")
-    L.append("Floor = the network's MACs per pixel at the throughput measured on each of its own convolutions "
-             "(fp32, channels-last, oneDNN), by wall clock (and by CPU time); share = measured network speed / floor.\n")
+    L.append(
+        "Floor = the network's MACs per pixel at the throughput measured on each of its own convolutions "
+        "(fp32, channels-last, oneDNN), by wall clock (and by CPU time); share = measured network speed / floor.\n"
+    )
     L.append("| threads | network | MAC/pixel | conv GMAC/s | floor MP/s | measured MP/s | share of floor |")
     L.append("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     kod = next(iter(R["sets"].values()))
@@ -492,11 +563,15 @@ def floor_lines(R: dict) -> list[str]:
         for net, key in (("encoder", "encoder_net"), ("decoder", "decoder_net")):
             fw, fc = f["gmacs"][net], f["gmacs_cpu"][net]
             mw, mc = rates(P, m[key], n)
-            L.append(f"| {th} | {net} | {fw['macs_per_px']:.0f} | {fw['gmacs']:.1f} ({fc['gmacs']:.1f}) | "
-                     f"{fw['mp_per_s']:.1f} ({fc['mp_per_s']:.1f}) | {mw:.2f} ({mc:.2f}) | "
-                     f"{mw / fw['mp_per_s']:.0%} ({mc / fc['mp_per_s']:.0%}) |")
-        L.append(f"| {th} | wide 64->64 3x3 conv (reference) | | {f['gmacs']['peak_gmacs']:.1f} "
-                 f"({f['gmacs_cpu']['peak_gmacs']:.1f}) | | | |")
+            L.append(
+                f"| {th} | {net} | {fw['macs_per_px']:.0f} | {fw['gmacs']:.1f} ({fc['gmacs']:.1f}) | "
+                f"{fw['mp_per_s']:.1f} ({fc['mp_per_s']:.1f}) | {mw:.2f} ({mc:.2f}) | "
+                f"{mw / fw['mp_per_s']:.0%} ({mc / fc['mp_per_s']:.0%}) |"
+            )
+        L.append(
+            f"| {th} | wide 64->64 3x3 conv (reference) | | {f['gmacs']['peak_gmacs']:.1f} "
+            f"({f['gmacs_cpu']['peak_gmacs']:.1f}) | | | |"
+        )
     L.append("")
     return L
 
@@ -504,26 +579,34 @@ def floor_lines(R: dict) -> list[str]:
 def finish(R: dict, L: list[str]) -> str:
     if "zstd" in R:
         Z = R["zstd"]
-        L.append(f"### zstd level on the packed switches of {Z['images']} Kodak images "
-                 f"({Z['raw_bytes']} bytes packed, one thread, CPU time)\n")
+        L.append(
+            f"### zstd level on the packed switches of {Z['images']} Kodak images "
+            f"({Z['raw_bytes']} bytes packed, one thread, CPU time)\n"
+        )
         L.append("| level | bytes | vs level 9 | bits/switch | compress ms/MP | decompress ms/MP |")
         L.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
         ref = Z["levels"].get(9, Z["levels"].get("9"))
         for lvl, z in Z["levels"].items():
-            L.append(f"| {lvl} | {z['bytes']} | {100 * (z['bytes'] / ref['bytes'] - 1):+.2f}% | "
-                     f"{z['bits_per_switch']:.4f} | {z['compress_ms_per_mp']:.2f} | {z['decompress_ms_per_mp']:.2f} |")
+            L.append(
+                f"| {lvl} | {z['bytes']} | {100 * (z['bytes'] / ref['bytes'] - 1):+.2f}% | "
+                f"{z['bits_per_switch']:.4f} | {z['compress_ms_per_mp']:.2f} | {z['decompress_ms_per_mp']:.2f} |"
+            )
         L.append("")
     if "memory" in R:
         M = R["memory"]
-        L.append(f"### Peak memory: {M['size'][0]}x{M['size'][1]} ({M['size'][0] * M['size'][1] / 1e6:.0f} MP) "
-                 "through the CLI\n")
+        L.append(
+            f"### Peak memory: {M['size'][0]}x{M['size'][1]} ({M['size'][0] * M['size'][1] / 1e6:.0f} MP) "
+            "through the CLI\n"
+        )
         L.append("| command | peak RSS, getrusage(RUSAGE_CHILDREN) | peak RSS, /usr/bin/time -v | wall seconds |")
         L.append("| --- | ---: | ---: | ---: |")
         for k in ("encode", "decode"):
             e = M[k]
             tv = e.get("time_v_peak_rss_bytes")
-            L.append(f"| maxswitch {k} | {e['peak_rss_bytes'] / 2**20:.0f} MiB | "
-                     f"{'-' if tv is None else f'{tv / 2**20:.0f} MiB'} | {e['seconds']:.1f} |")
+            L.append(
+                f"| maxswitch {k} | {e['peak_rss_bytes'] / 2**20:.0f} MiB | "
+                f"{'-' if tv is None else f'{tv / 2**20:.0f} MiB'} | {e['seconds']:.1f} |"
+            )
         L.append("")
     return "\n".join(L)
 
@@ -554,9 +637,17 @@ def main():
         autogroup = Path("/proc/self/autogroup").read_text().strip()
     except OSError:
         autogroup = "n/a"
-    R = {"command": " ".join([Path(sys.executable).name] + sys.argv), "model": model.name, "autogroup": autogroup,
-         "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-         "cpus": os.cpu_count(), "load_start": load_avg(), "sets": {}, "floors": {}}
+    R = {
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "model": model.name,
+        "autogroup": autogroup,
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "load_start": load_avg(),
+        "sets": {},
+        "floors": {},
+    }
     try:
         with open("/proc/cpuinfo") as f:
             R["machine"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))

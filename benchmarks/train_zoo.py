@@ -32,8 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from maxswitch.nets import Encoder, ModelConfig  # noqa: E402
 from maxswitch.pretrain import pretrain_classifier, quantise, rotation_accuracy  # noqa: E402
-from maxswitch.train import (Recipe, calibration_batch, list_images, load_rgb, select_split,  # noqa: E402
-                             train)
+from maxswitch.train import Recipe, calibration_batch, list_images, load_rgb, select_split, train  # noqa: E402
 from maxswitch.zoo import models_dir, register  # noqa: E402
 
 TABLE2 = [(8, 8, 8), (6, 12, 24), (16, 16, 16), (12, 24, 48), (32, 32, 32), (24, 48, 96), (64, 64, 64), (48, 96, 192)]
@@ -68,8 +67,16 @@ def shared_encoder(data: str, channels, pool: str = "max") -> Encoder:
 def train_and_register(data, name, cfg, recipe, family, data_desc, encoder, **kw):
     out = models_dir() / f"{name}.safetensors"
     t0 = time.time()
-    rec = train(kw.pop("train_dir"), str(out), name, cfg, Recipe(**recipe, threads=kw.pop("threads")),
-                encoder=encoder, checkpoint=str(ROOT / "runs" / "zoo" / f"{name}.ckpt"), **kw)
+    rec = train(
+        kw.pop("train_dir"),
+        str(out),
+        name,
+        cfg,
+        Recipe(**recipe, threads=kw.pop("threads")),
+        encoder=encoder,
+        checkpoint=str(ROOT / "runs" / "zoo" / f"{name}.ckpt"),
+        **kw,
+    )
     register(out, family, data_desc)
     print(f"{name}: done in {(time.time() - t0) / 60:.1f} min, {rec['steps']} steps", file=sys.stderr)
 
@@ -80,55 +87,131 @@ def jobs(data: str, threads: int):
     face_desc = f"faces-lfw (lfw-train split, 1,725 images at {FACE_SIZE}x{FACE_SIZE})"
     for ch in TABLE2:
         name = f"faces-{tag(ch)}"
-        yield "faces", name, lambda ch=ch, name=name: train_and_register(
-            data, name, ModelConfig(ch, "direct", WIDTHS), FACE_RECIPE, "faces", face_desc,
-            shared_encoder(data, ch), **face_kw)
+        yield (
+            "faces",
+            name,
+            lambda ch=ch, name=name: train_and_register(
+                data,
+                name,
+                ModelConfig(ch, "direct", WIDTHS),
+                FACE_RECIPE,
+                "faces",
+                face_desc,
+                shared_encoder(data, ch),
+                **face_kw,
+            ),
+        )
     for ch in PRETRAINED:
         name = f"faces-pretrained-{tag(ch)}"
 
         def run(ch=ch, name=name):
-            imgs = [torch.from_numpy(np.array(r)).permute(2, 0, 1).contiguous()
-                    for r in load_rgb(select_split(list_images(faces), "lfw-train"), FACE_SIZE)]
-            test = [torch.from_numpy(np.array(r)).permute(2, 0, 1).contiguous()
-                    for r in load_rgb(select_split(list_images(faces), "lfw-test"), FACE_SIZE)]
-            clf, _ = pretrain_classifier(ch, imgs, steps=PRETRAIN_STEPS, patch=FACE_SIZE,
-                                         log=lambda m: print(m, file=sys.stderr))
+            imgs = [
+                torch.from_numpy(np.array(r)).permute(2, 0, 1).contiguous()
+                for r in load_rgb(select_split(list_images(faces), "lfw-train"), FACE_SIZE)
+            ]
+            test = [
+                torch.from_numpy(np.array(r)).permute(2, 0, 1).contiguous()
+                for r in load_rgb(select_split(list_images(faces), "lfw-test"), FACE_SIZE)
+            ]
+            clf, _ = pretrain_classifier(
+                ch, imgs, steps=PRETRAIN_STEPS, patch=FACE_SIZE, log=lambda m: print(m, file=sys.stderr)
+            )
             acc = rotation_accuracy(clf, test, patch=FACE_SIZE)
             enc = quantise(clf, torch.stack(imgs[:8]))
-            train_and_register(data, name, ModelConfig(ch, "direct", WIDTHS, encoder_seed=-1), FACE_RECIPE,
-                               "faces-pretrained", face_desc + "; encoder pretrained on rotation prediction",
-                               enc, record_extra={"pretrain": {"task": "rotation prediction (4 classes)",
-                                                               "steps": PRETRAIN_STEPS, "batch": 32,
-                                                               "test_accuracy": round(acc, 4)}},
-                               **face_kw)
+            train_and_register(
+                data,
+                name,
+                ModelConfig(ch, "direct", WIDTHS, encoder_seed=-1),
+                FACE_RECIPE,
+                "faces-pretrained",
+                face_desc + "; encoder pretrained on rotation prediction",
+                enc,
+                record_extra={
+                    "pretrain": {
+                        "task": "rotation prediction (4 classes)",
+                        "steps": PRETRAIN_STEPS,
+                        "batch": 32,
+                        "test_accuracy": round(acc, 4),
+                    }
+                },
+                **face_kw,
+            )
+
         yield "pretrained", name, run
     name = "faces-avgpool-16-16-16"
-    yield "control", name, lambda: train_and_register(
-        data, name, ModelConfig((16, 16, 16), "direct", WIDTHS, pool="avg"), dict(FACE_RECIPE, steps=500),
-        "control", face_desc + "; average pooling: no switches", shared_encoder(data, (16, 16, 16), "avg"),
-        **face_kw)
+    yield (
+        "control",
+        name,
+        lambda: train_and_register(
+            data,
+            name,
+            ModelConfig((16, 16, 16), "direct", WIDTHS, pool="avg"),
+            dict(FACE_RECIPE, steps=500),
+            "control",
+            face_desc + "; average pooling: no switches",
+            shared_encoder(data, (16, 16, 16), "avg"),
+            **face_kw,
+        ),
+    )
     bsds = str(Path(data) / "train-bsds500")
     nat_kw = dict(train_dir=bsds, split="holdout-train", val_dir=bsds, val_split="holdout-val", threads=threads)
     nat_desc = "train-bsds500 (holdout-train split, 280 images)"
-    for name, cfg in (("compare-direct", ModelConfig((16, 16, 16), "direct", WIDTHS)),
-                      ("compare-mirror", ModelConfig((16, 16, 16), "mirror", (32, 32, 32)))):
-        yield "compare", name, lambda name=name, cfg=cfg: train_and_register(
-            data, name, cfg, dict(NATURAL_RECIPE, minutes=8.0), "experiment", nat_desc,
-            shared_encoder(data, (16, 16, 16)), **nat_kw)
-    yield "default", "natural-16-16-16", lambda: train_and_register(
-        data, "natural-16-16-16", ModelConfig((16, 16, 16), "direct", WIDTHS), dict(NATURAL_RECIPE, minutes=50.0),
-        "natural", nat_desc, shared_encoder(data, (16, 16, 16)), version=1, **nat_kw)
+    for name, cfg in (
+        ("compare-direct", ModelConfig((16, 16, 16), "direct", WIDTHS)),
+        ("compare-mirror", ModelConfig((16, 16, 16), "mirror", (32, 32, 32))),
+    ):
+        yield (
+            "compare",
+            name,
+            lambda name=name, cfg=cfg: train_and_register(
+                data,
+                name,
+                cfg,
+                dict(NATURAL_RECIPE, minutes=8.0),
+                "experiment",
+                nat_desc,
+                shared_encoder(data, (16, 16, 16)),
+                **nat_kw,
+            ),
+        )
+    yield (
+        "default",
+        "natural-16-16-16",
+        lambda: train_and_register(
+            data,
+            "natural-16-16-16",
+            ModelConfig((16, 16, 16), "direct", WIDTHS),
+            dict(NATURAL_RECIPE, minutes=50.0),
+            "natural",
+            nat_desc,
+            shared_encoder(data, (16, 16, 16)),
+            version=1,
+            **nat_kw,
+        ),
+    )
     for name, (ch, steps) in NATURAL.items():
-        yield "natural", name, lambda ch=ch, name=name, steps=steps: train_and_register(
-            data, name, ModelConfig(ch, "direct", WIDTHS), dict(NATURAL_RECIPE, steps=steps), "natural",
-            nat_desc, shared_encoder(data, ch), **nat_kw)
+        yield (
+            "natural",
+            name,
+            lambda ch=ch, name=name, steps=steps: train_and_register(
+                data,
+                name,
+                ModelConfig(ch, "direct", WIDTHS),
+                dict(NATURAL_RECIPE, steps=steps),
+                "natural",
+                nat_desc,
+                shared_encoder(data, ch),
+                **nat_kw,
+            ),
+        )
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", help="folder holding train-bsds500/ and faces-lfw/")
-    ap.add_argument("--group", choices=["compare", "default", "faces", "pretrained", "control", "natural", "all"],
-                    default="all")
+    ap.add_argument(
+        "--group", choices=["compare", "default", "faces", "pretrained", "control", "natural", "all"], default="all"
+    )
     ap.add_argument("--only", nargs="*", default=None, help="model names")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-existing", action="store_true", help="skip models already in models/")

@@ -41,8 +41,12 @@ sys.path.insert(0, str(HERE.parent))
 def _args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     p.add_argument("--engine", choices=["atheris", "random"], default="random")
-    p.add_argument("--target", choices=["msw", "image"], default="msw",
-                   help="msw: info and decode of .msw bytes (default); image: image loading for encode.")
+    p.add_argument(
+        "--target",
+        choices=["msw", "image"],
+        default="msw",
+        help="msw: info and decode of .msw bytes (default); image: image loading for encode.",
+    )
     p.add_argument("--seconds", type=float, default=600.0, help="How long to run (default 600).")
     p.add_argument("--count", type=int, default=None, help="Stop after this many inputs (random engine).")
     p.add_argument("--seed", type=int, default=0, help="Random seed (random engine).")
@@ -72,13 +76,12 @@ def replay(paths, target: str) -> int:
 
 def run_atheris(a) -> int:
     # Heavy third-party modules first, uninstrumented; then maxswitch under instrumentation.
+    import atheris
     import numpy  # noqa: F401
     import PIL.Image  # noqa: F401
     import safetensors.torch  # noqa: F401
     import torch  # noqa: F401
     import zstandard  # noqa: F401
-
-    import atheris
 
     with atheris.instrument_imports(include=["maxswitch"]):
         import maxswitch.codec  # noqa: F401
@@ -132,8 +135,16 @@ def run_atheris(a) -> int:
     import atexit
 
     atexit.register(flush)
-    flags = [sys.argv[0], str(corpus), f"-max_total_time={int(a.seconds)}", "-max_len=65536",
-             "-timeout=30", "-rss_limit_mb=4096", "-print_final_stats=1", *a.libfuzzer_args]
+    flags = [
+        sys.argv[0],
+        str(corpus),
+        f"-max_total_time={int(a.seconds)}",
+        "-max_len=65536",
+        "-timeout=30",
+        "-rss_limit_mb=4096",
+        "-print_final_stats=1",
+        *a.libfuzzer_args,
+    ]
     atheris.Setup(flags, test_one, custom_mutator=custom_mutator)
     atheris.Fuzz()
     return 0
@@ -150,9 +161,13 @@ def main(argv=None) -> int:
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     run = harness.run_random if a.target == "msw" else harness.run_random_images
-    stats = run(count=a.count, seconds=a.seconds, seed=a.seed,
-                findings_dir=a.findings or str(work / f"findings-{a.target}"),
-                stats_path=a.stats or str(work / f"stats-random-{a.target}.json"))
+    stats = run(
+        count=a.count,
+        seconds=a.seconds,
+        seed=a.seed,
+        findings_dir=a.findings or str(work / f"findings-{a.target}"),
+        stats_path=a.stats or str(work / f"stats-random-{a.target}.json"),
+    )
     d = stats.as_dict()
     print(json.dumps(d, indent=1))
     return 1 if d["unique_findings"] else 0

@@ -43,6 +43,7 @@ _state: dict = {}
 
 # --------------------------------------------------------------------------- setup
 
+
 def setup(workdir: str | None = None) -> dict:
     """Build the tiny model (fixed seed) in a models folder, point ``MAXSWITCH_MODELS`` at it and
     make the seed files. Idempotent; returns the state dict (``seeds``, ``models_dir``)."""
@@ -61,17 +62,34 @@ def setup(workdir: str | None = None) -> dict:
     dec = build_decoder(cfg).eval()
     path = d / f"{MODEL_NAME}.safetensors"
     sha = zoo.save_model(path, MODEL_NAME, 1, cfg, enc, dec)
-    entry = {"name": MODEL_NAME, "version": 1, "file": path.name, "sha256": sha, "family": "natural",
-             "channels": list(CHANNELS), "switches_per_pixel": cfg.switches_per_pixel,
-             "encoder_digest": enc.digest()}
+    entry = {
+        "name": MODEL_NAME,
+        "version": 1,
+        "file": path.name,
+        "sha256": sha,
+        "family": "natural",
+        "channels": list(CHANNELS),
+        "switches_per_pixel": cfg.switches_per_pixel,
+        "encoder_digest": enc.digest(),
+    }
     (d / "manifest.json").write_text(json.dumps({"schema": 1, "models": [entry]}))
     os.environ["MAXSWITCH_MODELS"] = str(d)
     zoo._LOADED.clear()
     torch.set_num_threads(1)
     model = zoo.load_model(MODEL_NAME)
     seeds = []
-    for i, (w, h, mode) in enumerate([(1, 1, "RGB"), (8, 8, "RGB"), (13, 7, "L"), (40, 24, "RGB"),
-                                      (3, 17, "RGBA"), (64, 48, "RGB"), (9, 9, "LA"), (100, 2, "RGB")]):
+    for i, (w, h, mode) in enumerate(
+        [
+            (1, 1, "RGB"),
+            (8, 8, "RGB"),
+            (13, 7, "L"),
+            (40, 24, "RGB"),
+            (3, 17, "RGBA"),
+            (64, 48, "RGB"),
+            (9, 9, "LA"),
+            (100, 2, "RGB"),
+        ]
+    ):
         seeds.append(codec.encode(_image(w, h, i, mode), model))
     _state.update(seeds=seeds, models_dir=str(d), model=model)
     return _state
@@ -89,6 +107,7 @@ def _image(width: int, height: int, seed: int, mode: str):
 
 
 # --------------------------------------------------------------------------- oracle
+
 
 class Finding(Exception):
     """The promise was broken; ``kind`` names how, the message says where."""
@@ -185,8 +204,34 @@ def signature(f: Finding) -> str:
 
 # --------------------------------------------------------------------------- mutator
 
-INTERESTING_U32 = [0, 1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 255, 256, 4095, 4096, 65535, 65536,
-                   (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 1 << 24, (1 << 31) - 1, 1 << 31, 0xFFFFFFFE, 0xFFFFFFFF]
+INTERESTING_U32 = [
+    0,
+    1,
+    2,
+    7,
+    8,
+    9,
+    15,
+    16,
+    17,
+    63,
+    64,
+    65,
+    255,
+    256,
+    4095,
+    4096,
+    65535,
+    65536,
+    (1 << 20) - 1,
+    1 << 20,
+    (1 << 20) + 1,
+    1 << 24,
+    (1 << 31) - 1,
+    1 << 31,
+    0xFFFFFFFE,
+    0xFFFFFFFF,
+]
 INTERESTING_U16 = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 255, 256, 32767, 32768, 65534, 65535]
 INTERESTING_U8 = [0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 31, 32, 33, 63, 64, 65, 127, 128, 255]
 
@@ -217,7 +262,11 @@ def rebuild(data: bytes, payload: bytes | None = None, fix_raw: bool = True, fix
     head = bytearray(data[: lay["payload"]])
     if payload is None:
         plen = struct.unpack_from("<I", data, lay["len"])[0]
-        payload = data[lay["payload"] : lay["payload"] + plen] if len(data) >= lay["payload"] + plen + 4 else data[lay["payload"] : -4]
+        payload = (
+            data[lay["payload"] : lay["payload"] + plen]
+            if len(data) >= lay["payload"] + plen + 4
+            else data[lay["payload"] : -4]
+        )
     if fix_raw:
         from maxswitch import format as fmt
 
@@ -306,8 +355,24 @@ def _mutate_field(data: bytes, rng: random.Random) -> bytes:
         if b:
             b[i] = rng.choice(INTERESTING_U8)
         return bytes(b)
-    field = rng.choice(["version", "coding", "kind", "depth", "width", "height", "wh", "namelen",
-                        "name", "digest", "chan", "chans", "raw", "len"])
+    field = rng.choice(
+        [
+            "version",
+            "coding",
+            "kind",
+            "depth",
+            "width",
+            "height",
+            "wh",
+            "namelen",
+            "name",
+            "digest",
+            "chan",
+            "chans",
+            "raw",
+            "len",
+        ]
+    )
     if field in ("version", "coding", "kind", "depth"):
         b[{"version": 8, "coding": 9, "kind": 10, "depth": 11}[field]] = rng.choice(INTERESTING_U8)
     elif field in ("width", "height"):
@@ -352,7 +417,7 @@ def _mutate_bytes(data: bytes, rng: random.Random, seeds: list[bytes]) -> bytes:
         for _ in range(rng.randint(1, 4)):
             b[rng.randrange(len(b))] = rng.choice(INTERESTING_U8)
     elif op == 2:  # truncate
-        del b[rng.randrange(len(b) + 1):]
+        del b[rng.randrange(len(b) + 1) :]
     elif op == 3:  # insert
         i = rng.randrange(len(b) + 1)
         b[i:i] = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 16)))
@@ -388,6 +453,7 @@ def mutate(data: bytes, rng: random.Random, seeds: list[bytes], max_size: int = 
 
 # --------------------------------------------------------------------------- pure-Python driver
 
+
 class Stats:
     def __init__(self):
         self.inputs = 0
@@ -396,10 +462,16 @@ class Stats:
         self.t0 = time.time()
 
     def as_dict(self) -> dict:
-        return {"inputs": self.inputs, "seconds": round(time.time() - self.t0, 1), "outcomes": self.outcomes,
-                "unique_findings": len(self.findings),
-                "findings": {k: {"kind": v["kind"], "count": v["count"], "first": v["detail"].splitlines()[0][:200]}
-                             for k, v in self.findings.items()}}
+        return {
+            "inputs": self.inputs,
+            "seconds": round(time.time() - self.t0, 1),
+            "outcomes": self.outcomes,
+            "unique_findings": len(self.findings),
+            "findings": {
+                k: {"kind": v["kind"], "count": v["count"], "first": v["detail"].splitlines()[0][:200]}
+                for k, v in self.findings.items()
+            },
+        }
 
 
 def record(stats: Stats, data: bytes, f: Finding, findings_dir: str | None) -> None:
@@ -412,9 +484,14 @@ def record(stats: Stats, data: bytes, f: Finding, findings_dir: str | None) -> N
         Path(findings_dir, f"{sig}.txt").write_text(f.detail)
 
 
-def run_random(count: int | None = None, seconds: float | None = None, seed: int = 0,
-               findings_dir: str | None = None, stats_path: str | None = None,
-               stats_every: float = 60.0) -> Stats:
+def run_random(
+    count: int | None = None,
+    seconds: float | None = None,
+    seed: int = 0,
+    findings_dir: str | None = None,
+    stats_path: str | None = None,
+    stats_every: float = 60.0,
+) -> Stats:
     """Pure-Python fuzzing loop: mutate seeds (and earlier interesting mutants), run ``check``.
 
     Deterministic for a given ``seed`` and ``count``. Stops after ``count`` inputs or
@@ -451,6 +528,7 @@ def run_random(count: int | None = None, seconds: float | None = None, seed: int
 
 # --------------------------------------------------------------------------- image target
 
+
 def image_seeds() -> list[bytes]:
     """Small images in the formats and modes the encoder meets (deterministic)."""
     import io
@@ -484,10 +562,10 @@ def image_seeds() -> list[bytes]:
 def check_image(data: bytes, max_pixels: int = FUZZ_MAX_PIXELS) -> str:
     """``image.load`` on ``data``, as the CLI runs it: an image or ``ImageError`` with a
     one-line message, and nothing else written to stderr (warnings, logging, C libraries)."""
+    import warnings
+
     from maxswitch import cli
     from maxswitch import image as imagelib
-
-    import warnings
 
     t0 = time.process_time()
     noise = _StderrCapture()
@@ -561,15 +639,21 @@ def mutate_image(data: bytes, rng: random.Random, seeds: list[bytes], max_size: 
     return data[:max_size]
 
 
-def run_random_images(count: int | None = None, seconds: float | None = None, seed: int = 0,
-                      findings_dir: str | None = None, stats_path: str | None = None) -> Stats:
+def run_random_images(
+    count: int | None = None,
+    seconds: float | None = None,
+    seed: int = 0,
+    findings_dir: str | None = None,
+    stats_path: str | None = None,
+) -> Stats:
     """Pure-Python fuzzing of image loading (the encoder's input side)."""
     seeds = image_seeds()
     rng = random.Random(seed)
     stats = Stats()
     last = time.time()
-    while not ((count is not None and stats.inputs >= count) or
-               (seconds is not None and time.time() - stats.t0 >= seconds)):
+    while not (
+        (count is not None and stats.inputs >= count) or (seconds is not None and time.time() - stats.t0 >= seconds)
+    ):
         data = mutate_image(rng.choice(seeds), rng, seeds)
         stats.inputs += 1
         try:

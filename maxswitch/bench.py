@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
+from .errors import MaxswitchError
 
 DEFAULT_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100)
 QUALITY_RANGE = {"jpeg": (1, 100), "webp": (0, 100)}
@@ -41,12 +42,18 @@ MATCH_NAMES = {"bpp": "bpp", "psnr": "PSNR"}
 
 # The paper's Table II (MultiPie faces): channels -> test RMSE with an untrained encoder.
 TABLE_II = {
-    (8, 8, 8): 0.1464, (6, 12, 24): 0.1387, (16, 16, 16): 0.1210, (12, 24, 48): 0.1138,
-    (32, 32, 32): 0.0922, (24, 48, 96): 0.0876, (64, 64, 64): 0.0744, (48, 96, 192): 0.0718,
+    (8, 8, 8): 0.1464,
+    (6, 12, 24): 0.1387,
+    (16, 16, 16): 0.1210,
+    (12, 24, 48): 0.1138,
+    (32, 32, 32): 0.0922,
+    (24, 48, 96): 0.0876,
+    (64, 64, 64): 0.0744,
+    (48, 96, 192): 0.0718,
 }
 
 
-class BenchError(ValueError):
+class BenchError(MaxswitchError):
     """A benchmark that cannot run (no images, bad folder, bad option); the message is for the user."""
 
 
@@ -171,8 +178,18 @@ class _Trials:
     def record(self, name: str, codec: str, q: int | None, **kw) -> Record:
         if q not in self._dist:
             self._dist[q] = metrics.distortion(self.x, self.decoded(q)[0])
-        return Record(name, self.w, self.h, codec, quality=q, bpp=self.bpp(q), encode_s=self.encoded(q)[1],
-                      decode_s=self.decoded(q)[1], **self._dist[q], **kw)
+        return Record(
+            name,
+            self.w,
+            self.h,
+            codec,
+            quality=q,
+            bpp=self.bpp(q),
+            encode_s=self.encoded(q)[1],
+            decode_s=self.decoded(q)[1],
+            **self._dist[q],
+            **kw,
+        )
 
 
 def search_quality(f, target: float, lo: int, hi: int, at_most: bool) -> tuple[int, str]:
@@ -231,8 +248,7 @@ def _init_pool_worker(model_keys: tuple[str, ...], threads: int) -> None:
     init_worker(model_keys, threads)
 
 
-def bench_image(root: str, rel: str, qualities: tuple[int, ...], baselines: bool,
-                max_pixels: int) -> ImageResult:
+def bench_image(root: str, rel: str, qualities: tuple[int, ...], baselines: bool, max_pixels: int) -> ImageResult:
     """Measure one image through every model and baseline (models from ``init_worker``)."""
     from . import codec
     from . import format as fmt
@@ -255,9 +271,21 @@ def bench_image(root: str, rel: str, qualities: tuple[int, ...], baselines: bool
         t2 = time.perf_counter()
         header, payload = fmt.read(data)
         n = header.switch_count
-        out.records.append(Record(rel, w, h, "maxswitch", m.name, bpp=metrics.bpp(len(data), w, h),
-                                  bits_per_switch=8 * len(payload) / n, raw_bpp=2 * n / (w * h),
-                                  encode_s=t1 - t0, decode_s=t2 - t1, **metrics.distortion(x, x_hat)))
+        out.records.append(
+            Record(
+                rel,
+                w,
+                h,
+                "maxswitch",
+                m.name,
+                bpp=metrics.bpp(len(data), w, h),
+                bits_per_switch=8 * len(payload) / n,
+                raw_bpp=2 * n / (w * h),
+                encode_s=t1 - t0,
+                decode_s=t2 - t1,
+                **metrics.distortion(x, x_hat),
+            )
+        )
     if not baselines:
         return out
     png = _Trials("PNG", x)
@@ -332,9 +360,19 @@ def resolve_models(keys) -> list[ModelInfo]:
     return out
 
 
-def run(dataset: str | Path, model_keys, *, qualities=DEFAULT_QUALITIES, baselines: bool = True,
-        jobs: int = 1, threads: int = 1, limit: int | None = None, max_pixels: int | None = None,
-        progress=None, warn=None) -> BenchResult:
+def run(
+    dataset: str | Path,
+    model_keys,
+    *,
+    qualities=DEFAULT_QUALITIES,
+    baselines: bool = True,
+    jobs: int = 1,
+    threads: int = 1,
+    limit: int | None = None,
+    max_pixels: int | None = None,
+    progress=None,
+    warn=None,
+) -> BenchResult:
     """Benchmark every image under ``dataset``.
 
     Args:
@@ -412,8 +450,19 @@ def run(dataset: str | Path, model_keys, *, qualities=DEFAULT_QUALITIES, baselin
     if not kept:
         raise BenchError(f"none of the {len(images)} image files in {dataset} could be read")
     records = [rec for r in ordered for rec in r.records]
-    return BenchResult(str(dataset), models, kept, skipped, others, records, qualities, baselines, jobs,
-                       threads, time.perf_counter() - t0)
+    return BenchResult(
+        str(dataset),
+        models,
+        kept,
+        skipped,
+        others,
+        records,
+        qualities,
+        baselines,
+        jobs,
+        threads,
+        time.perf_counter() - t0,
+    )
 
 
 # ---------------------------------------------------------------- summaries
@@ -471,14 +520,28 @@ def _row(key, recs: list[Record]) -> Row:
     for r in recs:
         if r.status:
             status[r.status] = status.get(r.status, 0) + 1
-    return Row(codec, model, match, quality, len(recs),
-               metrics.mean(r.bpp for r in recs), metrics.mean(r.psnr for r in recs),
-               math.sqrt(metrics.mean(r.rmse**2 for r in recs)), metrics.mean(r.ssim for r in recs),
-               metrics.mean(r.ms_ssim for r in recs), metrics.mean(r.bits_per_switch for r in recs),
-               metrics.mean(r.raw_bpp for r in recs),
-               metrics.mean(qs) if match else None, min(qs) if match and qs else None,
-               max(qs) if match and qs else None, status, enc / len(recs), dec / len(recs),
-               pixels / enc if enc else math.inf, pixels / dec if dec else math.inf)
+    return Row(
+        codec,
+        model,
+        match,
+        quality,
+        len(recs),
+        metrics.mean(r.bpp for r in recs),
+        metrics.mean(r.psnr for r in recs),
+        math.sqrt(metrics.mean(r.rmse**2 for r in recs)),
+        metrics.mean(r.ssim for r in recs),
+        metrics.mean(r.ms_ssim for r in recs),
+        metrics.mean(r.bits_per_switch for r in recs),
+        metrics.mean(r.raw_bpp for r in recs),
+        metrics.mean(qs) if match else None,
+        min(qs) if match and qs else None,
+        max(qs) if match and qs else None,
+        status,
+        enc / len(recs),
+        dec / len(recs),
+        pixels / enc if enc else math.inf,
+        pixels / dec if dec else math.inf,
+    )
 
 
 def summarise(result: BenchResult) -> list[Row]:
@@ -535,8 +598,18 @@ def rd_table(rows: list[Row], markdown: bool = False) -> str:
     body = []
     for r in rows:
         label = ("  " if r.match and not markdown else "") + r.label
-        body.append([label, _f(r.bpp, 3), _f(r.psnr, 2), _f(r.rmse, 4), _f(r.ssim, 4), _f(r.ms_ssim, 4),
-                     _f(r.bits_per_switch, 3), _quality_cell(r)])
+        body.append(
+            [
+                label,
+                _f(r.bpp, 3),
+                _f(r.psnr, 2),
+                _f(r.rmse, 4),
+                _f(r.ssim, 4),
+                _f(r.ms_ssim, 4),
+                _f(r.bits_per_switch, 3),
+                _quality_cell(r),
+            ]
+        )
     return _table(head, body, markdown)
 
 
@@ -546,8 +619,15 @@ def speed_table(rows: list[Row], markdown: bool = False) -> str:
     body = []
     for r in rows:
         if r.codec in ("maxswitch", "png"):
-            body.append([r.label, _f(1e3 * r.encode_s, 1), _f(1e3 * r.decode_s, 1), _f(r.encode_mpix_s, 2),
-                         _f(r.decode_mpix_s, 2)])
+            body.append(
+                [
+                    r.label,
+                    _f(1e3 * r.encode_s, 1),
+                    _f(1e3 * r.decode_s, 1),
+                    _f(r.encode_mpix_s, 2),
+                    _f(r.decode_mpix_s, 2),
+                ]
+            )
     for c in ("jpeg", "webp"):
         sweep = [r for r in rows if r.codec == c and not r.match]
         if sweep:
@@ -555,8 +635,15 @@ def speed_table(rows: list[Row], markdown: bool = False) -> str:
             enc = sum(r.encode_s * r.n for r in sweep)
             dec = sum(r.decode_s * r.n for r in sweep)
             mpix = sum(r.n * r.encode_s * r.encode_mpix_s for r in sweep)
-            body.append([f"{CODEC_NAMES[c]} (mean over q={sweep[0].quality}..{sweep[-1].quality})",
-                         _f(1e3 * enc / n, 1), _f(1e3 * dec / n, 1), _f(mpix / enc, 2), _f(mpix / dec, 2)])
+            body.append(
+                [
+                    f"{CODEC_NAMES[c]} (mean over q={sweep[0].quality}..{sweep[-1].quality})",
+                    _f(1e3 * enc / n, 1),
+                    _f(1e3 * dec / n, 1),
+                    _f(mpix / enc, 2),
+                    _f(mpix / dec, 2),
+                ]
+            )
     return _table(head, body, markdown)
 
 
@@ -569,8 +656,10 @@ def gap_lines(rows: list[Row]) -> list[str]:
             if not at_bpp or not at_psnr:
                 continue
             name = CODEC_NAMES[c]
-            s = (f"{m.model} ({m.bpp:.3f} bpp, {m.psnr:.2f} dB) vs {name}: at no more bits {name} gives "
-                 f"{at_bpp.psnr:.2f} dB ({at_bpp.psnr - m.psnr:+.2f} dB, {at_bpp.bpp:.3f} bpp")
+            s = (
+                f"{m.model} ({m.bpp:.3f} bpp, {m.psnr:.2f} dB) vs {name}: at no more bits {name} gives "
+                f"{at_bpp.psnr:.2f} dB ({at_bpp.psnr - m.psnr:+.2f} dB, {at_bpp.bpp:.3f} bpp"
+            )
             if at_bpp.status.get("capped"):
                 s += f"; on {at_bpp.status['capped']}/{at_bpp.n} images even q=100 spends fewer bits"
             s += f"); to reach its PSNR {name} needs {at_psnr.bpp:.3f} bpp ({m.bpp / at_psnr.bpp:.1f}x fewer bits"
@@ -588,8 +677,18 @@ def paper_table(result: BenchResult, rows: list[Row], markdown: bool = False) ->
         if r is None or mi.channels not in TABLE_II:
             continue
         paper = TABLE_II[mi.channels]
-        body.append([mi.name, str(list(mi.channels)), _f(raw_bpp(mi.channels), 2), _f(r.bpp, 3), _f(r.rmse, 4),
-                     _f(paper, 4), _f(r.psnr, 2), _f(metrics.psnr_from_rmse(paper), 2)])
+        body.append(
+            [
+                mi.name,
+                str(list(mi.channels)),
+                _f(raw_bpp(mi.channels), 2),
+                _f(r.bpp, 3),
+                _f(r.rmse, 4),
+                _f(paper, 4),
+                _f(r.psnr, 2),
+                _f(metrics.psnr_from_rmse(paper), 2),
+            ]
+        )
     if not body:
         return None
     head = ["model", "channels", "raw bpp", "file bpp", "RMSE", "paper RMSE", "PSNR dB", "paper PSNR dB"]
@@ -609,20 +708,32 @@ def format_report(result: BenchResult, markdown: bool = False) -> str:
         notes.append(f"{len(result.ignored)} other file(s) ignored")
     if notes:
         head += " (" + "; ".join(notes) + ")"
-    out = [head, "models: " + ", ".join(f"{m.name} v{m.version} (SHA-256 {m.sha256[:12]})" for m in result.models),
-           ""]
-    out += ["Rate and distortion (means over images; PSNR: mean of per-image RGB PSNRs; RMSE over [0, 1]: root "
-            "of the mean per-image MSE; bpp counts the whole file; quality of a matched row: mean (min-max)):", "",
-            rd_table(rows, markdown), ""]
+    out = [head, "models: " + ", ".join(f"{m.name} v{m.version} (SHA-256 {m.sha256[:12]})" for m in result.models), ""]
+    out += [
+        "Rate and distortion (means over images; PSNR: mean of per-image RGB PSNRs; RMSE over [0, 1]: root "
+        "of the mean per-image MSE; bpp counts the whole file; quality of a matched row: mean (min-max)):",
+        "",
+        rd_table(rows, markdown),
+        "",
+    ]
     gaps = gap_lines(rows)
     if gaps:
         out += [("- " if markdown else "") + g for g in gaps] + [""]
     pt = paper_table(result, rows, markdown)
     if pt:
-        out += ["Against the paper's Table II (MultiPie faces, untrained encoder, switch bits before entropy "
-                "coding; a different data set):", "", pt, ""]
-    out += [f"Speed (per image; {result.jobs} worker process(es), {result.threads} torch thread(s) each; "
-            f"run took {result.elapsed_s:.0f} s):", "", speed_table(rows, markdown)]
+        out += [
+            "Against the paper's Table II (MultiPie faces, untrained encoder, switch bits before entropy "
+            "coding; a different data set):",
+            "",
+            pt,
+            "",
+        ]
+    out += [
+        f"Speed (per image; {result.jobs} worker process(es), {result.threads} torch thread(s) each; "
+        f"run took {result.elapsed_s:.0f} s):",
+        "",
+        speed_table(rows, markdown),
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -636,9 +747,17 @@ def _json_num(v):
 
 
 _RESULT_KEYS = [
-    ("bpp", "bpp"), ("psnr-rgb", "psnr"), ("psnr", "psnr"), ("ms-ssim-rgb", "ms_ssim"), ("msssim", "ms_ssim"),
-    ("ssim-rgb", "ssim"), ("rmse", "rmse"), ("encoding_time", "encode_s"), ("decoding_time", "decode_s"),
-    ("encoding_mpix_s", "encode_mpix_s"), ("decoding_mpix_s", "decode_mpix_s"),
+    ("bpp", "bpp"),
+    ("psnr-rgb", "psnr"),
+    ("psnr", "psnr"),
+    ("ms-ssim-rgb", "ms_ssim"),
+    ("msssim", "ms_ssim"),
+    ("ssim-rgb", "ssim"),
+    ("rmse", "rmse"),
+    ("encoding_time", "encode_s"),
+    ("decoding_time", "decode_s"),
+    ("encoding_mpix_s", "encode_mpix_s"),
+    ("decoding_mpix_s", "decode_mpix_s"),
 ]
 
 
@@ -662,22 +781,40 @@ def compressai_curves(result: BenchResult) -> list[dict]:
     ds = f"{Path(result.dataset).name or result.dataset} ({len(result.images)} images)"
     common = f"on {ds}; PSNR: mean of per-image RGB PSNRs (null: lossless); times: seconds per image"
     models = [r for r in rows if r.codec == "maxswitch"]
-    curves = [_curve("maxswitch", f"maxswitch {__version__}, models {', '.join(r.model for r in models)}, "
-                     f"bpp of the whole .msw file, {common}", models,
-                     [("bits_per_switch", "bits_per_switch"), ("raw_bpp", "raw_bpp")])]
+    curves = [
+        _curve(
+            "maxswitch",
+            f"maxswitch {__version__}, models {', '.join(r.model for r in models)}, "
+            f"bpp of the whole .msw file, {common}",
+            models,
+            [("bits_per_switch", "bits_per_switch"), ("raw_bpp", "raw_bpp")],
+        )
+    ]
     for c in ("jpeg", "webp"):
         sweep = [r for r in rows if r.codec == c and not r.match]
         if sweep:
-            curves.append(_curve(CODEC_NAMES[c], f"{CODEC_NAMES[c]} through Pillow {PIL.__version__} (default "
-                                 f"settings), {common}", sweep, [("quality", "quality")]))
+            curves.append(
+                _curve(
+                    CODEC_NAMES[c],
+                    f"{CODEC_NAMES[c]} through Pillow {PIL.__version__} (default settings), {common}",
+                    sweep,
+                    [("quality", "quality")],
+                )
+            )
     png = [r for r in rows if r.codec == "png"]
     if png:
         curves.append(_curve("PNG", f"PNG through Pillow {PIL.__version__}, lossless, {common}", png))
     for r in rows:
         if r.match:
-            curves.append(_curve(r.label, f"{CODEC_NAMES[r.codec]} with the quality searched per image to match "
-                                 f"{r.model}'s {MATCH_NAMES[r.match]}, {common}", [r],
-                                 [("quality", "q_mean")]))
+            curves.append(
+                _curve(
+                    r.label,
+                    f"{CODEC_NAMES[r.codec]} with the quality searched per image to match "
+                    f"{r.model}'s {MATCH_NAMES[r.match]}, {common}",
+                    [r],
+                    [("quality", "q_mean")],
+                )
+            )
     for cv in curves:
         cv["results"]["images"] = [len(result.images)] * len(cv["results"]["bpp"])
     return curves
@@ -699,13 +836,19 @@ def json_outputs(result: BenchResult, path: str) -> dict[str, bytes]:
     if path.endswith(("/", os.sep)) or os.path.isdir(path):
         return {os.path.join(path, _slug(c["name"]) + ".json"): dump(c) for c in curves}
     top = dict(curves[0])
-    top.update({
-        "dataset": result.dataset, "images": result.images,
-        "skipped": [{"image": i, "reason": e} for i, e in result.skipped], "ignored": result.ignored,
-        "models": [{"name": m.name, "version": m.version, "sha256": m.sha256, "channels": list(m.channels)}
-                   for m in result.models],
-        "baselines": curves[1:],
-    })
+    top.update(
+        {
+            "dataset": result.dataset,
+            "images": result.images,
+            "skipped": [{"image": i, "reason": e} for i, e in result.skipped],
+            "ignored": result.ignored,
+            "models": [
+                {"name": m.name, "version": m.version, "sha256": m.sha256, "channels": list(m.channels)}
+                for m in result.models
+            ],
+            "baselines": curves[1:],
+        }
+    )
     return {path: dump(top)}
 
 
@@ -745,12 +888,21 @@ def plot_bytes(result: BenchResult, fmt: str = "png") -> bytes:
     colours = {"jpeg": "tab:blue", "webp": "tab:green", "png": "tab:gray"}
     model_colours = ["tab:red", "tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
     for ax, metric in zip(axes, ("psnr", "ms_ssim")):
-        y = (lambda r: r.psnr) if metric == "psnr" else (lambda r: None if r.ms_ssim is None else metrics.ms_ssim_db(r.ms_ssim))
+        y = (
+            (lambda r: r.psnr)
+            if metric == "psnr"
+            else (lambda r: None if r.ms_ssim is None else metrics.ms_ssim_db(r.ms_ssim))
+        )
         for c in ("jpeg", "webp"):
             sweep = [r for r in rows if r.codec == c and not r.match and y(r) is not None]
             if sweep:
-                ax.plot([r.bpp for r in sweep], [y(r) for r in sweep], ".-", color=colours[c],
-                        label=f"{CODEC_NAMES[c]} q={sweep[0].quality}..{sweep[-1].quality}")
+                ax.plot(
+                    [r.bpp for r in sweep],
+                    [y(r) for r in sweep],
+                    ".-",
+                    color=colours[c],
+                    label=f"{CODEC_NAMES[c]} q={sweep[0].quality}..{sweep[-1].quality}",
+                )
         png = _find(rows, "png")
         if png:
             ax.axvline(png.bpp, color=colours["png"], ls="--", lw=1, label=f"PNG lossless ({png.bpp:.2f} bpp)")
@@ -759,8 +911,9 @@ def plot_bytes(result: BenchResult, fmt: str = "png") -> bytes:
             if y(m) is not None:
                 ax.plot([m.bpp], [y(m)], "*", ms=14, color=col, label=f"{m.model} (.msw file)")
                 if metric == "psnr" and m.raw_bpp:
-                    ax.plot([m.raw_bpp], [y(m)], "*", ms=14, mfc="none", color=col,
-                            label=f"{m.model} at raw switch bits")
+                    ax.plot(
+                        [m.raw_bpp], [y(m)], "*", ms=14, mfc="none", color=col, label=f"{m.model} at raw switch bits"
+                    )
             for r in rows:
                 if r.model == m.model and r.match and y(r) is not None:
                     mk = "s" if r.match == "bpp" else "D"
@@ -768,12 +921,24 @@ def plot_bytes(result: BenchResult, fmt: str = "png") -> bytes:
                     ax.plot([m.bpp, r.bpp], [y(m), y(r)], ":", lw=0.8, color=colours[r.codec])
         if metric == "psnr":
             pts = [(raw_bpp(ch), metrics.psnr_from_rmse(v), ch) for ch, v in TABLE_II.items()]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "x", color="black", ms=7,
-                    label="paper Table II (faces, untrained encoder, raw switch bits)")
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                "x",
+                color="black",
+                ms=7,
+                label="paper Table II (faces, untrained encoder, raw switch bits)",
+            )
             ours = {mi.channels for mi in result.models}
             for x, y_, ch in pts:
-                ax.annotate(",".join(map(str, ch)), (x, y_), textcoords="offset points", xytext=(4, -10 if
-                            ch[0] == ch[2] else 4), fontsize=6.5, fontweight="bold" if ch in ours else "normal")
+                ax.annotate(
+                    ",".join(map(str, ch)),
+                    (x, y_),
+                    textcoords="offset points",
+                    xytext=(4, -10 if ch[0] == ch[2] else 4),
+                    fontsize=6.5,
+                    fontweight="bold" if ch in ours else "normal",
+                )
             ax.set_ylabel("PSNR (RGB) [dB]")
             ax.set_title("PSNR against rate")
         else:

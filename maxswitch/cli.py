@@ -14,6 +14,7 @@ import sys
 import click
 
 from . import __version__
+from .config import ZSTD_LEVEL as ZSTD_LEVEL_DEFAULT
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
 
@@ -110,27 +111,36 @@ def _say(quiet: bool, msg: str) -> None:
 
 def _codec_errors():
     """The exception types that mean bad data or a model problem (exit 1, one line)."""
-    from .codec import CodecError
-    from .format import FormatError
-    from .image import ImageError
-    from .switches import PayloadError
-    from .zoo import ModelError
+    from .errors import MaxswitchError
 
-    return (CodecError, FormatError, ImageError, PayloadError, ModelError)
+    return (MaxswitchError,)
 
 
-_common_threads = click.option("-t", "--threads", type=click.IntRange(1, 256), default=None,
-                               help="CPU threads for the networks (default: torch's choice).")
+_common_threads = click.option(
+    "-t",
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="CPU threads for the networks (default: torch's choice).",
+)
+
+
 def _check_tile(ctx, param, value):
     if value is not None and value % 8:
         raise click.BadParameter(f"must be a multiple of 8, got {value}")
     return value
 
 
-_common_tile = click.option("--tile", type=click.IntRange(0, 1 << 16), default=None, callback=_check_tile,
-                            help="Tile side in pixels (multiple of 8; 0 = never tile; default: 512 for images over 0.59 MP).")
-_common_max_pixels = click.option("--max-pixels", type=click.IntRange(1), default=None,
-                                  help="Refuse images with more pixels (default 256,000,000).")
+_common_tile = click.option(
+    "--tile",
+    type=click.IntRange(0, 1 << 16),
+    default=None,
+    callback=_check_tile,
+    help="Tile side in pixels (multiple of 8; 0 = never tile; default: 512 for images over 0.59 MP).",
+)
+_common_max_pixels = click.option(
+    "--max-pixels", type=click.IntRange(1), default=None, help="Refuse images with more pixels (default 256,000,000)."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -146,15 +156,32 @@ def cli():
 @click.argument("input", metavar="IN")
 @click.argument("output", metavar="OUT")
 @click.option("-m", "--model", default=None, help="Model name or asset path (default natural-16-16-16).")
-@click.option("-q", "--quality", type=click.IntRange(1, 10), default=None,
-              help="Pick a shipped natural-image model by rate: 1 cheapest .. 10 richest.")
+@click.option(
+    "-q",
+    "--quality",
+    type=click.IntRange(1, 10),
+    default=None,
+    help="Pick a shipped natural-image model by rate: 1 cheapest .. 10 richest.",
+)
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
-@click.option("--level", type=click.IntRange(1, 22), default=None, help="zstd level (default 9).")
+@click.option(
+    "--coding",
+    type=click.Choice(["context", "zstd"]),
+    default=None,
+    help="Payload coding: context (format v2, the model's learned context model; default when the "
+    "model has one) or zstd (format v1).",
+)
+@click.option(
+    "--level",
+    type=click.IntRange(1, 22),
+    default=None,
+    help=f"zstd level for --coding zstd (default {ZSTD_LEVEL_DEFAULT}).",
+)
 @_common_tile
 @_common_threads
 @_common_max_pixels
 @click.option("--quiet", is_flag=True, help="Print nothing on success.")
-def encode(input, output, model, quality, force, level, tile, threads, max_pixels, quiet):
+def encode(input, output, model, quality, force, coding, level, tile, threads, max_pixels, quiet):
     """Encode image IN into OUT (.msw) as switches only."""
     from . import codec, image, switches
     from .zoo import model_for_quality
@@ -164,8 +191,13 @@ def encode(input, output, model, quality, force, level, tile, threads, max_pixel
     if quality:
         model = model_for_quality(quality)
     data = _read_input(input, "an image")
-    kw = dict(max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS, level=level or switches.ZSTD_LEVEL,
-              tile=tile, threads=threads)
+    kw = dict(
+        max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS,
+        level=level or switches.ZSTD_LEVEL,
+        tile=tile,
+        threads=threads,
+        coding=coding,
+    )
     loaded = load_image(data, kw["max_pixels"])
     if loaded.frames > 1:
         _say(quiet, f"maxswitch: warning: {input} has {loaded.frames} frames; encoding frame 1 (the first)")
@@ -173,8 +205,11 @@ def encode(input, output, model, quality, force, level, tile, threads, max_pixel
     _write_output(output, out, force, input_path=input)
     if not quiet:
         inf = codec.info(out, max_pixels=None)  # our own output, already within the limit
-        _say(quiet, f"{input}: {inf['width']}x{inf['height']} -> {inf['file_bytes']} bytes, "
-                    f"{inf['bpp']:.4f} bpp, {inf['bits_per_switch']:.3f} bits/switch, model {inf['model']}")
+        _say(
+            quiet,
+            f"{input}: {inf['width']}x{inf['height']} -> {inf['file_bytes']} bytes, "
+            f"{inf['bpp']:.4f} bpp, {inf['bits_per_switch']:.3f} bits/switch, model {inf['model']}",
+        )
 
 
 def _default_output(input: str) -> str:
@@ -235,14 +270,18 @@ def models(as_json):
     if not rows:
         click.echo("no shipped models found", err=True)
         return
-    click.echo(f"{'name':26} {'ver':>3} {'channels':>10} {'family':16} {'raw bpp':>7} {'bpp':>6} {'PSNR':>6} {'RMSE':>7}  measured on")
+    click.echo(
+        f"{'name':26} {'ver':>3} {'channels':>10} {'family':16} {'raw bpp':>7} {'bpp':>6} {'PSNR':>6} {'RMSE':>7}  measured on"
+    )
     for m in rows:
         f = m.get("figures", {})
         cell = lambda k, fmt: format(f[k], fmt) if f.get(k) is not None else "-"  # noqa: E731
         tag = "  (default)" if m["name"] == DEFAULT_MODEL else ""
-        click.echo(f"{m['name']:26} {m['version']:>3} {','.join(map(str, m['channels'])):>10} {m['family']:16} "
-                   f"{2 * m['switches_per_pixel']:7.2f} {cell('bpp', '.3f'):>6} {cell('psnr', '.2f'):>6} "
-                   f"{cell('rmse', '.4f'):>7}  {f.get('dataset', 'not measured')}{tag}")
+        click.echo(
+            f"{m['name']:26} {m['version']:>3} {','.join(map(str, m['channels'])):>10} {m['family']:16} "
+            f"{2 * m['switches_per_pixel']:7.2f} {cell('bpp', '.3f'):>6} {cell('psnr', '.2f'):>6} "
+            f"{cell('rmse', '.4f'):>7}  {f.get('dataset', 'not measured')}{tag}"
+        )
 
 
 def _default_jobs() -> int:
@@ -267,26 +306,57 @@ def _check_output_path(path: str, option: str, folder_ok: bool = False) -> None:
 
 @cli.command()
 @click.argument("dataset_dir", metavar="DATASET_DIR")
-@click.option("-m", "--model", "models", multiple=True,
-              help="Model name or asset path; repeat for several (default natural-16-16-16).")
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    help="Model name or asset path; repeat for several (default natural-16-16-16).",
+)
 @click.option("--all-models", is_flag=True, help="Benchmark every shipped model.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
-              help="Worker processes (default: one per CPU core).")
-@click.option("-t", "--threads", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="torch threads per worker (other values may change a few decoded pixels).")
-@click.option("--qualities", default=",".join(map(str, (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100))),
-              show_default=True, help="JPEG and WebP quality sweep (1..100, comma-separated).")
+@click.option(
+    "-j", "--jobs", type=click.IntRange(1, 256), default=None, help="Worker processes (default: one per CPU core)."
+)
+@click.option(
+    "-t",
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="torch threads per worker (other values may change a few decoded pixels).",
+)
+@click.option(
+    "--qualities",
+    default=",".join(map(str, (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100))),
+    show_default=True,
+    help="JPEG and WebP quality sweep (1..100, comma-separated).",
+)
 @click.option("--no-baselines", is_flag=True, help="Measure the models only (no JPEG, WebP, PNG).")
-@click.option("--json", "json_path", metavar="FILE",
-              help="Write results in CompressAI's schema (a folder: one file per curve).")
+@click.option(
+    "--json", "json_path", metavar="FILE", help="Write results in CompressAI's schema (a folder: one file per curve)."
+)
 @click.option("--csv", "csv_path", metavar="FILE", help="Write one row per image and codec setting.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Draw the rate-distortion curves (needs matplotlib).")
 @click.option("--markdown", is_flag=True, help="Print the tables in Markdown.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images in sorted order.")
 @_common_max_pixels
 @click.option("--quiet", is_flag=True, help="No progress bar (warnings still go to stderr).")
-def bench(dataset_dir, models, all_models, jobs, threads, qualities, no_baselines, json_path, csv_path, plot_path,
-          markdown, limit, max_pixels, quiet):
+def bench(
+    dataset_dir,
+    models,
+    all_models,
+    jobs,
+    threads,
+    qualities,
+    no_baselines,
+    json_path,
+    csv_path,
+    plot_path,
+    markdown,
+    limit,
+    max_pixels,
+    quiet,
+):
     """Measure rate, distortion and speed of models on DATASET_DIR's images beside JPEG, WebP and PNG.
 
     Every image under DATASET_DIR (recursively, sorted) goes through each model, through JPEG
@@ -306,7 +376,9 @@ def bench(dataset_dir, models, all_models, jobs, threads, qualities, no_baseline
     try:
         sweep = tuple(int(q) for q in qualities.split(",") if q.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {qualities!r}", param_hint="--qualities") from None
+        raise click.BadParameter(
+            f"expected comma-separated integers, got {qualities!r}", param_hint="--qualities"
+        ) from None
     if any(not 1 <= q <= 100 for q in sweep) or (not sweep and not no_baselines):
         raise click.BadParameter(f"qualities must lie in 1..100, got {qualities!r}", param_hint="--qualities")
     plot_fmt = None
@@ -329,9 +401,18 @@ def bench(dataset_dir, models, all_models, jobs, threads, qualities, no_baseline
     try:
         if plot_path:
             benchlib.check_matplotlib()
-        result = benchlib.run(dataset_dir, models or (DEFAULT_MODEL,), qualities=sweep, baselines=not no_baselines,
-                              jobs=jobs or _default_jobs(), threads=threads, limit=limit, max_pixels=max_pixels,
-                              progress=progress, warn=warn)
+        result = benchlib.run(
+            dataset_dir,
+            models or (DEFAULT_MODEL,),
+            qualities=sweep,
+            baselines=not no_baselines,
+            jobs=jobs or _default_jobs(),
+            threads=threads,
+            limit=limit,
+            max_pixels=max_pixels,
+            progress=progress,
+            warn=warn,
+        )
         outputs = {}
         if json_path:
             outputs.update(benchlib.json_outputs(result, json_path))
@@ -358,8 +439,13 @@ def bench(dataset_dir, models, all_models, jobs, threads, qualities, no_baseline
 @click.option("--arch", default="16,16,16", show_default=True, help="Encoder channels per stage.")
 @click.option("--decoder", type=click.Choice(["direct", "mirror"]), default="direct", show_default=True)
 @click.option("--widths", default="64,48,32", show_default=True, help="Decoder widths (coarse to fine).")
-@click.option("--pool", type=click.Choice(["max", "avg"]), default="max", show_default=True,
-              help="avg: the no-switch control experiment.")
+@click.option(
+    "--pool",
+    type=click.Choice(["max", "avg"]),
+    default="max",
+    show_default=True,
+    help="avg: the no-switch control experiment.",
+)
 @click.option("--encoder-seed", type=int, default=0, show_default=True)
 @click.option("--encoder-from", default=None, help="Reuse the encoder of this model (name or path).")
 @click.option("--split", default=None, help="Named split of DATA_DIR (holdout-train, lfw-train, ...).")
@@ -376,8 +462,31 @@ def bench(dataset_dir, models, all_models, jobs, threads, qualities, no_baseline
 @click.option("--checkpoint", default=None, help="Checkpoint file (default OUTPUT.ckpt).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint.")
 @_common_threads
-def train(data_dir, output, name, arch, decoder, widths, pool, encoder_seed, encoder_from, split, val_dir,
-          val_split, resize, minutes, steps, patch, batch, lr, seed, model_version, checkpoint, resume, threads):
+def train(
+    data_dir,
+    output,
+    name,
+    arch,
+    decoder,
+    widths,
+    pool,
+    encoder_seed,
+    encoder_from,
+    split,
+    val_dir,
+    val_split,
+    resize,
+    minutes,
+    steps,
+    patch,
+    batch,
+    lr,
+    seed,
+    model_version,
+    checkpoint,
+    resume,
+    threads,
+):
     """Train a decoder on the switches of DATA_DIR's images and write a model asset."""
     from .nets import ModelConfig, parse_channels
     from .train import Recipe, TrainError
@@ -398,13 +507,31 @@ def train(data_dir, output, name, arch, decoder, widths, pool, encoder_seed, enc
             raise click.BadParameter(f"{encoder_from} has channels {src.config.channels}, not {channels}")
         encoder, encoder_seed = src.encoder, src.config.encoder_seed
     cfg = ModelConfig(channels, decoder, wid, pool, encoder_seed)
-    recipe = Recipe(patch=patch, batch=batch, lr=lr, steps=steps,
-                    minutes=None if steps and minutes is None else (minutes or 20.0),
-                    seed=seed, threads=threads or 2)
+    recipe = Recipe(
+        patch=patch,
+        batch=batch,
+        lr=lr,
+        steps=steps,
+        minutes=None if steps and minutes is None else (minutes or 20.0),
+        seed=seed,
+        threads=threads or 2,
+    )
     try:
-        run_training(data_dir, output, name, cfg, recipe, val_dir=val_dir, encoder=encoder, split=split,
-                     val_split=val_split, resize=resize, checkpoint=checkpoint or output + ".ckpt",
-                     resume=resume, version=model_version)
+        run_training(
+            data_dir,
+            output,
+            name,
+            cfg,
+            recipe,
+            val_dir=val_dir,
+            encoder=encoder,
+            split=split,
+            val_split=val_split,
+            resize=resize,
+            checkpoint=checkpoint or output + ".ckpt",
+            resume=resume,
+            version=model_version,
+        )
     except TrainError as e:
         raise Failure(str(e)) from None
 
@@ -462,7 +589,11 @@ def main(argv=None) -> int:
         click.echo("maxswitch: interrupted", err=True)
         return EXIT_INTERRUPT
     except click.UsageError as e:
-        hint = f" (see 'maxswitch {e.ctx.info_name} --help')" if e.ctx and e.ctx.info_name != "maxswitch" else " (see 'maxswitch --help')"
+        hint = (
+            f" (see 'maxswitch {e.ctx.info_name} --help')"
+            if e.ctx and e.ctx.info_name != "maxswitch"
+            else " (see 'maxswitch --help')"
+        )
         click.echo(f"maxswitch: usage error: {e.format_message()}{hint}", err=True)
         return EXIT_USAGE
     except click.ClickException as e:
@@ -493,7 +624,9 @@ def main(argv=None) -> int:
             return EXIT_FAIL
         if os.environ.get("MAXSWITCH_DEBUG"):
             raise
-        click.echo(f"maxswitch: internal error: {type(e).__name__}: {e} (set MAXSWITCH_DEBUG=1 for a traceback)", err=True)
+        click.echo(
+            f"maxswitch: internal error: {type(e).__name__}: {e} (set MAXSWITCH_DEBUG=1 for a traceback)", err=True
+        )
         return EXIT_FAIL
 
 

@@ -1,7 +1,11 @@
 """The codec: image -> switches -> .msw bytes, and back. The CLI and the API both call this.
 
-encode:  image.load -> pad to x8 -> Encoder -> switches.pack -> zstd -> format.write
-decode:  format.read -> zstd -> switches.unpack -> Decoder -> crop -> image
+encode:  image.load -> pad to x8 -> Encoder -> payload coding -> format.write
+decode:  format.read -> payload decoding -> Decoder -> crop -> image
+
+Payload codings: ``"context"`` (format version 2, the model's learned context model and an
+ANS coder, ``entropy.py``), the default for models that carry a context model; ``"zstd"``
+(format version 1, packed switches in a zstd frame, ``switches.py``).
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ import numpy as np
 from . import format as fmt
 from . import image as imagelib
 from . import switches as sw
-from .zoo import DEFAULT_MODEL, Model, ModelError, find_by_digest, load_model
+from .errors import MaxswitchError
+from .zoo import DEFAULT_MODEL, Model, ModelError, load_model
+
+CODINGS = ("context", "zstd")
 
 
-class CodecError(ValueError):
+class CodecError(MaxswitchError):
     """A file or image the codec cannot process; the message is meant for the user."""
 
 
@@ -68,8 +75,9 @@ def compute_switches(model: Model, rgb: np.ndarray, tile: int | None = None) -> 
     return [c[0].numpy() for c in codes]
 
 
-def reconstruct(model: Model, codes: list[np.ndarray], tile: int | None = None,
-                size: tuple[int, int] | None = None) -> np.ndarray:
+def reconstruct(
+    model: Model, codes: list[np.ndarray], tile: int | None = None, size: tuple[int, int] | None = None
+) -> np.ndarray:
     """Run the decoder on switches; return uint8 (H, W, 3) of ``size`` (default: the padded size)."""
     from .tiling import decode_tiled
 
@@ -78,8 +86,16 @@ def reconstruct(model: Model, codes: list[np.ndarray], tile: int | None = None,
     return decode_tiled(model.decoder, codes, tile, size)
 
 
-def encode(img, model=None, *, max_pixels: int = imagelib.DEFAULT_MAX_PIXELS,
-           level: int = sw.ZSTD_LEVEL, tile: int | None = None, threads: int | None = None) -> bytes:
+def encode(
+    img,
+    model=None,
+    *,
+    max_pixels: int = imagelib.DEFAULT_MAX_PIXELS,
+    level: int = sw.ZSTD_LEVEL,
+    tile: int | None = None,
+    threads: int | None = None,
+    coding: str | None = None,
+) -> bytes:
     """Compress an image into a .msw byte string that holds only its switches.
 
     Args:
@@ -87,24 +103,47 @@ def encode(img, model=None, *, max_pixels: int = imagelib.DEFAULT_MAX_PIXELS,
         model: a shipped model's name, an asset path or a loaded ``Model``
             (default ``natural-16-16-16``).
         max_pixels: refuse larger images (decompression-bomb guard).
-        level: zstd level.
+        level: zstd level (coding "zstd" only).
         tile: encode in tiles of this many pixels per side (same bytes as untiled).
         threads: torch threads.
+        coding: "context" (format v2; the default when the model has a context model) or
+            "zstd" (format v1).
 
     Returns:
         The complete file. The same image and model always give the same bytes.
     """
     set_threads(threads)
     m = _model(model or DEFAULT_MODEL)
+    coding = coding or ("context" if m.context is not None else "zstd")
+    if coding not in CODINGS:
+        raise CodecError(f"unknown payload coding {coding!r} (choose from {', '.join(CODINGS)})")
+    if coding == "context" and m.context is None:
+        raise CodecError(f"model {m.name} has no context model; use the zstd coding")
     loaded = _as_loaded(img, max_pixels)
     codes = compute_switches(m, loaded.rgb, tile)  # pads to multiples of 8 tile by tile
+    base = dict(
+        width=loaded.width,
+        height=loaded.height,
+        model=m.name,
+        encoder_digest=bytes.fromhex(m.encoder_digest)[: fmt.DIGEST_BYTES],
+        channels=m.config.channels,
+        kind=loaded.kind,
+        bit_depth=loaded.bit_depth,
+        raw_size=fmt.raw_size(loaded.width, loaded.height, m.config.channels),
+    )
+    if coding == "context":
+        from . import entropy
+
+        h = fmt.Header(
+            **base,
+            coding=fmt.CODING_CONTEXT,
+            version=2,
+            context_digest=bytes.fromhex(m.context_digest)[: fmt.DIGEST_BYTES],
+        )
+        return fmt.write(h, entropy.encode(m.context, codes))
     packed = sw.pack(codes)
     del codes
-    h = fmt.Header(width=loaded.width, height=loaded.height, model=m.name,
-                   encoder_digest=bytes.fromhex(m.encoder_digest)[: fmt.DIGEST_BYTES],
-                   channels=m.config.channels, kind=loaded.kind, bit_depth=loaded.bit_depth,
-                   raw_size=len(packed))
-    return fmt.write(h, sw.compress(packed, level))
+    return fmt.write(fmt.Header(**base), sw.compress(packed, level))
 
 
 @dataclass
@@ -117,53 +156,82 @@ class Parsed:
     file_size: int
 
 
-def parse(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> Parsed:
-    """Verify a .msw byte string and decode its switches (no model needed).
+def parse(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS, model=None) -> Parsed:
+    """Verify a .msw byte string and decode its switches.
+
+    A zstd file (format v1) needs no model; a context-coded file (v2) needs the context
+    model of the model it names (or of ``model``).
 
     Raises:
-        fmt.FormatError, sw.PayloadError: damaged or invalid files.
+        fmt.FormatError, sw.PayloadError, ModelError: damaged or invalid files.
     """
     h, payload = fmt.read(data, max_pixels)
-    return Parsed(h, _unpack(h, payload), len(payload), len(data))
+    m = resolve_model(h, model) if h.coding == fmt.CODING_CONTEXT else None
+    return Parsed(h, _unpack(h, payload, m), len(payload), len(data))
 
 
-def _unpack(h: fmt.Header, payload: bytes) -> list[np.ndarray]:
-    packed = sw.decompress(payload, h.raw_size)
+def _unpack(h: fmt.Header, payload: bytes, model: Model | None) -> list[np.ndarray]:
     H, W = h.padded
+    if h.coding == fmt.CODING_CONTEXT:
+        from . import entropy
+
+        return entropy.decode(model.context, payload, H, W)
+    packed = sw.decompress(payload, h.raw_size)
     return sw.unpack(packed, sw.shapes(H, W, h.channels))
 
 
 def resolve_model(h: fmt.Header, model=None) -> Model:
-    """The model that decodes a file: ``model`` if given, else the one the file names.
+    """The model that decodes a file: ``model`` if given, else the shipped model the file names.
+
+    A file is never decoded by a model it does not name unless the caller passes one: a
+    shipped model of another name that happens to share the encoder is not substituted.
 
     Raises:
-        ModelError: the model is unknown or its encoder is not the file's encoder.
+        ModelError: the model is not shipped, or its encoder (or, for context-coded files,
+            its context model) is not the file's.
     """
+    from .zoo import shipped
+
     if model is None:
-        name = h.model
-        if find_by_digest(h.encoder_digest.hex(), prefer=name) is None:
-            raise ModelError(f"file was made with model {name!r} (encoder {h.encoder_digest.hex()[:12]}), "
-                             f"which this maxswitch does not ship; pass its asset with -m")
-        name = find_by_digest(h.encoder_digest.hex(), prefer=name)
-        m = load_model(name)
+        if shipped(h.model) is None:
+            raise ModelError(
+                f"file was made with model {h.model!r} (encoder {h.encoder_digest.hex()[:12]}), "
+                f"which this maxswitch does not ship; pass its asset with -m"
+            )
+        m = load_model(h.model)
     else:
         m = _model(model)
     if not m.encoder_digest.startswith(h.encoder_digest.hex()):
-        raise ModelError(f"model {m.name} has a different encoder than the one that made this file "
-                         f"(file {h.encoder_digest.hex()[:12]}, model {m.encoder_digest[:12]})")
+        raise ModelError(
+            f"model {m.name} has a different encoder than the one that made this file "
+            f"(file {h.encoder_digest.hex()[:12]}, model {m.encoder_digest[:12]})"
+        )
+    if h.coding == fmt.CODING_CONTEXT and (
+        m.context is None or not m.context_digest.startswith(h.context_digest.hex())
+    ):
+        have = m.context_digest[:12] if m.context is not None else "none"
+        raise ModelError(f"file was coded with context model {h.context_digest.hex()[:12]}; model {m.name} has {have}")
     if tuple(m.config.channels) != tuple(h.channels):
-        raise fmt.FormatError(f"file's channel plan {','.join(map(str, h.channels))} does not match its encoder's "
-                              f"({','.join(map(str, m.config.channels))}): the header is corrupt")
+        raise fmt.FormatError(
+            f"file's channel plan {','.join(map(str, h.channels))} does not match its encoder's "
+            f"({','.join(map(str, m.config.channels))}): the header is corrupt"
+        )
     return m
 
 
-def decode_array(data: bytes, model=None, *, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS,
-                 tile: int | None = None, threads: int | None = None) -> tuple[np.ndarray, fmt.Header]:
+def decode_array(
+    data: bytes,
+    model=None,
+    *,
+    max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS,
+    tile: int | None = None,
+    threads: int | None = None,
+) -> tuple[np.ndarray, fmt.Header]:
     """Decode a .msw byte string to uint8 RGB (height, width, 3) and its header."""
     set_threads(threads)
     h, payload = fmt.read(data, max_pixels)
     m = resolve_model(h, model)  # before inflating: the header must agree with the model
-    codes = _unpack(h, payload)
+    codes = _unpack(h, payload, m)
     rgb = reconstruct(m, codes, tile, size=(h.height, h.width))
     return rgb, h
 
@@ -183,11 +251,19 @@ def decode(data: bytes, model=None, **kw):
 def info(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> dict:
     """Describe a .msw file: header fields, sizes, bpp and bits per switch.
 
-    The whole file is verified (CRC, zstd checksum, sizes) in bounded memory: the switches
-    are decoded in steps and counted, never held.
+    The whole file is verified in bounded memory: the CRC, and for zstd files the zstd
+    checksum and sizes (the switches are decoded in steps and counted, never held); for
+    context-coded files the tile structure of the payload (decoding them needs the model).
     """
     h, payload = fmt.read(data, max_pixels)
-    sw.decompress(payload, h.raw_size, keep=False)
+    if h.coding == fmt.CODING_CONTEXT:
+        from . import entropy
+
+        H, W = h.padded
+        for _ in entropy.iter_tiles(payload, H, W):
+            pass
+    else:
+        sw.decompress(payload, h.raw_size, keep=False)
     file_size, payload_size = len(data), len(payload)
     n = h.switch_count
     return {
@@ -200,6 +276,7 @@ def info(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> d
         "colour": fmt.KINDS[h.kind],
         "source_bit_depth": h.bit_depth,
         "coding": fmt.CODINGS[h.coding],
+        "context_digest": h.context_digest.hex() or None,
         "file_bytes": file_size,
         "header_bytes": file_size - payload_size,
         "payload_bytes": payload_size,

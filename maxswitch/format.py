@@ -1,6 +1,9 @@
-"""The ``.msw`` container, format version 1 (spec: docs/FORMAT.md). No torch here.
+"""The ``.msw`` container, format versions 1 and 2 (spec: docs/FORMAT.md). No torch here.
 
-Byte layout, all integers little-endian::
+Version 1 carries zstd-coded switches (coding 1); version 2 carries switches coded by the
+model's learned context model (coding 2) and adds that model's digest to the header. This
+module reads both and writes each coding in its own version, so zstd files stay byte for byte
+what version 1 wrote. Version 1 byte layout, all integers little-endian::
 
     offset  size  field
     0       8     magic 89 4D 53 57 0D 0A 1A 0A  ("\\x89MSW\\r\\n\\x1a\\n")
@@ -19,20 +22,29 @@ Byte layout, all integers little-endian::
     51+N    L     payload
     51+N+L  4     CRC-32 (ISO-HDLC, as zlib.crc32) of bytes 0 .. 51+N+L-1 (u32)
 
+Version 2 is the same with version byte 2, coding 2, and 16 more bytes after the encoder
+digest: the first 16 bytes of the context model's SHA-256 (``context.ContextModel.digest``).
+Everything after them moves 16 bytes further.
+
 Nothing may follow the CRC. R must equal ``raw_size(width, height, channels)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 import zlib
 from dataclasses import dataclass
 
+from .errors import MaxswitchError
+
 MAGIC = b"\x89MSW\r\n\x1a\n"
-VERSION = 1
+VERSION = 2  # the newest version this module reads
 CODING_ZSTD = 1
-CODINGS = {CODING_ZSTD: "zstd"}
+CODING_CONTEXT = 2
+CODINGS = {CODING_ZSTD: "zstd", CODING_CONTEXT: "context-ans"}
+VERSION_OF_CODING = {CODING_ZSTD: 1, CODING_CONTEXT: 2}
 KINDS = {1: "grey", 2: "grey+alpha", 3: "rgb", 4: "rgb+alpha"}
 BIT_DEPTHS = (8, 16, 32)
 DIGEST_BYTES = 16
@@ -42,7 +54,7 @@ MIN_SIZE = len(MAGIC) + 4 + 8 + 1 + DIGEST_BYTES + 6 + 8 + 4  # 55: everything b
 _NAME_RE = re.compile(rb"^[a-z0-9][a-z0-9._-]*$")
 
 
-class FormatError(ValueError):
+class FormatError(MaxswitchError):
     """A byte string that is not a valid .msw file (the message says why)."""
 
 
@@ -63,7 +75,8 @@ class Header:
     bit_depth: int = 8
     coding: int = CODING_ZSTD
     raw_size: int = 0
-    version: int = VERSION
+    version: int = 1
+    context_digest: bytes = b""
 
     @property
     def padded(self) -> tuple[int, int]:
@@ -86,9 +99,14 @@ def raw_size(width: int, height: int, channels) -> int:
     return -(-2 * switch_count(width, height, channels) // 8)
 
 
-def header_size(model: str) -> int:
+def _extra(version: int) -> int:
+    """Header bytes that version adds to version 1's (the context digest of version 2)."""
+    return DIGEST_BYTES if version >= 2 else 0
+
+
+def header_size(model: str, version: int = 1) -> int:
     """Bytes of a file that are not payload (header and CRC)."""
-    return MIN_SIZE + len(model)
+    return MIN_SIZE + len(model) + _extra(version)
 
 
 def _check_fields(h: Header) -> None:
@@ -107,28 +125,37 @@ def _check_fields(h: Header) -> None:
         raise FormatError(f"invalid channel plan {h.channels}")
     if len(h.encoder_digest) != DIGEST_BYTES:
         raise FormatError("encoder digest must be 16 bytes")
+    if VERSION_OF_CODING[h.coding] != h.version:
+        raise FormatError(f"payload coding {h.coding} is not valid in format version {h.version}")
+    if h.version >= 2 and len(h.context_digest) != DIGEST_BYTES:
+        raise FormatError("context model digest must be 16 bytes")
 
 
 def write(h: Header, payload: bytes) -> bytes:
     """Serialise a header and its coded payload into a complete .msw byte string."""
+    h = dataclasses.replace(h, version=VERSION_OF_CODING.get(h.coding, h.version))
     _check_fields(h)
     if h.raw_size != raw_size(h.width, h.height, h.channels):
         raise FormatError("raw_size does not match the image size and channels")
     if h.raw_size > 0xFFFFFFFF or len(payload) > 0xFFFFFFFF:
-        raise FormatError("image too large for format version 1 (over 4 GiB of switches)")
+        raise FormatError("image too large for the format (over 4 GiB of switches)")
     name = h.model.encode("ascii")
-    body = b"".join([
-        MAGIC,
-        struct.pack("<BBBBII", VERSION, h.coding, h.kind, h.bit_depth, h.width, h.height),
-        struct.pack("<B", len(name)), name,
-        h.encoder_digest,
-        struct.pack("<HHHII", *h.channels, h.raw_size, len(payload)),
-        payload,
-    ])
+    body = b"".join(
+        [
+            MAGIC,
+            struct.pack("<BBBBII", h.version, h.coding, h.kind, h.bit_depth, h.width, h.height),
+            struct.pack("<B", len(name)),
+            name,
+            h.encoder_digest,
+            h.context_digest if h.version >= 2 else b"",
+            struct.pack("<HHHII", *h.channels, h.raw_size, len(payload)),
+            payload,
+        ]
+    )
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-PREFIX_MAX = 21 + MAX_NAME + DIGEST_BYTES + 14  # bytes that always suffice for ``declared_length``
+PREFIX_MAX = 21 + MAX_NAME + 2 * DIGEST_BYTES + 14  # bytes that always suffice for ``declared_length``
 
 
 def declared_length(prefix: bytes) -> int | None:
@@ -147,14 +174,14 @@ def declared_length(prefix: bytes) -> int | None:
     """
     if prefix[: len(MAGIC)] != MAGIC[: len(prefix)]:
         raise FormatError("not a .msw file (bad magic number)")
-    if len(prefix) > 8 and prefix[8] != VERSION:
+    if len(prefix) > 8 and prefix[8] not in (1, 2):
         read(prefix)  # raises the version error read() would
     if len(prefix) < 21:
         return None
     n = prefix[20]
     if not 1 <= n <= MAX_NAME:
         raise FormatError(f"invalid model name length {n}")
-    off = 21 + n + DIGEST_BYTES + 14
+    off = 21 + n + DIGEST_BYTES + _extra(prefix[8]) + 14
     if len(prefix) < off:
         return None
     (plen,) = struct.unpack_from("<I", prefix, off - 4)
@@ -184,8 +211,10 @@ def read(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
         raise FormatError("file is truncated (no version byte)")
     version = data[8]
     if version > VERSION:
-        raise NewerVersionError(f"file has format version {version}; this maxswitch reads version {VERSION}: upgrade maxswitch")
-    if version != VERSION:
+        raise NewerVersionError(
+            f"file has format version {version}; this maxswitch reads version {VERSION}: upgrade maxswitch"
+        )
+    if version not in (1, 2):
         raise FormatError(f"invalid format version {version}")
     if len(data) < MIN_SIZE + 1:
         raise FormatError(f"file is truncated ({len(data)} bytes, a .msw file has at least {MIN_SIZE + 1})")
@@ -194,12 +223,15 @@ def read(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
     if not 1 <= n <= MAX_NAME:
         raise FormatError(f"invalid model name length {n}")
     off = 21 + n
-    if len(data) < off + DIGEST_BYTES + 14 + 4:
+    fields = off + DIGEST_BYTES + _extra(version)  # offset of the channels
+    if len(data) < fields + 14 + 4:
         raise FormatError("file is truncated inside the header")
-    c1, c2, c3, rsize, plen = struct.unpack_from("<HHHII", data, off + DIGEST_BYTES)
-    end = off + DIGEST_BYTES + 14 + plen
+    c1, c2, c3, rsize, plen = struct.unpack_from("<HHHII", data, fields)
+    end = fields + 14 + plen
     if len(data) < end + 4:
-        raise FormatError(f"file is truncated or corrupt: payload of {plen} bytes declared, {max(0, len(data) - end + plen - 4)} present")
+        raise FormatError(
+            f"file is truncated or corrupt: payload of {plen} bytes declared, {max(0, len(data) - end + plen - 4)} present"
+        )
     if len(data) > end + 4:
         raise FormatError(f"{len(data) - end - 4} unexpected bytes after the end of the file")
     (crc,) = struct.unpack_from("<I", data, end)
@@ -208,12 +240,24 @@ def read(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
     name = data[21:off]
     if not _NAME_RE.match(name):
         raise FormatError("invalid model name")
-    h = Header(width=width, height=height, model=name.decode("ascii"),
-               encoder_digest=data[off : off + DIGEST_BYTES], channels=(c1, c2, c3), kind=kind,
-               bit_depth=depth, coding=coding, raw_size=rsize, version=version)
+    h = Header(
+        width=width,
+        height=height,
+        model=name.decode("ascii"),
+        encoder_digest=data[off : off + DIGEST_BYTES],
+        channels=(c1, c2, c3),
+        kind=kind,
+        bit_depth=depth,
+        coding=coding,
+        raw_size=rsize,
+        version=version,
+        context_digest=data[off + DIGEST_BYTES : fields],
+    )
     _check_fields(h)
     if max_pixels is not None and width * height > max_pixels:
-        raise FormatError(f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} (see --max-pixels)")
+        raise FormatError(
+            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} (see --max-pixels)"
+        )
     if rsize != raw_size(width, height, h.channels):
         raise FormatError("header's switch size does not match its image size and channels")
-    return h, data[off + DIGEST_BYTES + 14 : end]
+    return h, data[fields + 14 : end]

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+from .errors import MaxswitchError
+
 # Colour kinds recorded in the .msw header (fixed ids, never reordered).
 KIND_GREY, KIND_GREY_ALPHA, KIND_RGB, KIND_RGB_ALPHA = 1, 2, 3, 4
 KIND_NAMES = {KIND_GREY: "grey", KIND_GREY_ALPHA: "grey+alpha", KIND_RGB: "rgb", KIND_RGB_ALPHA: "rgb+alpha"}
@@ -30,7 +32,7 @@ KIND_NAMES = {KIND_GREY: "grey", KIND_GREY_ALPHA: "grey+alpha", KIND_RGB: "rgb",
 DEFAULT_MAX_PIXELS = 256_000_000  # in the spirit of Pillow's MAX_IMAGE_PIXELS, larger for photo sensors
 
 
-class ImageError(ValueError):
+class ImageError(MaxswitchError):
     """An input that is not an image we can code (unreadable, empty, too large)."""
 
 
@@ -196,8 +198,18 @@ def to_pil(rgb: np.ndarray, kind: int) -> Image.Image:
     return im
 
 
-_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-            ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM", ".pnm": "PPM"}
+_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".ppm": "PPM",
+    ".pgm": "PPM",
+    ".pnm": "PPM",
+}
 
 
 def format_for(path: str | None) -> str:
@@ -206,7 +218,9 @@ def format_for(path: str | None) -> str:
         return "PNG"
     ext = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if ext not in _FORMATS:
-        raise ImageError(f"unknown output image extension {ext or '(none)'!r}; use one of {', '.join(sorted(_FORMATS))}")
+        raise ImageError(
+            f"unknown output image extension {ext or '(none)'!r}; use one of {', '.join(sorted(_FORMATS))}"
+        )
     return _FORMATS[ext]
 
 

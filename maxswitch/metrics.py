@@ -185,8 +185,12 @@ def distortion(x: np.ndarray, x_hat: np.ndarray, data_range: float = 255.0) -> d
     """
     a, b = _pair(x, x_hat)
     m = float(np.mean(np.square(a - b)))
-    out = {"psnr": math.inf if m == 0 else 10.0 * math.log10(data_range * data_range / m),
-           "rmse": math.sqrt(m) / data_range, "ssim": None, "ms_ssim": None}
+    out = {
+        "psnr": math.inf if m == 0 else 10.0 * math.log10(data_range * data_range / m),
+        "rmse": math.sqrt(m) / data_range,
+        "ssim": None,
+        "ms_ssim": None,
+    }
     h, w = a.shape[1:]
     if m == 0:  # identical: every window's luminance and contrast terms are exactly 1
         out["ssim"] = 1.0 if min(h, w) >= WIN_SIZE else None

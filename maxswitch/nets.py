@@ -115,15 +115,11 @@ class Encoder(nn.Module):
     def exact_dtype(channels: tuple[int, ...], bias_max: int) -> torch.dtype:
         """float32 when every partial sum of every stage is below 2^24, else float64."""
         cins = (3,) + tuple(channels)[:-1]
-        worst = max(
-            9 * cin * (128 if s == 0 else ACT_MAX) * WEIGHT_MAX + bias_max
-            for s, cin in enumerate(cins)
-        )
+        worst = max(9 * cin * (128 if s == 0 else ACT_MAX) * WEIGHT_MAX + bias_max for s, cin in enumerate(cins))
         return torch.float32 if worst < 2**24 else torch.float64
 
     @classmethod
-    def random(cls, channels, seed: int, calibration: torch.Tensor | None = None,
-               pool: str = "max") -> "Encoder":
+    def random(cls, channels, seed: int, calibration: torch.Tensor | None = None, pool: str = "max") -> "Encoder":
         """Draw a random integer encoder (the only place randomness enters).
 
         Args:
@@ -176,8 +172,10 @@ class Encoder(nn.Module):
         if self._cache.get("key") != key:
             dt = key[0]
             self._cache["key"] = key
-            self._cache["p"] = [(getattr(self, f"w{s}").to(dt), getattr(self, f"b{s}").to(dt),
-                                 2.0 ** -int(self.shifts[s])) for s in range(STAGES)]
+            self._cache["p"] = [
+                (getattr(self, f"w{s}").to(dt), getattr(self, f"b{s}").to(dt), 2.0 ** -int(self.shifts[s]))
+                for s in range(STAGES)
+            ]
         return self._cache["p"]
 
     def _fast_params(self):

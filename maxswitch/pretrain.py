@@ -59,8 +59,16 @@ def rotation_batch(images: list[torch.Tensor], batch: int, patch: int, rng: rand
     return x, torch.tensor(ks)
 
 
-def pretrain_classifier(channels, images: list[torch.Tensor], steps: int = 400, batch: int = 32,
-                        patch: int = 64, lr: float = 1e-3, seed: int = 0, log=print):
+def pretrain_classifier(
+    channels,
+    images: list[torch.Tensor],
+    steps: int = 400,
+    batch: int = 32,
+    patch: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    log=print,
+):
     """Train the float encoder on rotation prediction; return (model, final accuracy)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -83,8 +91,9 @@ def pretrain_classifier(channels, images: list[torch.Tensor], steps: int = 400, 
 
 
 @torch.no_grad()
-def rotation_accuracy(model: FloatEncoderClassifier, images: list[torch.Tensor], patch: int = 64,
-                      n: int = 512, seed: int = 1) -> float:
+def rotation_accuracy(
+    model: FloatEncoderClassifier, images: list[torch.Tensor], patch: int = 64, n: int = 512, seed: int = 1
+) -> float:
     """Accuracy on ``n`` random rotated crops of ``images`` (held-out images for a fair figure)."""
     x, k = rotation_batch(images, n, patch, random.Random(seed))
     return (model(x).argmax(1) == k).float().mean().item()

@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 import zstandard
 
-ZSTD_LEVEL = 1  # chosen by measurement: docs/PERFORMANCE.md (zstd level)
+from .config import ZSTD_LEVEL  # noqa: F401  (re-exported)
+from .errors import MaxswitchError
 
 
-class PayloadError(ValueError):
+class PayloadError(MaxswitchError):
     """A payload that does not decode to the switches its header promises."""
 
 
@@ -33,8 +34,9 @@ def shapes(height: int, width: int, channels) -> list[tuple[int, int, int]]:
 # disjoint bit pairs) or above bit 31.
 _PACK_MUL = np.uint32((1 << 30) | (1 << 20) | (1 << 10) | 1)
 # byte -> its four codes as the bytes of a little-endian uint32 (first code in byte 0)
-_UNPACK_LUT = np.array([((b >> 6) & 3) | ((b >> 4) & 3) << 8 | ((b >> 2) & 3) << 16 | (b & 3) << 24
-                        for b in range(256)], dtype="<u4")
+_UNPACK_LUT = np.array(
+    [((b >> 6) & 3) | ((b >> 4) & 3) << 8 | ((b >> 2) & 3) << 16 | (b & 3) << 24 for b in range(256)], dtype="<u4"
+)
 
 
 _CHUNK = 1 << 20  # codes per step: the uint32 products of one step stay in cache

@@ -144,7 +144,7 @@ def _as_hwc(img) -> np.ndarray:
 def _crop_padded(rgb: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
     """rgb[y0:y1, x0:x1] of the image padded by edge replication, as a new contiguous array."""
     H, W = rgb.shape[:2]
-    sub = rgb[y0:min(y1, H), x0:min(x1, W)]
+    sub = rgb[y0 : min(y1, H), x0 : min(x1, W)]
     if y1 > H or x1 > W:
         return np.pad(sub, ((0, max(0, y1 - H)), (0, max(0, x1 - W)), (0, 0)), mode="edge")
     return np.ascontiguousarray(sub) if sub.flags.writeable else sub.copy()
@@ -181,7 +181,8 @@ def encode_tiled(encoder, img, tile: int | None = None) -> list[torch.Tensor]:
         for s, c in enumerate(codes):
             f = s + 1
             out[s][:, :, y0 >> f : y1 >> f, x0 >> f : x1 >> f] = c[
-                :, :, (y0 - cy0) >> f : (y1 - cy0) >> f, (x0 - cx0) >> f : (x1 - cx0) >> f]
+                :, :, (y0 - cy0) >> f : (y1 - cy0) >> f, (x0 - cx0) >> f : (x1 - cx0) >> f
+            ]
 
     _run_tiles([(ys, xs) for ys in _spans(H, t, ENCODER_MARGIN) for xs in _spans(W, t, ENCODER_MARGIN)], run)
     return out
@@ -216,10 +217,17 @@ class _DirectRunner:
             bc = c.bias.detach()[order].float()
             if i == len(seqs) - 1:  # the RGB output: fold (x + 0.5) * 255
                 wc, bc = wc * 255.0, (bc + 0.5) * 255.0
-            self.levels.append((
-                a.weight.detach().float().contiguous(memory_format=_CL), a.bias.detach().float(),
-                b.weight.detach().float().contiguous(memory_format=_CL), b.bias.detach().float(),
-                wc.t().contiguous(), bc, n))
+            self.levels.append(
+                (
+                    a.weight.detach().float().contiguous(memory_format=_CL),
+                    a.bias.detach().float(),
+                    b.weight.detach().float().contiguous(memory_format=_CL),
+                    b.bias.detach().float(),
+                    wc.t().contiguous(),
+                    bc,
+                    n,
+                )
+            )
         self.levels4 = torch.arange(4, dtype=torch.uint8)
 
     def region(self, codes: list[torch.Tensor], y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
@@ -247,10 +255,10 @@ class _DirectRunner:
                 ay, ax = (iy0 - 2 * py0) // 2, (ix0 - 2 * px0) // 2
                 src = x[:, ay : ay + ih // 2, ax : ax + iw // 2]
                 buf.view(B, ih // 2, 2, iw // 2, 2, cx + 4 * C)[..., :cx].copy_(
-                    src.view(B, ih // 2, iw // 2, 2, 2, cx).permute(0, 1, 3, 2, 4, 5))
+                    src.view(B, ih // 2, iw // 2, 2, 2, cx).permute(0, 1, 3, 2, 4, 5)
+                )
             oh = buf[..., cx:].view(B, ih, iw, C, 4)
-            torch.eq(cod[:, :, iy0:iy1, ix0:ix1].permute(0, 2, 3, 1).contiguous().unsqueeze(-1),
-                     self.levels4, out=oh)
+            torch.eq(cod[:, :, iy0:iy1, ix0:ix1].permute(0, 2, 3, 1).contiguous().unsqueeze(-1), self.levels4, out=oh)
             y = F.conv2d(buf.permute(0, 3, 1, 2), wa, ba, padding=1).relu_()
             y = F.conv2d(y, wb, bb, padding=1).relu_()
             y = y.permute(0, 2, 3, 1)
@@ -330,12 +338,22 @@ def decode_tiled(decoder, codes, tile: int | None = None, size: tuple[int, int] 
             if runner is not None:
                 block = _to_uint8_block(runner.region(codes, y0, y1, x0, x1)[0], th, tw)
             else:
-                sub = [c[:, :, cy0 >> (s + 1) : cy1 >> (s + 1), cx0 >> (s + 1) : cx1 >> (s + 1)]
-                       for s, c in enumerate(codes)]
+                sub = [
+                    c[:, :, cy0 >> (s + 1) : cy1 >> (s + 1), cx0 >> (s + 1) : cx1 >> (s + 1)]
+                    for s, c in enumerate(codes)
+                ]
                 x_hat = decoder(sub)[0, :, y0 - cy0 : y0 - cy0 + th, x0 - cx0 : x0 - cx0 + tw]
                 block = x_hat.clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0)
         out[y0 : y0 + th, x0 : x0 + tw] = block.numpy()
 
-    _run_tiles([(ys, xs) for ys in _spans(H, t, DECODER_MARGIN) if ys[0] < height
-                for xs in _spans(W, t, DECODER_MARGIN) if xs[0] < width], run)
+    _run_tiles(
+        [
+            (ys, xs)
+            for ys in _spans(H, t, DECODER_MARGIN)
+            if ys[0] < height
+            for xs in _spans(W, t, DECODER_MARGIN)
+            if xs[0] < width
+        ],
+        run,
+    )
     return out

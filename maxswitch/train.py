@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import image as imagelib
+from .errors import MaxswitchError
 from .nets import Encoder, ModelConfig, build_decoder
 from .zoo import save_model
 
@@ -34,7 +35,7 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm",
 SPLITS = ("holdout-train", "holdout-val", "lfw-train", "lfw-test")
 
 
-class TrainError(ValueError):
+class TrainError(MaxswitchError):
     """A training input problem: empty folder, unreadable images, bad options."""
 
 
@@ -208,8 +209,9 @@ def train(
     if not rgbs:
         raise TrainError(f"none of the {len(paths)} files in {train_dir} could be read")
     if encoder is None:
-        encoder = Encoder.random(config.channels, seed=config.encoder_seed, calibration=calibration_batch(rgbs),
-                                 pool=config.pool)
+        encoder = Encoder.random(
+            config.channels, seed=config.encoder_seed, calibration=calibration_batch(rgbs), pool=config.pool
+        )
     t0 = time.time()
     data = precompute(encoder, rgbs, flips=True)
     val = None
@@ -234,9 +236,17 @@ def train(
         if checkpoint:
             os.makedirs(os.path.dirname(os.path.abspath(checkpoint)), exist_ok=True)
             tmp = checkpoint + ".tmp"
-            torch.save({"decoder": decoder.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "elapsed": elapsed, "history": json.dumps(history),
-                        "rng": json.dumps(rng.getstate())}, tmp)
+            torch.save(
+                {
+                    "decoder": decoder.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step,
+                    "elapsed": elapsed,
+                    "history": json.dumps(history),
+                    "rng": json.dumps(rng.getstate()),
+                },
+                tmp,
+            )
             os.replace(tmp, checkpoint)
 
     decoder.train()
@@ -264,9 +274,11 @@ def train(
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         if step % 50 == 0 or step == 1:
             rate = (step - step0) / max(time.time() - t_run, 1e-9)
-            log(f"{name}: {_bar(progress)} step {step}{'/' + str(recipe.steps) if recipe.steps else ''} "
+            log(
+                f"{name}: {_bar(progress)} step {step}{'/' + str(recipe.steps) if recipe.steps else ''} "
                 f"{elapsed / 60:5.1f} min  loss {loss_avg:.5f} (~{10 * math.log10(1 / max(loss_avg, 1e-10)):.2f} dB)  "
-                f"{rate:.2f} steps/s  lr {opt.param_groups[0]['lr']:.2e}")
+                f"{rate:.2f} steps/s  lr {opt.param_groups[0]['lr']:.2e}"
+            )
         if val is not None and step % recipe.eval_every == 0:
             v = evaluate(decoder, val, step=1)
             history.append({"step": step, "minutes": round(elapsed / 60, 2), "val_psnr": round(v, 3)})

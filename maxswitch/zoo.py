@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-DEFAULT_MODEL = "natural-16-16-16"
+from .config import DEFAULT_MODEL  # noqa: F401  (re-exported)
+from .errors import MaxswitchError
+
 ASSET_SCHEMA = 1
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
-class ModelError(ValueError):
+class ModelError(MaxswitchError):
     """A model that cannot be found, does not match its manifest or is malformed."""
 
 
@@ -100,6 +102,7 @@ class Model:
         sha256: SHA-256 of the asset file.
         encoder_digest: ``Encoder.digest()``, the identity recorded in .msw files.
         meta: the full description stored in the file.
+        context: ``context.ContextModel`` for payload coding 2, or None (zstd only).
     """
 
     name: str
@@ -110,9 +113,17 @@ class Model:
     sha256: str
     encoder_digest: str
     meta: dict
+    context: object = None
+
+    @property
+    def context_digest(self) -> str | None:
+        """SHA-256 (hex) of the context model, or None."""
+        return self.meta.get("context_digest") if self.context is not None else None
 
 
-def save_model(path: str | Path, name: str, version: int, config, encoder, decoder, record: dict | None = None) -> str:
+def save_model(
+    path: str | Path, name: str, version: int, config, encoder, decoder, record: dict | None = None, context=None
+) -> str:
     """Write a model asset atomically; return its SHA-256.
 
     Args:
@@ -133,6 +144,9 @@ def save_model(path: str | Path, name: str, version: int, config, encoder, decod
         "encoder_digest": encoder.digest(),
         "record": record or {},
     }
+    if context is not None:
+        tensors.update(context.tensors())
+        meta["context_digest"] = context.digest()
     data = save(tensors, metadata={"maxswitch": json.dumps(meta, sort_keys=True)})
     from .atomic import write_atomic
 
@@ -147,15 +161,20 @@ def _build(data: bytes, sha: str) -> Model:
 
     meta = read_metadata(data)
     if meta.get("schema") != ASSET_SCHEMA:
-        raise ModelError(f"model asset schema {meta.get('schema')} is not supported (this maxswitch reads {ASSET_SCHEMA})")
+        raise ModelError(
+            f"model asset schema {meta.get('schema')} is not supported (this maxswitch reads {ASSET_SCHEMA})"
+        )
     try:
         cfg = ModelConfig.from_dict(meta["config"])
         tensors = load(data)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"malformed model asset: {e}") from None
     enc = Encoder(cfg.channels, cfg.pool)
-    enc_sd = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
-    dec_sd = {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")}
+    enc_sd = {k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}
+    unknown = [k for k in tensors if not k.startswith(("encoder.", "decoder.", "context."))]
+    if unknown:
+        raise ModelError(f"malformed model asset: unknown tensor {unknown[0]}")
+    dec_sd = {k[len("decoder.") :]: v for k, v in tensors.items() if k.startswith("decoder.")}
     try:
         enc.load_state_dict(enc_sd, strict=True)
         dec = None
@@ -168,7 +187,17 @@ def _build(data: bytes, sha: str) -> Model:
     digest = enc.digest()
     if meta.get("encoder_digest") != digest:
         raise ModelError("model's encoder weights do not match the digest recorded in the asset")
-    return Model(meta["name"], int(meta["version"]), cfg, enc, dec, sha, digest, meta)
+    ctx = None
+    if any(k.startswith("context.") for k in tensors):
+        from .context import ContextError, ContextModel
+
+        try:
+            ctx = ContextModel.from_tensors(cfg.channels, tensors)
+        except ContextError as e:
+            raise ModelError(f"malformed context model: {e}") from None
+        if meta.get("context_digest") != ctx.digest():
+            raise ModelError("model's context weights do not match the digest recorded in the asset")
+    return Model(meta["name"], int(meta["version"]), cfg, enc, dec, sha, digest, meta, ctx)
 
 
 _LOADED: dict[str, Model] = {}
@@ -196,7 +225,9 @@ def load_model(name_or_path: str | None = None) -> Model:
             raise ModelError(f"shipped model {key!r} is missing its file {path}: {e.strerror}") from None
         sha = sha256_bytes(data)
         if sha != entry["sha256"]:
-            raise ModelError(f"model {key!r}: file {path.name} has SHA-256 {sha[:16]}..., manifest says {entry['sha256'][:16]}...; refusing to load")
+            raise ModelError(
+                f"model {key!r}: file {path.name} has SHA-256 {sha[:16]}..., manifest says {entry['sha256'][:16]}...; refusing to load"
+            )
         model = _build(data, sha)
     elif os.path.sep in key or key.endswith(".safetensors") or os.path.isfile(key):
         try:
@@ -251,10 +282,15 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
         "switches_per_pixel": sum(c / 4 ** (s + 1) for s, c in enumerate(chans)),
         "raw_bits_per_pixel_value": round(2 * sum(c / 4 ** (s + 1) for s, c in enumerate(chans)) / 3, 4),
         "encoder_digest": meta["encoder_digest"],
-        "training": {k: rec.get(k) for k in ("train_dir", "split", "train_images", "steps", "minutes",
-                                             "val_psnr", "recipe", "torch") if k in rec},
+        "context_digest": meta.get("context_digest"),
+        "training": {
+            k: rec.get(k)
+            for k in ("train_dir", "split", "train_images", "steps", "minutes", "val_psnr", "recipe", "torch")
+            if k in rec
+        },
         "figures": figures or {},
     }
+
     def add(man: dict) -> dict:
         models = [m for m in man.get("models", []) if m["name"] != entry["name"]] + [entry]
         models.sort(key=lambda m: (m["family"], m["switches_per_pixel"], m["name"]))
@@ -284,8 +320,10 @@ def edit_manifest(change) -> None:
 
 def model_for_quality(q: int) -> str:
     """Pick a shipped natural-image model by quality 1..10 (1 cheapest, 10 richest rate)."""
-    natural = sorted((m for m in manifest().get("models", []) if m.get("family") == "natural"),
-                     key=lambda m: m.get("switches_per_pixel", 0))
+    natural = sorted(
+        (m for m in manifest().get("models", []) if m.get("family") == "natural"),
+        key=lambda m: m.get("switches_per_pixel", 0),
+    )
     if not natural:
         raise ModelError("no natural-image models are shipped")
     idx = round((q - 1) / 9 * (len(natural) - 1))

@@ -46,9 +46,16 @@ def tiny_model(tmp_path_factory):
     dec = build_decoder(cfg)
     path = d / "tiny-4-6-8.safetensors"
     sha = save_model(path, "tiny-4-6-8", 1, cfg, enc, dec.eval())
-    entry = {"name": "tiny-4-6-8", "version": 1, "file": path.name, "sha256": sha, "family": "natural",
-             "channels": list(cfg.channels), "switches_per_pixel": cfg.switches_per_pixel,
-             "encoder_digest": enc.digest()}
+    entry = {
+        "name": "tiny-4-6-8",
+        "version": 1,
+        "file": path.name,
+        "sha256": sha,
+        "family": "natural",
+        "channels": list(cfg.channels),
+        "switches_per_pixel": cfg.switches_per_pixel,
+        "encoder_digest": enc.digest(),
+    }
     (d / "manifest.json").write_text(json.dumps({"schema": 1, "models": [entry]}))
     return path, sha
 
@@ -67,5 +74,11 @@ def run_cli(*args, input: bytes | None = None, env=None, cwd=None):
     """Run ``python -m maxswitch`` in a real subprocess; return CompletedProcess (bytes)."""
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "maxswitch", *map(str, args)], input=input,
-                          capture_output=True, env=e, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "maxswitch", *map(str, args)],
+        input=input,
+        capture_output=True,
+        env=e,
+        cwd=cwd,
+        timeout=300,
+    )

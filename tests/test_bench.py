@@ -8,9 +8,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import make_image, run_cli
 from PIL import Image
 
-from conftest import make_image, run_cli
 from maxswitch import bench, cli, codec, image
 
 QUALITIES = (20, 80)
@@ -44,13 +44,22 @@ def calls():
 
 @pytest.fixture(scope="module")
 def result(dataset, model_path, calls):
-    return bench.run(dataset, [model_path], qualities=QUALITIES, jobs=1,
-                     warn=calls["warn"].append, progress=lambda *a: calls["progress"].append(a))
+    return bench.run(
+        dataset,
+        [model_path],
+        qualities=QUALITIES,
+        jobs=1,
+        warn=calls["warn"].append,
+        progress=lambda *a: calls["progress"].append(a),
+    )
 
 
 def _rec(result, image_name, codec_name, **kw):
-    out = [r for r in result.records if r.image == image_name and r.codec == codec_name
-           and all(getattr(r, k) == v for k, v in kw.items())]
+    out = [
+        r
+        for r in result.records
+        if r.image == image_name and r.codec == codec_name and all(getattr(r, k) == v for k, v in kw.items())
+    ]
     assert len(out) == 1, (image_name, codec_name, kw, out)
     return out[0]
 
@@ -216,9 +225,18 @@ def test_summary_rows_and_means(result):
     rows = bench.summarise(result)
     labels = [r.label for r in rows]
     m = "tiny-4-6-8"
-    assert labels == [m, f"JPEG at the bpp of {m}", f"WebP at the bpp of {m}", f"JPEG at the PSNR of {m}",
-                      f"WebP at the PSNR of {m}", "PNG (lossless)", "JPEG q=20", "JPEG q=80", "WebP q=20",
-                      "WebP q=80"]
+    assert labels == [
+        m,
+        f"JPEG at the bpp of {m}",
+        f"WebP at the bpp of {m}",
+        f"JPEG at the PSNR of {m}",
+        f"WebP at the PSNR of {m}",
+        "PNG (lossless)",
+        "JPEG q=20",
+        "JPEG q=80",
+        "WebP q=20",
+        "WebP q=80",
+    ]
     jq = rows[labels.index("JPEG q=80")]
     recs = [r for r in result.records if r.codec == "jpeg" and r.quality == 80 and not r.match]
     assert jq.n == 3
@@ -250,12 +268,21 @@ def test_paper_table_where_the_architecture_matches(result):
 
 
 def test_json_is_compressai_schema(result, tmp_path):
-    (path, data), = bench.json_outputs(result, str(tmp_path / "r.json")).items()
+    ((path, data),) = bench.json_outputs(result, str(tmp_path / "r.json")).items()
     d = json.loads(data, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert d["name"] == "maxswitch" and isinstance(d["description"], str)
     assert d["results"]["bpp"] == [pytest.approx(bench.summarise(result)[0].bpp)]
-    for k in ("psnr-rgb", "psnr", "ms-ssim-rgb", "msssim", "ssim-rgb", "rmse", "encoding_time", "decoding_time",
-              "bits_per_switch"):
+    for k in (
+        "psnr-rgb",
+        "psnr",
+        "ms-ssim-rgb",
+        "msssim",
+        "ssim-rgb",
+        "rmse",
+        "encoding_time",
+        "decoding_time",
+        "bits_per_switch",
+    ):
         assert len(d["results"][k]) == 1
     names = [b["name"] for b in d["baselines"]]
     assert names[:3] == ["JPEG", "WebP", "PNG"] and "WebP at the PSNR of tiny-4-6-8" in names
@@ -263,8 +290,10 @@ def test_json_is_compressai_schema(result, tmp_path):
     assert jpeg["quality"] == list(QUALITIES) and len(jpeg["bpp"]) == len(jpeg["psnr-rgb"]) == 2
     assert d["baselines"][2]["results"]["psnr-rgb"] == [None]  # lossless: no finite PSNR
     assert d["images"] == result.images and d["skipped"][0]["image"] == "broken.png"
-    assert d["models"] == [{"name": "tiny-4-6-8", "version": 1, "sha256": result.models[0].sha256,
-                            "channels": [4, 6, 8]}] and len(result.models[0].sha256) == 64
+    assert (
+        d["models"] == [{"name": "tiny-4-6-8", "version": 1, "sha256": result.models[0].sha256, "channels": [4, 6, 8]}]
+        and len(result.models[0].sha256) == 64
+    )
 
 
 def test_json_folder_gives_one_file_per_curve(result, tmp_path):
@@ -299,8 +328,9 @@ def test_plot_is_a_png(result):
 
 def test_cli_with_two_workers_gives_the_same_figures(result, dataset, model_path, tmp_path):
     out_csv, out_json = tmp_path / "r.csv", tmp_path / "r.json"
-    r = run_cli("bench", dataset, "-m", model_path, "-j", "2", "--qualities", "80,20", "--csv", out_csv,
-                "--json", out_json)
+    r = run_cli(
+        "bench", dataset, "-m", model_path, "-j", "2", "--qualities", "80,20", "--csv", out_csv, "--json", out_json
+    )
     assert r.returncode == 0, r.stderr
     err = r.stderr.decode()
     assert "warning: skipped broken.png" in err and "Traceback" not in err
@@ -335,9 +365,15 @@ def test_cli_errors_are_one_line(capsys, dataset, model_path, tmp_path, monkeypa
     assert code == 1 and "none of the 1 image files" in err
     code, err = _main(capsys, dataset, "-m", "no-such-model")
     assert code == 1 and "unknown model" in err
-    for args in (["-m", model_path, "--all-models"], ["--qualities", "5,x"], ["--qualities", "0,50"],
-                 ["--plot", tmp_path / "p.txt"], ["--csv", tmp_path / "nope" / "r.csv"],
-                 ["--csv", tmp_path], ["--json", tmp_path / "nope" / "r.json"]):
+    for args in (
+        ["-m", model_path, "--all-models"],
+        ["--qualities", "5,x"],
+        ["--qualities", "0,50"],
+        ["--plot", tmp_path / "p.txt"],
+        ["--csv", tmp_path / "nope" / "r.csv"],
+        ["--csv", tmp_path],
+        ["--json", tmp_path / "nope" / "r.json"],
+    ):
         code, err = _main(capsys, dataset, *args)
         assert code == 2 and "usage error" in err, (args, err)
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
@@ -347,8 +383,24 @@ def test_cli_errors_are_one_line(capsys, dataset, model_path, tmp_path, monkeypa
 
 def test_cli_writes_plot_and_markdown(capsys, dataset, model_path, tmp_path):
     pytest.importorskip("matplotlib")
-    code = cli.main(["bench", str(dataset), "-m", model_path, "-j", "1", "--qualities", "50", "--limit", "1",
-                     "--markdown", "--quiet", "--plot", str(tmp_path / "rd.png")])
+    code = cli.main(
+        [
+            "bench",
+            str(dataset),
+            "-m",
+            model_path,
+            "-j",
+            "1",
+            "--qualities",
+            "50",
+            "--limit",
+            "1",
+            "--markdown",
+            "--quiet",
+            "--plot",
+            str(tmp_path / "rd.png"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "| tiny-4-6-8 |" in out and "1 image," in out
     assert (tmp_path / "rd.png").read_bytes().startswith(b"\x89PNG")

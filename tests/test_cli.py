@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_image, run_cli
 
 
@@ -44,9 +43,13 @@ def test_encode_decode_info(env, img, tmp_path):
 
 
 def test_pipeline_through_stdin_and_stdout(env, img, tmp_path):
-    sh = (f"cat {img} | {sys.executable} -m maxswitch encode -m tiny-4-6-8 - - "
-          f"| {sys.executable} -m maxswitch decode - - > {tmp_path}/p.png")
-    r = subprocess.run(["bash", "-o", "pipefail", "-c", sh], capture_output=True, env={**__import__("os").environ, **env})
+    sh = (
+        f"cat {img} | {sys.executable} -m maxswitch encode -m tiny-4-6-8 - - "
+        f"| {sys.executable} -m maxswitch decode - - > {tmp_path}/p.png"
+    )
+    r = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", sh], capture_output=True, env={**__import__("os").environ, **env}
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import make_image, png_bytes
 
 import maxswitch
-from conftest import make_image, png_bytes
 from maxswitch import codec, zoo
 from maxswitch.format import FormatError
 

@@ -9,8 +9,15 @@ from maxswitch import format as fmt
 
 
 def header(**kw):
-    d = dict(width=37, height=21, model="natural-16-16-16", encoder_digest=bytes(range(16)),
-             channels=(16, 16, 16), kind=3, bit_depth=8)
+    d = dict(
+        width=37,
+        height=21,
+        model="natural-16-16-16",
+        encoder_digest=bytes(range(16)),
+        channels=(16, 16, 16),
+        kind=3,
+        bit_depth=8,
+    )
     d.update(kw)
     d["raw_size"] = fmt.raw_size(d["width"], d["height"], d["channels"])
     return fmt.Header(**d)
@@ -69,8 +76,8 @@ def test_bad_magic_and_empty():
 
 def test_newer_version_says_so():
     data = bytearray(fmt.write(header(), b"abc"))
-    data[8] = 2
-    with pytest.raises(fmt.NewerVersionError, match="version 2.*upgrade"):
+    data[8] = 3
+    with pytest.raises(fmt.NewerVersionError, match="version 3.*upgrade"):
         fmt.read(bytes(data))
 
 
@@ -88,9 +95,14 @@ def _refresh_crc(data: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-@pytest.mark.parametrize("offset,value,msg", [
-    (9, 7, "coding"), (10, 9, "colour"), (11, 12, "bit depth"),
-])
+@pytest.mark.parametrize(
+    "offset,value,msg",
+    [
+        (9, 7, "coding"),
+        (10, 9, "colour"),
+        (11, 12, "bit depth"),
+    ],
+)
 def test_field_ranges_checked_even_with_valid_crc(offset, value, msg):
     data = bytearray(fmt.write(header(), b"abc"))
     data[offset] = value

@@ -17,9 +17,9 @@ import os
 
 import pytest
 import torch
+from conftest import EXAMPLE, ROOT, run_cli
 
 import maxswitch
-from conftest import EXAMPLE, ROOT, run_cli
 from maxswitch import zoo
 
 EXPECTED = ROOT / "tests" / "expected"
@@ -48,8 +48,9 @@ def test_tiny_model_golden_in_process_and_across_threads(tiny_zoo):
     two = encode_with_threads(tiny_zoo, 2)
     assert one == two
     want = golden("example.tiny-4-6-8.msw", one)
-    assert one == want, (f"encoding changed: sha256 {hashlib.sha256(one).hexdigest()[:16]} != "
-                         f"{hashlib.sha256(want).hexdigest()[:16]}")
+    assert one == want, (
+        f"encoding changed: sha256 {hashlib.sha256(one).hexdigest()[:16]} != {hashlib.sha256(want).hexdigest()[:16]}"
+    )
     # and the golden file still reads: header and switch count as expected
     inf = maxswitch.info(want)
     assert (inf["width"], inf["height"], inf["model"]) == (384, 256, "tiny-4-6-8")

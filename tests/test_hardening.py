@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, make_image, png_bytes
 from PIL import Image
 
 import maxswitch
-from conftest import ROOT, make_image, png_bytes
 from maxswitch import atomic, cli, codec, zoo
 from maxswitch import format as fmt
 from maxswitch import image as imagelib
@@ -54,6 +54,7 @@ def assert_one_line_error(err: str):
 
 
 # ------------------------------------------------------------------ fuzzing
+
 
 @pytest.fixture(scope="module")
 def fuzz_state(tmp_path_factory):
@@ -129,6 +130,7 @@ def test_channel_plan_that_disagrees_with_the_model_is_refused(fuzz_env):
 
 # ------------------------------------------------------------------ corruption
 
+
 def small_file(fuzz_env) -> bytes:
     data = fuzz_env["seeds"][0]  # 1x1 image, channels 4,6,8
     assert len(data) < 200
@@ -198,6 +200,7 @@ def test_bit_flips_in_a_real_subprocess(fuzz_env, tmp_path):
 
 # ------------------------------------------------------------------ bounds
 
+
 def crafted(width, height, channels, payload, raw=None, model="fuzz-4-6-8", digest=bytes(16)):
     raw = fmt.raw_size(width, height, channels) if raw is None else raw
     body = fmt.MAGIC + struct.pack("<BBBBII", 1, 1, 3, 8, width, height) + bytes([len(model)]) + model.encode()
@@ -256,7 +259,7 @@ def zstandard_blocks(frame: bytes) -> bytes:
     """The blocks and checksum of a zstd frame (everything after its header)."""
     import zstandard
 
-    return frame[zstandard.frame_header_size(frame):]
+    return frame[zstandard.frame_header_size(frame) :]
 
 
 def test_info_verifies_a_huge_valid_payload_in_bounded_memory():
@@ -297,7 +300,7 @@ class Endless(io.RawIOBase):
 
     def readinto(self, b):
         n = len(b)
-        chunk = (self.head[self.read_bytes:] + bytes(n))[:n]
+        chunk = (self.head[self.read_bytes :] + bytes(n))[:n]
         b[:n] = chunk
         self.read_bytes += n
         return n
@@ -342,6 +345,7 @@ def test_unpack_memory_is_one_byte_per_switch():
 
 
 # ------------------------------------------------------------------ nothing lost
+
 
 @pytest.fixture
 def enc_args(tiny_zoo, tmp_path):
@@ -410,8 +414,13 @@ def test_sigint_to_a_running_process_leaves_no_output(tiny_model, tmp_path):
     """Ctrl-C for real: a subprocess waiting on its input gets SIGINT; exit 130, no file."""
     out = tmp_path / "out.msw"
     env = dict(os.environ, MAXSWITCH_MODELS=str(tiny_model[0].parent))
-    p = subprocess.Popen([sys.executable, "-m", "maxswitch", "encode", "-m", "tiny-4-6-8", "-", str(out)],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "maxswitch", "encode", "-m", "tiny-4-6-8", "-", str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         p.stdin.write(png_bytes(make_image(40, 24))[:100])  # half an image; the rest never comes
         p.stdin.flush()
@@ -479,6 +488,7 @@ def test_outputs_get_the_usual_permissions(enc_args, tmp_path, capsys):
 
 # ------------------------------------------------------------------ every kind of image
 
+
 def _save(im, fmt_name, **kw):
     buf = io.BytesIO()
     im.save(buf, fmt_name, **kw)
@@ -488,8 +498,11 @@ def _save(im, fmt_name, **kw):
 def _png(width, height, bit_depth, colour_type, rows: bytes, extra=b"") -> bytes:
     def chunk(t, d):
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )
 
 
 def _png16_rgb(w=6, h=4):
@@ -524,8 +537,10 @@ IMAGES = {
     # name: (bytes, expected (width, height, kind, bit depth) or an error substring)
     "rgb": (lambda: png_bytes(make_image(20, 12)), (20, 12, 3, 8)),
     "grey": (lambda: png_bytes(make_image(20, 12, mode="L")), (20, 12, 1, 8)),
-    "grey 16-bit": (lambda: _save(Image.fromarray((np.arange(48, dtype=np.uint16).reshape(6, 8) * 1300)), "PNG"),
-                    (8, 6, 1, 16)),
+    "grey 16-bit": (
+        lambda: _save(Image.fromarray((np.arange(48, dtype=np.uint16).reshape(6, 8) * 1300)), "PNG"),
+        (8, 6, 1, 16),
+    ),
     "rgb 16-bit (48-bit PNG)": (_png16_rgb, (6, 4, 3, 16)),
     "grey+alpha 16-bit": (_png16_grey_alpha, (5, 3, 2, 16)),
     "rgba": (lambda: png_bytes(make_image(20, 12, mode="RGBA")), (20, 12, 4, 8)),
@@ -602,6 +617,7 @@ def test_bad_images_through_the_cli_are_one_line(tiny_zoo, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ tampered weights
+
 
 def test_weights_that_do_not_match_the_manifest_are_refused(tiny_model, tmp_path, monkeypatch, capsys):
     src = tiny_model[0].parent

@@ -4,9 +4,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import make_image, png_bytes
 from PIL import Image
 
-from conftest import make_image, png_bytes
 from maxswitch import image as imagelib
 
 
@@ -30,7 +30,7 @@ def test_greyscale_is_replicated():
 
 
 def test_16_bit_png_is_scaled_to_8_bits():
-    a = (np.arange(64 * 8, dtype=np.uint16).reshape(8, 64) * 128)
+    a = np.arange(64 * 8, dtype=np.uint16).reshape(8, 64) * 128
     im = Image.fromarray(a.astype(np.int32), "I").convert("I;16")
     li = load(im)
     assert li.bit_depth == 16 and li.kind == 1
@@ -59,8 +59,14 @@ def test_animated_gif_reports_frames():
     assert li.frames == 3
 
 
-@pytest.mark.parametrize("data,msg", [(b"", "empty"), (b"hello, not an image", "not a readable image"),
-                                      (png_bytes(make_image(32, 32))[:60], "not a readable image")])
+@pytest.mark.parametrize(
+    "data,msg",
+    [
+        (b"", "empty"),
+        (b"hello, not an image", "not a readable image"),
+        (png_bytes(make_image(32, 32))[:60], "not a readable image"),
+    ],
+)
 def test_bad_inputs_raise_image_error(data, msg):
     with pytest.raises(imagelib.ImageError, match=msg):
         imagelib.load(data)

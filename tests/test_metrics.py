@@ -11,11 +11,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import make_image
 from PIL import Image
 from pytorch_msssim import ms_ssim as ref_ms_ssim
 from pytorch_msssim import ssim as ref_ssim
 
-from conftest import make_image
 from maxswitch import metrics
 
 C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2

@@ -4,8 +4,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maxswitch.nets import (Encoder, ModelConfig, build_decoder, codes_to_indices, decoder_macs_per_pixel,
-                            encoder_macs_per_pixel, one_hot_codes, parse_channels)
+from maxswitch.nets import (
+    Encoder,
+    ModelConfig,
+    build_decoder,
+    codes_to_indices,
+    decoder_macs_per_pixel,
+    encoder_macs_per_pixel,
+    one_hot_codes,
+    parse_channels,
+)
 
 
 def reference_switches(enc: Encoder, img: torch.Tensor):
@@ -93,7 +101,9 @@ def test_one_hot_and_unpool_indices():
 def test_decoders_output_rgb_of_the_padded_size(kind):
     cfg = ModelConfig((4, 6, 8), kind, (8, 8, 8))
     dec = build_decoder(cfg)
-    codes = [torch.randint(0, 4, (2, c, 24 >> (s + 1), 32 >> (s + 1)), dtype=torch.uint8) for s, c in enumerate(cfg.channels)]
+    codes = [
+        torch.randint(0, 4, (2, c, 24 >> (s + 1), 32 >> (s + 1)), dtype=torch.uint8) for s, c in enumerate(cfg.channels)
+    ]
     assert dec(codes).shape == (2, 3, 24, 32)
     assert decoder_macs_per_pixel(cfg) > 0
 

@@ -14,8 +14,10 @@ def test_bit_layout_is_msb_first_row_then_column():
     assert sw.pack([np.array([3, 3, 3, 3, 1], np.uint8)]) == bytes([0xFF, 0b01000000])
 
 
-@pytest.mark.parametrize("shape", [[(1, 4, 4), (1, 2, 2), (1, 1, 1)], [(16, 12, 20), (16, 6, 10), (16, 3, 5)],
-                                   [(3, 2, 2), (5, 1, 1), (7, 1, 1)]])
+@pytest.mark.parametrize(
+    "shape",
+    [[(1, 4, 4), (1, 2, 2), (1, 1, 1)], [(16, 12, 20), (16, 6, 10), (16, 3, 5)], [(3, 2, 2), (5, 1, 1), (7, 1, 1)]],
+)
 def test_pack_unpack_round_trip(shape):
     rng = np.random.default_rng(0)
     codes = [rng.integers(0, 4, s, dtype=np.uint8) for s in shape]

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 from bitarray import bitarray
+from conftest import EXAMPLE, make_image, run_cli
 
 import maxswitch
-from maxswitch import codec, switches as sw, tiling
+from maxswitch import codec, tiling
+from maxswitch import switches as sw
 from maxswitch.nets import Encoder, ModelConfig, build_decoder
 from maxswitch.zoo import DEFAULT_MODEL, load_model
-
-from conftest import EXAMPLE, make_image, run_cli
 
 
 def _rand_rgb(h, w, seed=0):
@@ -79,7 +79,8 @@ def test_golden_switches_of_a_seeded_encoder():
     assert enc.digest() == "d0139e29960d6b22f2092b4bb226370b53114aa898b161327757a06972aee8ee"
     assert _hash(enc(x)) == "bef94b055251906c2a9907a04ba8f6369db0a81af87d845a2b4101cf28b8e1a0"
     assert _hash(Encoder.random((6, 12, 24), seed=7)(x)) == (
-        "9fd40833f5b2673d6cb718f63682f2b27e486f4ee9dafb09f7f672068f52221e")
+        "9fd40833f5b2673d6cb718f63682f2b27e486f4ee9dafb09f7f672068f52221e"
+    )
 
 
 def test_shipped_model_fast_encoder_equals_reference_on_the_example():
@@ -275,8 +276,17 @@ def test_cli_tile_option_gives_the_same_file(tmp_path, tiny_zoo):
     src = tmp_path / "in.png"
     make_image(90, 70, seed=1).save(src)
     for t in ("0", "16"):
-        r = run_cli("encode", "-m", tiny_zoo, "--tile", t, "--quiet", src, tmp_path / f"t{t}.msw",
-                    env={"MAXSWITCH_MODELS": os.environ["MAXSWITCH_MODELS"]})
+        r = run_cli(
+            "encode",
+            "-m",
+            tiny_zoo,
+            "--tile",
+            t,
+            "--quiet",
+            src,
+            tmp_path / f"t{t}.msw",
+            env={"MAXSWITCH_MODELS": os.environ["MAXSWITCH_MODELS"]},
+        )
         assert r.returncode == 0, r.stderr
     assert (tmp_path / "t0.msw").read_bytes() == (tmp_path / "t16.msw").read_bytes()
 
@@ -289,12 +299,19 @@ def test_50_megapixel_round_trip_stays_under_2_gb(tmp_path):
     h, w = 5773, 8660
     small = np.asarray(make_image(w // 8, h // 8, seed=3))
     Image.fromarray(small).resize((w, h), Image.BILINEAR).save(tmp_path / "big.png", compress_level=1)
-    script = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+    script = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+    )
     peaks = []
     for args in (["encode", "-f", "big.png", "big.msw"], ["decode", "-f", "big.msw", "back.png"]):
-        r = subprocess.run([sys.executable, "-c", script, sys.executable, "-m", "maxswitch", *args, "--quiet"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+        r = subprocess.run(
+            [sys.executable, "-c", script, sys.executable, "-m", "maxswitch", *args, "--quiet"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         assert r.returncode == 0, r.stderr
         peaks.append(int(r.stdout.split()[-1]) * 1024)  # ru_maxrss is in KiB on Linux
     assert max(peaks) < 2 * 10**9, peaks

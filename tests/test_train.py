@@ -1,10 +1,9 @@
 """Training through the CLI on a few generated images: asset written, resume, repeatability, errors."""
 
-
 import pytest
 from click.testing import CliRunner
-
 from conftest import make_image
+
 from maxswitch import zoo
 from maxswitch.cli import cli
 from maxswitch.train import SPLITS, TrainError, list_images, select_split
@@ -21,8 +20,25 @@ def folder(tmp_path):
 
 
 def train_args(folder, out, *extra):
-    return ["train", str(folder), "-o", str(out), "--name", "t-4-4-4", "--arch", "4,4,4", "--widths", "8,8,8",
-            "--patch", "32", "--batch", "2", "--threads", "1", *extra]
+    return [
+        "train",
+        str(folder),
+        "-o",
+        str(out),
+        "--name",
+        "t-4-4-4",
+        "--arch",
+        "4,4,4",
+        "--widths",
+        "8,8,8",
+        "--patch",
+        "32",
+        "--batch",
+        "2",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def test_train_writes_a_usable_asset_and_repeats_with_a_seed(folder, tmp_path):

@@ -1,11 +1,10 @@
 """The shipped models: manifest consistency, checked loading, and a quality band on our example."""
 
-
 import numpy as np
 import pytest
+from conftest import EXAMPLE
 
 import maxswitch
-from conftest import EXAMPLE
 from maxswitch import metrics, zoo
 from maxswitch.image import load
 
@@ -50,8 +49,8 @@ def test_model_for_quality_orders_by_rate():
 
 
 def test_asset_without_description_is_refused(tmp_path):
-    from safetensors.torch import save
     import torch
+    from safetensors.torch import save
 
     p = tmp_path / "x.safetensors"
     p.write_bytes(save({"a": torch.zeros(1)}))

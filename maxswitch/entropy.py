@@ -1,0 +1,137 @@
+"""Payload coding 2 (format version 2): switches -> ANS streams driven by the context model.
+
+The padded image is cut into tiles of ``context.BAND`` x ``context.BAND`` pixels (the last
+row and column of tiles may be smaller), coded independently in row-major order: a tile's
+context never looks outside it, so tiles decode in any order and memory stays bounded by a
+tile. Payload::
+
+    for each tile:  u32 W (number of 32-bit words), then W little-endian u32 words
+
+The words are those of constriction's ``AnsCoder`` (a stack: the encoder pushes the passes
+in reverse so that the decoder pops them in order), with ``Categorical(perfect=False)``
+models whose probabilities are the context model's integer frequencies ``f_k``, summing to
+2^24 - 4, which constriction turns into ``(f_k + 1) / 2^24`` exactly (docs/FORMAT.md).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from .context import BAND, ContextModel, StageCoder
+from .switches import PayloadError
+
+_U32 = struct.Struct("<I")
+
+
+def _constriction():
+    import constriction
+
+    return constriction
+
+
+def tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) pixel spans of the tiles of a padded image, row-major."""
+    return [
+        (y, min(y + BAND, height), x, min(x + BAND, width))
+        for y in range(0, height, BAND)
+        for x in range(0, width, BAND)
+    ]
+
+
+def _tile_codes(codes: list[np.ndarray], t) -> list[np.ndarray]:
+    y0, y1, x0, x1 = t
+    return [
+        np.ascontiguousarray(c[:, y0 >> (s + 1) : y1 >> (s + 1), x0 >> (s + 1) : x1 >> (s + 1)])
+        for s, c in enumerate(codes)
+    ]
+
+
+def _passes(model: ContextModel, codes: list[np.ndarray]):
+    """Yield, in decoding order, (coder, c, k, ys, xs, last_phase_of_channel) over all stages."""
+    for s in (2, 1, 0):
+        coder = StageCoder(model, s, codes[s], codes[s + 1 :])
+        steps = list(coder.passes())
+        for i, (c, k, ys, xs) in enumerate(steps):
+            last = i + 1 == len(steps) or steps[i + 1][0] != c
+            yield coder, c, k, ys, xs, last
+
+
+def encode_tile(model: ContextModel, codes: list[np.ndarray]) -> np.ndarray:
+    """One tile's switches (3 arrays (C_s, h_s, w_s) uint8) -> its ANS words (uint32)."""
+    cs = _constriction()
+    family = cs.stream.model.Categorical(perfect=False)
+    work = [c.copy() for c in codes]
+    steps = []
+    for coder, c, k, ys, xs, last in _passes(model, work):
+        f = coder.freqs(c, k, ys, xs)
+        sym = work[coder.s][c, ys, xs].astype(np.int32)
+        steps.append((sym, f.astype(np.float64)))
+        if last:
+            coder.finish_channel(c)
+    enc = cs.stream.stack.AnsCoder()
+    for sym, f in reversed(steps):
+        enc.encode_reverse(sym, family, f)
+    return enc.get_compressed()
+
+
+def decode_tile(model: ContextModel, words: np.ndarray, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
+    """Inverse of ``encode_tile``: ANS words -> 3 arrays of the given (C_s, h_s, w_s) shapes.
+
+    Raises:
+        PayloadError: the words do not decode to exactly these switches (corrupt payload).
+    """
+    cs = _constriction()
+    family = cs.stream.model.Categorical(perfect=False)
+    codes = [np.zeros(s, np.uint8) for s in shapes]
+    dec = cs.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+    try:
+        for coder, c, k, ys, xs, last in _passes(model, codes):
+            f = coder.freqs(c, k, ys, xs).astype(np.float64)
+            coder.commit(c, ys, xs, np.asarray(dec.decode(family, f), dtype=np.uint8))
+            if last:
+                coder.finish_channel(c)
+    except (ValueError, RuntimeError) as e:
+        raise PayloadError(f"payload does not decode: {e}") from None
+    if not dec.is_empty():
+        raise PayloadError("payload has data left after its last switch (corrupt)")
+    return codes
+
+
+def encode(model: ContextModel, codes: list[np.ndarray]) -> bytes:
+    """All switches of a padded image (3 arrays (C_s, H/2^s, W/2^s)) -> the v2 payload."""
+    H, W = codes[0].shape[1] * 2, codes[0].shape[2] * 2
+    out = bytearray()
+    for t in tiles(H, W):
+        words = encode_tile(model, _tile_codes(codes, t))
+        out += _U32.pack(len(words)) + words.astype("<u4").tobytes()
+    return bytes(out)
+
+
+def iter_tiles(payload, height: int, width: int):
+    """Split a v2 payload into ((y0, y1, x0, x1), words) per tile, checking the lengths."""
+    pos, n = 0, len(payload)
+    for t in tiles(height, width):
+        if pos + 4 > n:
+            raise PayloadError("payload is truncated (tile header missing)")
+        (nw,) = _U32.unpack_from(payload, pos)
+        pos += 4
+        if nw > (n - pos) // 4:
+            raise PayloadError("payload is truncated inside a tile")
+        yield t, np.frombuffer(payload, dtype="<u4", count=nw, offset=pos)
+        pos += 4 * nw
+    if pos != n:
+        raise PayloadError(f"{n - pos} unexpected bytes after the last tile of the payload")
+
+
+def decode(model: ContextModel, payload, height: int, width: int) -> list[np.ndarray]:
+    """The v2 payload of a padded ``height`` x ``width`` image -> its switches."""
+    C = model.channels
+    out = [np.zeros((c, height >> (s + 1), width >> (s + 1)), np.uint8) for s, c in enumerate(C)]
+    for (y0, y1, x0, x1), words in iter_tiles(payload, height, width):
+        shapes = [(c, (y1 - y0) >> (s + 1), (x1 - x0) >> (s + 1)) for s, c in enumerate(C)]
+        part = decode_tile(model, words, shapes)
+        for s in range(3):
+            out[s][:, y0 >> (s + 1) : y1 >> (s + 1), x0 >> (s + 1) : x1 >> (s + 1)] = part[s]
+    return out
