@@ -536,6 +536,84 @@ def train(
         raise Failure(str(e)) from None
 
 
+@cli.command("train-context")
+@click.argument("model", metavar="MODEL")
+@click.argument("data_dir", metavar="DATA_DIR")
+@click.option("-o", "--output", required=True, help="Model asset to write: MODEL plus its context model.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--split", default=None, help="Named split of DATA_DIR (holdout-train, lfw-train, ...).")
+@click.option("--val", "val_dir", default=None, help="Folder whose images measure the trained coder.")
+@click.option("--val-split", default=None, help="Named split of the validation folder.")
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Time budget (default 10 unless --steps).",
+)
+@click.option("--steps", type=click.IntRange(1), default=None, help="Step budget (repeatable with --seed).")
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option(
+    "--patch", type=click.IntRange(16), default=64, show_default=True, help="Crop side in pixels (multiple of 8)."
+)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
+@click.option("--hidden", default="32,32", show_default=True, help="Hidden widths of the context MLP.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_common_threads
+def train_context_cmd(
+    model, data_dir, output, force, split, val_dir, val_split, minutes, steps, batch, patch, lr, hidden, seed, threads
+):
+    """Fit the learned context model (format v2's entropy model) to MODEL's switches on DATA_DIR."""
+    from .context_train import measure, switch_maps, train_context
+    from .train import TrainError, list_images, load_rgb, select_split
+    from .zoo import load_model, save_model
+
+    if patch % 8:
+        raise click.BadParameter(f"must be a multiple of 8, got {patch}", param_hint="--patch")
+    try:
+        widths = tuple(int(x) for x in hidden.split(","))
+        if len(widths) != 2 or min(widths) < 1 or max(widths) > 256:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter("two widths in 1..256, e.g. 32,32", param_hint="--hidden") from None
+    if os.path.exists(output) and not force:
+        raise Failure(f"{output} already exists (use -f to overwrite)")
+    import torch
+
+    torch.set_num_threads(threads or 2)
+    m = load_model(model)
+    try:
+        paths = select_split(list_images(data_dir), split)
+        rgbs = load_rgb(paths)
+        if not rgbs:
+            raise TrainError(f"no readable images in {data_dir}")
+        maps = switch_maps(m, rgbs)
+        val = None
+        if val_dir:
+            val = switch_maps(m, load_rgb(select_split(list_images(val_dir), val_split)), flips=False)
+    except TrainError as e:
+        raise Failure(str(e)) from None
+    click.echo(f"{m.name}: {len(rgbs)} training images ({len(maps)} with mirrors)", err=True)
+    cm, record = train_context(
+        m,
+        maps,
+        minutes=minutes or (None if steps else 10.0),
+        steps=steps,
+        batch=batch,
+        patch=patch,
+        lr=lr,
+        hidden=widths,
+        seed=seed,
+        log=lambda msg: click.echo(f"{m.name}: {msg}", err=True),
+    )
+    record.update(train_dir=os.path.basename(os.path.normpath(data_dir)), split=split, train_images=len(rgbs))
+    if val:
+        record["val_bits_per_switch"] = round(measure(cm, val), 4)
+        click.echo(f"{m.name}: validation {record['val_bits_per_switch']} bits/switch (real coder)", err=True)
+    meta_record = dict(m.meta.get("record", {}), context=record)
+    save_model(output, m.name, m.version, m.config, m.encoder, m.decoder, meta_record, context=cm)
+    click.echo(f"{m.name}: wrote {output}", err=True)
+
+
 @contextlib.contextmanager
 def _mute_fd2():
     """Send file descriptor 2 to /dev/null meanwhile: libtiff prints warnings about damaged

@@ -31,9 +31,29 @@ def png_bytes(im: Image.Image, **kw) -> bytes:
     return buf.getvalue()
 
 
+def random_context(channels, seed: int = 0, hidden=(8, 6)):
+    """A context model with integer weights drawn by numpy (the same on every machine)."""
+    from maxswitch.context import ContextModel, StageNet, stage_layouts
+
+    rng = np.random.default_rng(seed)
+    stages = []
+    for lay in stage_layouts(channels):
+        stages.append(
+            StageNet(
+                rng.integers(-30, 31, (lay.rows, hidden[0])),
+                rng.integers(-20, 21, hidden),
+                rng.integers(-200, 201, hidden[1]),
+                rng.integers(-10, 11, (hidden[1], 4)),
+                rng.integers(-300, 301, 4),
+            )
+        )
+    return ContextModel(tuple(channels), stages)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    """A small untrained model asset (channels 4,6,8) written to a temp folder with a manifest."""
+    """A small untrained model asset (channels 4,6,8) with a random integer context model,
+    written to a temp folder with a manifest."""
     import torch
 
     from maxswitch.nets import Encoder, ModelConfig, build_decoder
@@ -45,7 +65,7 @@ def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
     dec = build_decoder(cfg)
     path = d / "tiny-4-6-8.safetensors"
-    sha = save_model(path, "tiny-4-6-8", 1, cfg, enc, dec.eval())
+    sha = save_model(path, "tiny-4-6-8", 1, cfg, enc, dec.eval(), context=random_context(cfg.channels))
     entry = {
         "name": "tiny-4-6-8",
         "version": 1,

@@ -35,10 +35,10 @@ def golden(name: str, data: bytes) -> bytes:
     return p.read_bytes()
 
 
-def encode_with_threads(model, threads: int) -> bytes:
+def encode_with_threads(model, threads: int, coding: str = "zstd", **kw) -> bytes:
     before = torch.get_num_threads()
     try:
-        return maxswitch.encode(EXAMPLE, model, threads=threads)
+        return maxswitch.encode(EXAMPLE, model, threads=threads, coding=coding, **kw)
     finally:
         torch.set_num_threads(before)
 
@@ -58,7 +58,7 @@ def test_tiny_model_golden_in_process_and_across_threads(tiny_zoo):
 
 def test_tiny_model_golden_in_a_fresh_process(tiny_model):
     env = {"MAXSWITCH_MODELS": str(tiny_model[0].parent)}
-    r = run_cli("encode", "-m", "tiny-4-6-8", "-t", "2", "--quiet", EXAMPLE, "-", env=env)
+    r = run_cli("encode", "-m", "tiny-4-6-8", "-t", "2", "--coding", "zstd", "--quiet", EXAMPLE, "-", env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout == (EXPECTED / "example.tiny-4-6-8.msw").read_bytes()
 
@@ -72,3 +72,40 @@ def test_shipped_encoder_golden(monkeypatch):
         pytest.skip(f"shipped model does not load: {e}")
     data = encode_with_threads(model, 2)
     assert data == golden("example.natural-16-16-16.msw", data)
+
+
+# ----------------------------------------------------------------------------- format v2
+
+
+def test_tiny_model_v2_golden_across_threads_and_tiles(tiny_zoo):
+    """Context coding: the same bytes with 1 and 2 threads and with encoder tiles of 64 px."""
+    one = encode_with_threads(tiny_zoo, 1, coding="context")
+    two = encode_with_threads(tiny_zoo, 2, coding="context", tile=64)
+    assert one == two
+    want = golden("example.tiny-4-6-8.v2.msw", one)
+    assert one == want, "context coding changed: the v2 golden no longer matches"
+    inf = maxswitch.info(want)
+    assert (inf["format_version"], inf["coding"]) == (2, "context-ans")
+
+
+def test_tiny_model_v2_golden_decodes_in_a_fresh_process_to_the_v1_switches(tiny_model, tiny_zoo):
+    """The v2 golden, decoded by another process with 2 threads, holds exactly the switches of
+    the v1 golden (decoded here, with zstd, by a different path)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, sys, torch; torch.set_num_threads(2); from maxswitch import codec; "
+        "p = codec.parse(open(sys.argv[1], 'rb').read()); "
+        "print(hashlib.sha256(b''.join(c.tobytes() for c in p.codes)).hexdigest())"
+    )
+    env = dict(os.environ, MAXSWITCH_MODELS=str(tiny_model[0].parent))
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(EXPECTED / "example.tiny-4-6-8.v2.msw")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    v1 = maxswitch.codec.parse((EXPECTED / "example.tiny-4-6-8.msw").read_bytes())
+    assert r.stdout.strip() == hashlib.sha256(b"".join(c.tobytes() for c in v1.codes)).hexdigest()
