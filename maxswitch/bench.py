@@ -234,11 +234,28 @@ def init_worker(model_keys: tuple[str, ...], threads: int) -> None:
     from .zoo import load_model
 
     torch.set_num_threads(threads)
-    models = [load_model(k) for k in model_keys]
+    models = []
+    for k in model_keys:
+        name, coding = split_key(k)
+        m = load_model(name)
+        models.append((display_name(m, coding, k), m, coding))
     warm = np.zeros((64, 64, 3), np.uint8)
-    for m in models:
-        codec.decode_array(codec.encode(warm, m), m)
+    for _, m, coding in models:
+        codec.decode_array(codec.encode(warm, m, coding=coding), m)
     _WORKER["models"] = models
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """``NAME@CODING`` -> (NAME, CODING); a key without ``@`` -> (key, None: the model's default)."""
+    name, sep, coding = key.rpartition("@")
+    if not sep or coding not in ("context", "zstd"):
+        return key, None
+    return name, coding
+
+
+def display_name(m, coding: str | None, key: str) -> str:
+    """The name of a model's rows: its name, with ``@zstd``/``@context`` when a coding was asked for."""
+    return f"{m.name}@{coding}" if coding else m.name
 
 
 def _init_pool_worker(model_keys: tuple[str, ...], threads: int) -> None:
@@ -263,9 +280,9 @@ def bench_image(root: str, rel: str, qualities: tuple[int, ...], baselines: bool
     x = loaded.rgb  # (H, W, 3) uint8
     h, w = x.shape[:2]
     out = ImageResult(rel)
-    for m in _WORKER["models"]:
+    for name, m, coding in _WORKER["models"]:
         t0 = time.perf_counter()
-        data = codec.encode(loaded, m, max_pixels=max_pixels)
+        data = codec.encode(loaded, m, max_pixels=max_pixels, coding=coding)
         t1 = time.perf_counter()
         x_hat, _ = codec.decode_array(data, m, max_pixels=max_pixels)
         t2 = time.perf_counter()
@@ -277,7 +294,7 @@ def bench_image(root: str, rel: str, qualities: tuple[int, ...], baselines: bool
                 w,
                 h,
                 "maxswitch",
-                m.name,
+                name,
                 bpp=metrics.bpp(len(data), w, h),
                 bits_per_switch=8 * len(payload) / n,
                 raw_bpp=2 * n / (w * h),
@@ -320,6 +337,13 @@ class ModelInfo:
     channels: tuple[int, int, int]
     version: int = 0
     sha256: str = ""
+    family: str = ""
+    coding: str = ""
+
+    @property
+    def curve(self) -> str:
+        """The RD curve this model is a point of: its family and payload coding."""
+        return f"maxswitch {self.family or 'user'} ({self.coding})"
 
 
 @dataclass
@@ -346,17 +370,25 @@ def resolve_models(keys) -> list[ModelInfo]:
         zoo.ModelError: unknown or damaged model.
         BenchError: a model without a decoder.
     """
-    from .zoo import load_model
+    from .zoo import load_model, shipped
 
     out, seen = [], set()
     for k in keys:
-        m = load_model(k)
-        if m.name in seen:
+        name, coding = split_key(k)
+        m = load_model(name)
+        shown = display_name(m, coding, k)
+        if shown in seen:
             continue
         if m.decoder is None:
             raise BenchError(f"model {m.name} has no decoder and cannot be benchmarked")
-        seen.add(m.name)
-        out.append(ModelInfo(m.name, k, tuple(m.config.channels), m.version, m.sha256))
+        if coding == "context" and m.context is None:
+            raise BenchError(f"model {m.name} has no context model (use {m.name}@zstd)")
+        seen.add(shown)
+        entry = shipped(m.name) or {}
+        used = coding or ("context" if m.context is not None else "zstd")
+        out.append(
+            ModelInfo(shown, k, tuple(m.config.channels), m.version, m.sha256, entry.get("family", "user"), used)
+        )
     return out
 
 
@@ -647,6 +679,48 @@ def speed_table(rows: list[Row], markdown: bool = False) -> str:
     return _table(head, body, markdown)
 
 
+def family_curves(result: BenchResult, rows: list[Row]) -> dict[str, list[Row]]:
+    """The maxswitch rows grouped into RD curves (one per model family and payload coding),
+    each curve's points ordered by bpp."""
+    curves: dict[str, list[Row]] = {}
+    for mi in result.models:
+        r = _find(rows, "maxswitch", mi.name)
+        if r is not None:
+            curves.setdefault(mi.curve, []).append(r)
+    return {k: sorted(v, key=lambda r: r.bpp) for k, v in curves.items()}
+
+
+def bd_rates(result: BenchResult, rows: list[Row]) -> list[tuple[str, str, float | None, tuple | None]]:
+    """BD-rate (percent, PSNR-based) of every maxswitch curve against the JPEG and WebP sweeps
+    and against every other maxswitch curve of the same family: (curve, reference, BD-rate,
+    the shared PSNR interval)."""
+    from .rd import bd_rate, overlap
+
+    curves = family_curves(result, rows)
+    refs = {}
+    for c in ("jpeg", "webp"):
+        sweep = [r for r in rows if r.codec == c and not r.match]
+        if len(sweep) >= 2:
+            refs[f"{CODEC_NAMES[c]} sweep"] = sweep
+    out = []
+    for name, pts in curves.items():
+        others = {k: v for k, v in curves.items() if k != name and k.split(" (")[0] == name.split(" (")[0]}
+        for ref_name, ref in list(others.items()) + list(refs.items()):
+            args = ([r.bpp for r in ref], [r.psnr for r in ref], [r.bpp for r in pts], [r.psnr for r in pts])
+            out.append((name, ref_name, bd_rate(*args), overlap(args[1], args[3])))
+    return out
+
+
+def bd_lines(result: BenchResult, rows: list[Row]) -> list[str]:
+    lines = []
+    for name, ref, v, ov in bd_rates(result, rows):
+        if v is None:
+            lines.append(f"{name} against {ref}: no BD-rate (no shared PSNR range or fewer than 2 points)")
+        else:
+            lines.append(f"{name} against {ref}: BD-rate {v:+.1f}% over {ov[0]:.2f}..{ov[1]:.2f} dB")
+    return lines
+
+
 def gap_lines(rows: list[Row]) -> list[str]:
     """One sentence per model and baseline: how far switch-only coding is from it."""
     lines = []
@@ -716,6 +790,13 @@ def format_report(result: BenchResult, markdown: bool = False) -> str:
         rd_table(rows, markdown),
         "",
     ]
+    bds = bd_lines(result, rows)
+    if bds:
+        out += [
+            "BD-rate (Bjontegaard, PSNR-based, VCEG-M33 cubic fit; negative: fewer bits for the same PSNR):",
+            "",
+        ]
+        out += [("- " if markdown else "") + b for b in bds] + [""]
     gaps = gap_lines(rows)
     if gaps:
         out += [("- " if markdown else "") + g for g in gaps] + [""]
@@ -780,15 +861,15 @@ def compressai_curves(result: BenchResult) -> list[dict]:
 
     ds = f"{Path(result.dataset).name or result.dataset} ({len(result.images)} images)"
     common = f"on {ds}; PSNR: mean of per-image RGB PSNRs (null: lossless); times: seconds per image"
-    models = [r for r in rows if r.codec == "maxswitch"]
     curves = [
         _curve(
-            "maxswitch",
-            f"maxswitch {__version__}, models {', '.join(r.model for r in models)}, "
+            name,
+            f"maxswitch {__version__}, models {', '.join(r.model for r in pts)} (ordered by bpp), "
             f"bpp of the whole .msw file, {common}",
-            models,
+            pts,
             [("bits_per_switch", "bits_per_switch"), ("raw_bpp", "raw_bpp")],
         )
+        for name, pts in family_curves(result, rows).items()
     ]
     for c in ("jpeg", "webp"):
         sweep = [r for r in rows if r.codec == c and not r.match]
@@ -821,7 +902,9 @@ def compressai_curves(result: BenchResult) -> list[dict]:
 
 
 def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name.lower()).strip("-")
+    import re
+
+    return re.sub("-+", "-", "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name.lower())).strip("-")
 
 
 def json_outputs(result: BenchResult, path: str) -> dict[str, bytes]:
@@ -832,10 +915,12 @@ def json_outputs(result: BenchResult, path: str) -> dict[str, bytes]:
     ending with a slash): one CompressAI file per curve, for ``compressai.utils.plot``.
     """
     curves = compressai_curves(result)
+    n_ms = sum(1 for c in curves if c["name"].startswith("maxswitch"))
     dump = lambda obj: (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode()
     if path.endswith(("/", os.sep)) or os.path.isdir(path):
         return {os.path.join(path, _slug(c["name"]) + ".json"): dump(c) for c in curves}
     top = dict(curves[0])
+    rows = summarise(result)
     top.update(
         {
             "dataset": result.dataset,
@@ -846,7 +931,12 @@ def json_outputs(result: BenchResult, path: str) -> dict[str, bytes]:
                 {"name": m.name, "version": m.version, "sha256": m.sha256, "channels": list(m.channels)}
                 for m in result.models
             ],
-            "baselines": curves[1:],
+            "curves": curves[1:n_ms],
+            "baselines": curves[n_ms:],
+            "bd_rate": [
+                {"curve": c, "reference": ref, "bd_rate_percent": v, "psnr_range": list(ov) if ov else None}
+                for c, ref, v, ov in bd_rates(result, rows)
+            ],
         }
     )
     return {path: dump(top)}
@@ -906,6 +996,17 @@ def plot_bytes(result: BenchResult, fmt: str = "png") -> bytes:
         png = _find(rows, "png")
         if png:
             ax.axvline(png.bpp, color=colours["png"], ls="--", lw=1, label=f"PNG lossless ({png.bpp:.2f} bpp)")
+        for j, (cname, pts) in enumerate(family_curves(result, rows).items()):
+            ys = [y(r) for r in pts]
+            if len(pts) > 1 and None not in ys:
+                ax.plot(
+                    [r.bpp for r in pts],
+                    ys,
+                    "-" if "(context)" in cname else "--",
+                    lw=1.2,
+                    color="black" if "(context)" in cname else "gray",
+                    label=cname,
+                )
         for i, m in enumerate(r for r in rows if r.codec == "maxswitch"):
             col = model_colours[i % len(model_colours)]
             if y(m) is not None:
@@ -919,7 +1020,8 @@ def plot_bytes(result: BenchResult, fmt: str = "png") -> bytes:
                     mk = "s" if r.match == "bpp" else "D"
                     ax.plot([r.bpp], [y(r)], mk, ms=6, mfc="none", color=colours[r.codec])
                     ax.plot([m.bpp, r.bpp], [y(m), y(r)], ":", lw=0.8, color=colours[r.codec])
-        if metric == "psnr":
+        faces = any(mi.family.startswith("faces") for mi in result.models)
+        if metric == "psnr" and faces:  # the paper's points are face data: only beside face models
             pts = [(raw_bpp(ch), metrics.psnr_from_rmse(v), ch) for ch, v in TABLE_II.items()]
             ax.plot(
                 [p[0] for p in pts],
@@ -939,13 +1041,15 @@ def plot_bytes(result: BenchResult, fmt: str = "png") -> bytes:
                     fontsize=6.5,
                     fontweight="bold" if ch in ours else "normal",
                 )
+        if metric == "psnr":
             ax.set_ylabel("PSNR (RGB) [dB]")
             ax.set_title("PSNR against rate")
         else:
             ax.set_ylabel("MS-SSIM [dB]  (-10 log10(1 - MS-SSIM))")
             ax.set_title("MS-SSIM against rate")
-        ax.plot([], [], "s", mfc="none", color="black", label="JPEG/WebP at the model's bpp")
-        ax.plot([], [], "D", mfc="none", color="black", label="JPEG/WebP at the model's PSNR")
+        if result.baselines:
+            ax.plot([], [], "s", mfc="none", color="black", label="JPEG/WebP at the model's bpp")
+            ax.plot([], [], "D", mfc="none", color="black", label="JPEG/WebP at the model's PSNR")
         ax.set_xscale("log")
         ax.set_xlabel("rate [bpp], log scale")
         ax.grid(True, which="both", alpha=0.3)

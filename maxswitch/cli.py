@@ -14,6 +14,7 @@ import sys
 import click
 
 from . import __version__
+from .config import DEFAULT_MODEL, LADDER
 from .config import ZSTD_LEVEL as ZSTD_LEVEL_DEFAULT
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
@@ -155,13 +156,15 @@ def cli():
 @cli.command()
 @click.argument("input", metavar="IN")
 @click.argument("output", metavar="OUT")
-@click.option("-m", "--model", default=None, help="Model name or asset path (default natural-16-16-16).")
+@click.option("-m", "--model", default=None, help=f"Model name or asset path (default {DEFAULT_MODEL}).")
 @click.option(
     "-q",
     "--quality",
-    type=click.IntRange(1, 10),
+    type=click.IntRange(1, len(LADDER)),
     default=None,
-    help="Pick a shipped natural-image model by rate: 1 cheapest .. 10 richest.",
+    help=f"A rung of the rate-distortion ladder: 1 (fewest bits) .. {len(LADDER)} (best picture): "
+    + ", ".join(f"{i + 1} {n}" for i, n in enumerate(LADDER))
+    + ".",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option(
@@ -314,6 +317,14 @@ def _check_output_path(path: str, option: str, folder_ok: bool = False) -> None:
     help="Model name or asset path; repeat for several (default natural-16-16-16).",
 )
 @click.option("--all-models", is_flag=True, help="Benchmark every shipped model.")
+@click.option("--ladder", is_flag=True, help="Benchmark the -q ladder (the natural-image models of -q 1..N).")
+@click.option(
+    "--coding",
+    type=click.Choice(["default", "context", "zstd", "both"]),
+    default="default",
+    show_default=True,
+    help="Payload coding of each model; both: every model twice, as two RD curves (v2 context and v1 zstd).",
+)
 @click.option(
     "-j", "--jobs", type=click.IntRange(1, 256), default=None, help="Worker processes (default: one per CPU core)."
 )
@@ -345,6 +356,8 @@ def bench(
     dataset_dir,
     models,
     all_models,
+    ladder,
+    coding,
     jobs,
     threads,
     qualities,
@@ -367,12 +380,26 @@ def bench(
     from .atomic import write_atomic
     from .zoo import DEFAULT_MODEL, manifest
 
-    if models and all_models:
-        raise click.UsageError("give -m or --all-models, not both")
+    if sum(map(bool, (models, all_models, ladder))) > 1:
+        raise click.UsageError("give one of -m, --all-models and --ladder")
     if all_models:
         models = tuple(m["name"] for m in manifest().get("models", []))
         if not models:
             raise Failure("no shipped models found")
+    if ladder:
+        from .config import LADDER
+
+        models = LADDER
+    models = models or (DEFAULT_MODEL,)
+    if coding != "default":
+        from .zoo import shipped
+
+        def has_context(key: str) -> bool:  # shipped models say so in the manifest; paths are tried
+            entry = shipped(key)
+            return entry is None or bool(entry.get("context_digest"))
+
+        wanted = ("context", "zstd") if coding == "both" else (coding,)
+        models = tuple(f"{m}@{c}" for m in models for c in wanted if c == "zstd" or has_context(m))
     try:
         sweep = tuple(int(q) for q in qualities.split(",") if q.strip())
     except ValueError:

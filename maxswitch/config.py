@@ -4,3 +4,14 @@ so that the CLI's help texts, the library and the docs cannot disagree."""
 DEFAULT_MODEL = "natural-16-16-16"
 ZSTD_LEVEL = 1  # payload coding "zstd": chosen by measurement (docs/PERFORMANCE.md, zstd level)
 DEFAULT_CODING = "context"  # for models that carry a context model; "zstd" otherwise
+
+# The rate-distortion ladder of `encode -q 1..N`, cheapest first: natural-image models whose mean Kodak
+# bpp and PSNR both increase strictly along it (tests/test_ladder.py checks it; docs/RESULTS.md has the
+# figures). The default model is the ladder point that reaches v0.1's Kodak PSNR for the fewest bits.
+LADDER = (
+    "natural-6-12-24",
+    "natural-8-16-32",
+    "natural-16-16-16",
+    "natural-32-32-32",
+    "natural-48-96-192",
+)

@@ -319,12 +319,9 @@ def edit_manifest(change) -> None:
 
 
 def model_for_quality(q: int) -> str:
-    """Pick a shipped natural-image model by quality 1..10 (1 cheapest, 10 richest rate)."""
-    natural = sorted(
-        (m for m in manifest().get("models", []) if m.get("family") == "natural"),
-        key=lambda m: m.get("switches_per_pixel", 0),
-    )
-    if not natural:
-        raise ModelError("no natural-image models are shipped")
-    idx = round((q - 1) / 9 * (len(natural) - 1))
-    return natural[idx]["name"]
+    """The model of ladder rung ``q`` (1 = cheapest .. len(LADDER)); see ``config.LADDER``."""
+    from .config import LADDER
+
+    if not 1 <= q <= len(LADDER):
+        raise ModelError(f"quality must be 1..{len(LADDER)}, got {q}")
+    return LADDER[q - 1]

@@ -270,7 +270,9 @@ def test_paper_table_where_the_architecture_matches(result):
 def test_json_is_compressai_schema(result, tmp_path):
     ((path, data),) = bench.json_outputs(result, str(tmp_path / "r.json")).items()
     d = json.loads(data, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
-    assert d["name"] == "maxswitch" and isinstance(d["description"], str)
+    # one curve per model family and coding: a model given by path is a "user" model
+    assert d["name"] == "maxswitch user (context)" and isinstance(d["description"], str)
+    assert d["curves"] == [] and any(b["reference"] == "JPEG sweep" for b in d["bd_rate"])
     assert d["results"]["bpp"] == [pytest.approx(bench.summarise(result)[0].bpp)]
     for k in (
         "psnr-rgb",
@@ -300,7 +302,7 @@ def test_json_folder_gives_one_file_per_curve(result, tmp_path):
     out = bench.json_outputs(result, str(tmp_path) + "/")
     names = sorted(p.rsplit("/", 1)[1] for p in out)
     assert names[:3] == ["jpeg-at-the-bpp-of-tiny-4-6-8.json", "jpeg-at-the-psnr-of-tiny-4-6-8.json", "jpeg.json"]
-    assert "maxswitch.json" in names and "png.json" in names and len(names) == 8
+    assert "maxswitch-user-context.json" in names and "png.json" in names and len(names) == 8
     for data in out.values():
         d = json.loads(data)
         assert set(d) == {"name", "description", "results"} and "bpp" in d["results"]
@@ -343,7 +345,7 @@ def test_cli_with_two_workers_gives_the_same_figures(result, dataset, model_path
     mine = list(csv.DictReader(io.StringIO(bench.csv_bytes(result).decode())))
     theirs = list(csv.DictReader(out_csv.open()))
     assert strip(theirs) == strip(mine)
-    assert json.loads(out_json.read_text())["name"] == "maxswitch"
+    assert json.loads(out_json.read_text())["name"] == "maxswitch user (context)"
 
 
 def _main(capsys, *args):
@@ -410,3 +412,15 @@ def test_cli_without_baselines(capsys, dataset, model_path):
     code = cli.main(["bench", str(dataset), "-m", model_path, "-j", "1", "--no-baselines", "--quiet"])
     out = capsys.readouterr().out
     assert code == 0 and "tiny-4-6-8" in out and "JPEG" not in out and "PNG" not in out
+
+
+def test_both_codings_give_two_curves_and_a_bd_rate_between_them(dataset, model_path):
+    r = bench.run(dataset, [model_path + "@context", model_path + "@zstd"], baselines=False, jobs=1)
+    rows = bench.summarise(r)
+    curves = bench.family_curves(r, rows)
+    assert set(curves) == {"maxswitch user (context)", "maxswitch user (zstd)"}
+    ctx, zst = (curves[k][0] for k in ("maxswitch user (context)", "maxswitch user (zstd)"))
+    assert ctx.psnr == zst.psnr  # the same switches, decoded by the same decoder
+    text = bench.format_report(r)
+    assert "maxswitch user (context) against maxswitch user (zstd)" in text
+    assert "JPEG" not in text.split("BD-rate")[0].split("models:")[1]  # no baselines measured

@@ -41,11 +41,12 @@ def test_default_model_reconstructs_the_example(tmp_path):
     assert p > 20.0, p  # an untrained decoder gives about 11 dB
 
 
-def test_model_for_quality_orders_by_rate():
-    names = [zoo.model_for_quality(q) for q in range(1, 11)]
-    rates = [zoo.shipped(n)["switches_per_pixel"] for n in names]
-    assert rates == sorted(rates)
-    assert zoo.shipped(names[0])["family"] == "natural"
+def test_model_for_quality_is_the_ladder():
+    from maxswitch.config import LADDER
+
+    assert [zoo.model_for_quality(q) for q in range(1, len(LADDER) + 1)] == list(LADDER)
+    with pytest.raises(zoo.ModelError):
+        zoo.model_for_quality(len(LADDER) + 1)
 
 
 def test_asset_without_description_is_refused(tmp_path):
