@@ -1,6 +1,14 @@
 """Write files atomically: a temporary file in the same folder, fsync, then rename.
 
-A failure or Ctrl-C at any point leaves either the old file or none, never a partial one.
+A failure, Ctrl-C, SIGTERM or SIGHUP at any point leaves either the old file or none, never a
+partial one (the CLI turns SIGTERM and SIGHUP into an exception, so the same cleanup runs).
+
+What an output path may be (the rule of zstd and gzip, written in docs/SECURITY.md):
+
+- a new name in an existing folder: created;
+- an existing regular file: replaced atomically, only when overwriting was asked for (-f);
+- a character device or a FIFO (``/dev/null``, a named pipe): written through, never replaced;
+- a symbolic link, a folder, a block device, a socket: refused, with or without -f.
 """
 
 from __future__ import annotations
@@ -11,6 +19,56 @@ import tempfile
 
 class OutputExists(FileExistsError):
     """The output exists and overwriting was not asked for."""
+
+
+class UnsafeOutput(OSError):
+    """An output path that must not be written or replaced (see the module docstring)."""
+
+
+def check_target(path: str, overwrite: bool) -> str:
+    """How ``path`` would be written: "create", "replace" or "stream" (write through).
+
+    Raises:
+        OutputExists: a regular file exists and ``overwrite`` is false.
+        UnsafeOutput: a symbolic link, folder, block device or socket; or a missing folder.
+    """
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise UnsafeOutput(f"folder {folder} does not exist") from None
+        return "create"
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        raise UnsafeOutput(f"output {path} is a symbolic link; give its target instead")
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return "stream"
+    if stat.S_ISDIR(mode):
+        raise UnsafeOutput(f"output {path} is a folder")
+    if not stat.S_ISREG(mode):
+        raise UnsafeOutput(f"output {path} is not a regular file; refusing to replace it")
+    if not overwrite:
+        raise OutputExists(f"{path} already exists (use -f to overwrite)")
+    return "replace"
+
+
+def write_all(fd: int, data) -> None:
+    """Write every byte to ``fd``, waiting on a non-blocking descriptor, or raise OSError."""
+    import select
+
+    view = memoryview(data).cast("B")
+    while view:
+        try:
+            n = os.write(fd, view[: 1 << 20])
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        if n <= 0:
+            raise OSError(f"short write ({n} bytes)")
+        view = view[n:]
 
 
 def _umask() -> int:
@@ -24,10 +82,16 @@ def write_atomic(path: str, data: bytes, overwrite: bool = False) -> None:
 
     Raises:
         OutputExists: ``path`` exists and ``overwrite`` is false.
+        UnsafeOutput: ``path`` is a symbolic link or another file that must not be replaced.
         OSError: the folder is missing or not writable, the disk is full, ...
     """
-    if not overwrite and os.path.lexists(path):
-        raise OutputExists(f"{path} already exists (use -f to overwrite)")
+    if check_target(path, overwrite) == "stream":
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+        return
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".maxswitch-", suffix=".tmp", dir=folder)
     try:

@@ -81,13 +81,20 @@ def _read_stream(f, declared_length, prefix_max: int, FormatError) -> bytes:
 
 
 def _write_output(path: str, data: bytes, force: bool, input_path: str | None = None) -> None:
-    from .atomic import OutputExists, write_atomic
+    from .atomic import OutputExists, UnsafeOutput, write_atomic
 
     if path == "-":
+        from .atomic import write_all
+
         if sys.stdout.isatty():
             raise Failure("refusing to write binary data to a terminal; redirect stdout or give an output file")
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        sys.stdout.flush()
+        try:
+            write_all(sys.stdout.fileno(), data)  # every byte or an error: no silent short write
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise Failure(f"cannot write to stdout: {e.strerror or e}") from None
         return
     if input_path and input_path != "-" and os.path.exists(path):
         try:
@@ -99,7 +106,7 @@ def _write_output(path: str, data: bytes, force: bool, input_path: str | None = 
         raise Failure(f"output {path} is a folder")
     try:
         write_atomic(path, data, overwrite=force)
-    except OutputExists as e:
+    except (OutputExists, UnsafeOutput) as e:
         raise Failure(str(e)) from None
     except OSError as e:
         raise Failure(f"cannot write {path}: {e.strerror or e}") from None
@@ -153,9 +160,110 @@ def cli():
     """
 
 
+# ----------------------------------------------------------------------------- encode / decode
+
+_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+
+
+def _plan_outputs(paths, output, to_stdout, output_dir, default_output, what) -> list[tuple[str, str]]:
+    """(input, output) pairs from the command line's files and output options.
+
+    IN OUT; IN (OUT from ``default_output``); IN -o OUT; IN -c; --output-dir DIR IN...
+    """
+    if output_dir is not None:
+        if output or to_stdout:
+            raise click.UsageError("--output-dir takes no -o or -c")
+        if not os.path.isdir(output_dir):
+            raise click.UsageError(f"output folder {output_dir} does not exist")
+        if "-" in paths:
+            raise click.UsageError("--output-dir reads files, not stdin (-)")
+        pairs = [(p, os.path.join(output_dir, os.path.basename(default_output(p)))) for p in paths]
+        seen: dict[str, str] = {}
+        for i, o in pairs:
+            if o in seen:
+                raise click.UsageError(f"{seen[o]} and {i} would both be written to {o}")
+            seen[o] = i
+        return pairs
+    if output or to_stdout:
+        if output and to_stdout:
+            raise click.UsageError("give -o or -c, not both")
+        if len(paths) != 1:
+            raise click.UsageError(f"-o and -c take one {what}; for several use --output-dir")
+        return [(paths[0], "-" if to_stdout else output)]
+    if len(paths) == 1:
+        return [(paths[0], default_output(paths[0]))]
+    if len(paths) == 2:
+        return [(paths[0], paths[1])]
+    raise click.UsageError(f"{len(paths)} files given: IN [OUT], or --output-dir DIR IN...")
+
+
+def _check_output(path: str, force: bool, input_path: str | None) -> None:
+    """Refuse an output before any work is done: a terminal, the input itself, a missing
+    folder, a folder, or an existing file without -f."""
+    from .atomic import OutputExists, check_target
+
+    if path == "-":
+        if sys.stdout.isatty():
+            raise Failure("refusing to write binary data to a terminal; redirect stdout or give an output file")
+        return
+    if input_path and input_path != "-" and os.path.exists(path):
+        try:
+            if os.path.samefile(input_path, path):
+                raise Failure(f"output {path} is the input file; choose another output")
+        except OSError:
+            pass
+    try:
+        check_target(path, force)
+    except OutputExists as e:
+        raise Failure(str(e)) from None
+    except OSError as e:
+        raise Failure(f"cannot write {path}: {e.strerror}" if e.strerror else str(e)) from None
+
+
+class _Batch:
+    """Runs one job per (input, output); one line per failed file; exit 1 at the end if any failed."""
+
+    def __init__(self, pairs, verbose: bool):
+        self.pairs, self.verbose, self.failed = pairs, verbose, 0
+
+    def run(self, job) -> None:
+        import time
+
+        single = len(self.pairs) == 1
+        for inp, out in self.pairs:
+            t0 = time.perf_counter()
+            try:
+                job(inp, out)
+            except (Failure, *_codec_errors()) as e:
+                if single:
+                    raise
+                msg = e.format_message() if isinstance(e, click.ClickException) else str(e)
+                click.echo(f"maxswitch: error: {_oneline(inp)}: {msg}", err=True)
+                self.failed += 1
+                continue
+            if self.verbose:
+                click.echo(f"{_oneline(inp)}: {1000 * (time.perf_counter() - t0):.0f} ms in all", err=True)
+        if self.failed:
+            raise click.exceptions.Exit(EXIT_FAIL)
+
+
+def _oneline(s: str) -> str:
+    """A file name fit for a one-line message (control characters escaped)."""
+    return s.encode("unicode_escape").decode("ascii") if any(ord(c) < 32 for c in s) else s
+
+
+def _encode_default_output(path: str) -> str:
+    if path == "-":
+        return "-"
+    root, ext = os.path.splitext(path)
+    return (root if ext.lower() in _IMAGE_EXTS else path) + ".msw"
+
+
 @cli.command()
-@click.argument("input", metavar="IN")
-@click.argument("output", metavar="OUT")
+@click.argument("paths", metavar="IN [OUT]", nargs=-1, required=True)
+@click.option("-o", "--output", default=None, help="Output file (instead of a second argument).")
+@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to stdout.")
+@click.option("--output-dir", default=None, help="Encode every IN into this folder as NAME.msw.")
 @click.option("-m", "--model", default=None, help=f"Model name or asset path (default {DEFAULT_MODEL}).")
 @click.option(
     "-q",
@@ -166,7 +274,7 @@ def cli():
     + ", ".join(f"{i + 1} {n}" for i, n in enumerate(LADDER))
     + ".",
 )
-@click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
 @click.option(
     "--coding",
     type=click.Choice(["context", "zstd"]),
@@ -183,17 +291,47 @@ def cli():
 @_common_tile
 @_common_threads
 @_common_max_pixels
+@click.option("-v", "--verbose", is_flag=True, help="Print timings of each step.")
 @click.option("--quiet", is_flag=True, help="Print nothing on success.")
-def encode(input, output, model, quality, force, coding, level, tile, threads, max_pixels, quiet):
-    """Encode image IN into OUT (.msw) as switches only."""
-    from . import codec, image, switches
-    from .zoo import model_for_quality
+def encode(
+    paths,
+    output,
+    to_stdout,
+    output_dir,
+    model,
+    quality,
+    force,
+    coding,
+    level,
+    tile,
+    threads,
+    max_pixels,
+    verbose,
+    quiet,
+):
+    """Encode images into .msw files that hold only switches.
 
+    \b
+    Examples:
+      maxswitch encode photo.png                  # writes photo.msw
+      maxswitch encode -q 1 photo.png small.msw   # the cheapest ladder rung
+      maxswitch encode --output-dir out/ *.png    # many files, one process
+      cat photo.png | maxswitch encode - - > photo.msw
+    """
+    import time
+
+    from . import codec, image, switches
+    from .zoo import load_model, model_for_quality
+
+    if model is not None and not model.strip():
+        raise click.BadParameter("is empty", param_hint="-m")
     if model and quality:
         raise click.UsageError("give -m or -q, not both")
-    if quality:
-        model = model_for_quality(quality)
-    data = _read_input(input, "an image")
+    pairs = _plan_outputs(paths, output, to_stdout, output_dir, _encode_default_output, "image")
+    for _, out in pairs:
+        if os.path.splitext(out)[1].lower() in _IMAGE_EXTS:
+            raise click.UsageError(f"output {out} has an image extension; .msw files are not images (use NAME.msw)")
+    m = load_model(model_for_quality(quality) if quality else model)
     kw = dict(
         max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS,
         level=level or switches.ZSTD_LEVEL,
@@ -201,18 +339,37 @@ def encode(input, output, model, quality, force, coding, level, tile, threads, m
         threads=threads,
         coding=coding,
     )
-    loaded = load_image(data, kw["max_pixels"])
-    if loaded.frames > 1:
-        _say(quiet, f"maxswitch: warning: {input} has {loaded.frames} frames; encoding frame 1 (the first)")
-    out = codec.encode(loaded, model, **kw)
-    _write_output(output, out, force, input_path=input)
-    if not quiet:
-        inf = codec.info(out, max_pixels=None)  # our own output, already within the limit
-        _say(
-            quiet,
-            f"{input}: {inf['width']}x{inf['height']} -> {inf['file_bytes']} bytes, "
-            f"{inf['bpp']:.4f} bpp, {inf['bits_per_switch']:.3f} bits/switch, model {inf['model']}",
-        )
+    if coding == "context" and m.context is None:
+        raise Failure(f"model {m.name} has no context model; use --coding zstd")
+
+    def job(inp, out):
+        _check_output(out, force, inp)
+        t0 = time.perf_counter()
+        data = _read_input(inp, "an image")
+        loaded = load_image(data, kw["max_pixels"])
+        if loaded.frames > 1:
+            _say(quiet, f"maxswitch: warning: {_oneline(inp)} has {loaded.frames} frames; encoding frame 1 (the first)")
+        t1 = time.perf_counter()
+        msw = codec.encode(loaded, m, **kw)
+        t2 = time.perf_counter()
+        _write_output(out, msw, force, input_path=inp)
+        t3 = time.perf_counter()
+        if verbose:
+            _say(
+                False,
+                f"{_oneline(inp)}: read {1e3 * (t1 - t0):.0f} ms, encode {1e3 * (t2 - t1):.0f} ms, "
+                f"write {1e3 * (t3 - t2):.0f} ms",
+            )
+        if not quiet:
+            inf = codec.info(msw, max_pixels=None)  # our own output, already within the limit
+            _say(
+                quiet,
+                f"{_oneline(inp)}: {inf['width']}x{inf['height']} -> {inf['file_bytes']} bytes, "
+                f"{inf['bpp']:.4f} bpp, {inf['bits_per_switch']:.3f} bits/switch, model {inf['model']}, "
+                f"{inf['coding']}",
+            )
+
+    _Batch(pairs, verbose).run(job)
 
 
 def _default_output(input: str) -> str:
@@ -223,24 +380,102 @@ def _default_output(input: str) -> str:
 
 
 @cli.command()
-@click.argument("input", metavar="IN")
-@click.argument("output", metavar="[OUT]", required=False)
+@click.argument("paths", metavar="IN [OUT]", nargs=-1, required=True)
+@click.option("-o", "--output", default=None, help="Output image (its extension picks the format).")
+@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write PNG to stdout.")
+@click.option("--output-dir", default=None, help="Decode every IN into this folder as NAME.png.")
 @click.option("-m", "--model", default=None, help="Decode with this model (it must share the file's encoder).")
-@click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
+@click.option("--compare", "original", default=None, help="Print PSNR and SSIM against this original image.")
 @_common_tile
 @_common_threads
 @_common_max_pixels
+@click.option("-v", "--verbose", is_flag=True, help="Print timings of each step.")
 @click.option("--quiet", is_flag=True, help="Print nothing on success.")
-def decode(input, output, model, force, tile, threads, max_pixels, quiet):
-    """Decode IN (.msw) into an image; OUT defaults to IN with .png, its extension picks the format."""
-    from . import codec, image
+def decode(paths, output, to_stdout, output_dir, model, force, original, tile, threads, max_pixels, verbose, quiet):
+    """Decode .msw files into images (OUT defaults to IN with .png; its extension picks the format).
 
-    output = output or _default_output(input)
-    fmt_name = image.format_for(output)
-    data = _read_msw(input)
-    im = codec.decode(data, model, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS, tile=tile, threads=threads)
-    _write_output(output, image.save(im, fmt_name), force, input_path=input)
-    _say(quiet or output == "-", f"{input}: decoded {im.width}x{im.height} to {output}")
+    \b
+    Examples:
+      maxswitch decode photo.msw                   # writes photo.png
+      maxswitch decode photo.msw -c | display -    # to stdout
+      maxswitch decode --output-dir out/ *.msw
+      maxswitch decode photo.msw x.png --compare photo.png
+    """
+    import time
+
+    from . import codec, image
+    from .zoo import load_model
+
+    if model is not None and not model.strip():
+        raise click.BadParameter("is empty", param_hint="-m")
+    pairs = _plan_outputs(paths, output, to_stdout, output_dir, _default_output, ".msw file")
+    if original and len(pairs) != 1:
+        raise click.UsageError("--compare takes one file")
+    for _, out in pairs:
+        image.format_for(out)  # an unknown extension is refused before any work
+    m = load_model(model) if model else None
+    ref = load_image(_read_input(original, "an image"), max_pixels or image.DEFAULT_MAX_PIXELS) if original else None
+
+    def job(inp, out):
+        _check_output(out, force, inp)
+        t0 = time.perf_counter()
+        data = _read_msw(inp)
+        t1 = time.perf_counter()
+        rgb, h = codec.decode_array(
+            data, m, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS, tile=tile, threads=threads
+        )
+        t2 = time.perf_counter()
+        im = image.to_pil(rgb, h.kind)
+        _write_output(out, image.save(im, image.format_for(out)), force, input_path=inp)
+        t3 = time.perf_counter()
+        if verbose:
+            _say(
+                False,
+                f"{_oneline(inp)}: read {1e3 * (t1 - t0):.0f} ms, decode {1e3 * (t2 - t1):.0f} ms, "
+                f"write {1e3 * (t3 - t2):.0f} ms",
+            )
+        if ref is not None:
+            _say(False, _compare_line(ref.rgb, rgb, inp))
+        _say(quiet or out == "-", f"{_oneline(inp)}: decoded {im.width}x{im.height} to {_oneline(out)}")
+
+    _Batch(pairs, verbose).run(job)
+
+
+def _compare_line(a, b, name: str) -> str:
+    from . import metrics
+
+    if a.shape != b.shape:
+        raise Failure(f"cannot compare: {a.shape[1]}x{a.shape[0]} against {b.shape[1]}x{b.shape[0]}")
+    d = metrics.distortion(a, b)
+    ms = f", MS-SSIM {d['ms_ssim']:.4f}" if d.get("ms_ssim") is not None else ""
+    return f"{_oneline(name)}: PSNR {d['psnr']:.2f} dB, SSIM {d['ssim']:.4f}{ms}"
+
+
+@cli.command()
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_common_max_pixels
+def compare(a, b, as_json, max_pixels):
+    """Print PSNR, SSIM and MS-SSIM of image B against image A (either may be a .msw file)."""
+    from . import codec, image, metrics
+
+    def load(path):
+        data = _read_input(path, "an image")
+        if data[:8] == b"\x89MSW\r\n\x1a\n":
+            return codec.decode_array(data, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS)[0]
+        return load_image(data, max_pixels or image.DEFAULT_MAX_PIXELS).rgb
+
+    x, y = load(a), load(b)
+    if x.shape != y.shape:
+        raise Failure(f"images differ in size: {x.shape[1]}x{x.shape[0]} and {y.shape[1]}x{y.shape[0]}")
+    d = metrics.distortion(x, y)
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    for k, v in d.items():
+        click.echo(f"{k:8} {v}")
 
 
 @cli.command()
@@ -679,19 +914,61 @@ def quiet_libraries() -> None:
     logging.getLogger("PIL").setLevel(logging.CRITICAL + 1)
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so temporary files are removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _install_signal_handlers() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), raise_terminated)
+
+
+def _line(msg) -> str:
+    """One line: control characters (a newline in a file name) escaped."""
+    s = str(msg)
+    return s.encode("unicode_escape").decode("ascii") if any(ord(c) < 32 for c in s) else s
+
+
+def _err(msg: str) -> None:
+    click.echo(_line(msg), err=True)
+
+
 def main(argv=None) -> int:
     """Run the CLI; map every outcome to one exit code and at most one line on stderr."""
+    import signal
+
     from .atomic import OutputExists
 
+    _install_signal_handlers()
     quiet_libraries()
-
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        cli.main(args=argv, prog_name="maxswitch", standalone_mode=False)
+        if not args:
+            _err("maxswitch: usage error: missing command (see 'maxswitch --help')")
+            return EXIT_USAGE
+        # make_context/invoke rather than cli.main: click's main prints an empty line on Ctrl-C
+        with cli.make_context("maxswitch", args) as ctx:
+            cli.invoke(ctx)
+        sys.stdout.flush()
         return EXIT_OK
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.exceptions.Abort:
-        click.echo("maxswitch: interrupted", err=True)
+        _err("maxswitch: interrupted")
         return EXIT_INTERRUPT
     except click.UsageError as e:
         hint = (
@@ -699,40 +976,65 @@ def main(argv=None) -> int:
             if e.ctx and e.ctx.info_name != "maxswitch"
             else " (see 'maxswitch --help')"
         )
-        click.echo(f"maxswitch: usage error: {e.format_message()}{hint}", err=True)
+        _err(f"maxswitch: usage error: {e.format_message()}{hint}")
         return EXIT_USAGE
     except click.ClickException as e:
-        click.echo(f"maxswitch: error: {e.format_message()}", err=True)
+        _err(f"maxswitch: error: {e.format_message()}")
         return e.exit_code
     except KeyboardInterrupt:
-        click.echo("maxswitch: interrupted", err=True)
+        _err("maxswitch: interrupted")
         return EXIT_INTERRUPT
+    except Terminated as e:
+        _err(f"maxswitch: terminated by {signal.Signals(e.signum).name}")
+        return 128 + e.signum
     except BrokenPipeError:
         # the reader went away (e.g. `| head`); say nothing more on a closed pipe
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
+        _silence_stdout()
         return EXIT_FAIL
     except OutputExists as e:
-        click.echo(f"maxswitch: error: {e}", err=True)
+        _err(f"maxswitch: error: {e}")
         return EXIT_FAIL
     except MemoryError:
-        click.echo("maxswitch: error: out of memory (try --tile 512)", err=True)
+        _err("maxswitch: error: out of memory")
         return EXIT_FAIL
     except Exception as e:  # noqa: BLE001 - the last line of defence: never a traceback
         if isinstance(e, _codec_errors()):
-            click.echo(f"maxswitch: error: {e}", err=True)
+            _err(f"maxswitch: error: {e}")
             return EXIT_FAIL
         if isinstance(e, OSError):
-            click.echo(f"maxswitch: error: {e.strerror or e}", err=True)
+            if e.errno is not None and e.filename is None and _is_stdout_error():
+                _silence_stdout()
+                _err(f"maxswitch: error: cannot write to stdout: {e.strerror}")
+                return EXIT_FAIL
+            _err(f"maxswitch: error: {e.strerror or e}")
             return EXIT_FAIL
         if os.environ.get("MAXSWITCH_DEBUG"):
             raise
-        click.echo(
-            f"maxswitch: internal error: {type(e).__name__}: {e} (set MAXSWITCH_DEBUG=1 for a traceback)", err=True
-        )
+        _err(f"maxswitch: internal error: {type(e).__name__}: {e} (set MAXSWITCH_DEBUG=1 for a traceback)")
         return EXIT_FAIL
+
+
+def _is_stdout_error() -> bool:
+    """Whether stdout cannot take more output (it raised on the last flush)."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True
+    return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush says nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    try:
+        sys.stdout = open(os.devnull, "w")
+    except OSError:
+        pass
 
 
 def entry() -> None:

@@ -115,8 +115,9 @@ class StageModel(nn.Module):
             for i in range(1, par.shape[1]):
                 p = p + F.embedding(par[:, i], t)
             a = a + p[:, None]
-        a1 = _ste_clamp(a, 0, ACT_MAX)
-        a2 = _ste_clamp(_ste_floor((a1 @ w2 + b2) / S_W), 0, ACT_MAX)
+        # activations: a real clamp (zero gradient outside: it is the ReLU), rounding straight through
+        a1 = a.clamp(0, ACT_MAX)
+        a2 = _ste_floor((a1 @ w2 + b2) / S_W).clamp(0, ACT_MAX)
         logits = (a2 @ w3 + b3) / S_LOGIT  # nats
         return F.cross_entropy(logits.reshape(-1, 4), codes.reshape(-1), reduction="sum") / math.log(2)
 

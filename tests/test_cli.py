@@ -1,6 +1,7 @@
 """The command line through a real subprocess: exit codes, stdin/stdout, no overwrite, errors."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -68,6 +69,10 @@ def test_no_overwrite_without_force(env, img, tmp_path):
 def test_encoding_onto_the_input_is_refused(env, img):
     before = img.read_bytes()
     r = run_cli("encode", img, img, "-f", "-m", "tiny-4-6-8", env=env)
+    assert r.returncode == 2 and b"image extension" in r.stderr  # an image name is never an output
+    alias = img.with_suffix(".msw")
+    os.link(img, alias)  # the same file under a .msw name
+    r = run_cli("encode", img, alias, "-f", "-m", "tiny-4-6-8", env=env)
     assert r.returncode == 1 and b"is the input" in r.stderr
     assert img.read_bytes() == before
 
@@ -96,7 +101,7 @@ def test_truncated_and_corrupt_files(env, img, tmp_path):
 def test_bad_image_input(env, tmp_path):
     p = tmp_path / "x.png"
     p.write_bytes(b"not a png")
-    r = run_cli("encode", p, tmp_path / "x.msw", env=env)
+    r = run_cli("encode", p, tmp_path / "x.msw", "-m", "tiny-4-6-8", env=env)
     assert r.returncode == 1 and b"not a readable image" in r.stderr
     one_line_error(r)
     assert not (tmp_path / "x.msw").exists()
