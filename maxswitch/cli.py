@@ -813,16 +813,34 @@ def train(
     help="Time budget (default 10 unless --steps).",
 )
 @click.option("--steps", type=click.IntRange(1), default=None, help="Step budget (repeatable with --seed).")
-@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=16, show_default=True, help="Crops per step.")
 @click.option(
     "--patch", type=click.IntRange(16), default=64, show_default=True, help="Crop side in pixels (multiple of 8)."
 )
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
+@click.option(
+    "--symbols", type=click.IntRange(1), default=4096, show_default=True, help="Symbols scored per stage and step."
+)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
 @click.option("--hidden", default="32,32", show_default=True, help="Hidden widths of the context MLP.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_common_threads
 def train_context_cmd(
-    model, data_dir, output, force, split, val_dir, val_split, minutes, steps, batch, patch, lr, hidden, seed, threads
+    model,
+    data_dir,
+    output,
+    force,
+    split,
+    val_dir,
+    val_split,
+    minutes,
+    steps,
+    batch,
+    patch,
+    symbols,
+    lr,
+    hidden,
+    seed,
+    threads,
 ):
     """Fit the learned context model (format v2's entropy model) to MODEL's switches on DATA_DIR."""
     from .context_train import measure, switch_maps, train_context
@@ -865,6 +883,7 @@ def train_context_cmd(
         lr=lr,
         hidden=widths,
         seed=seed,
+        symbols=symbols,
         log=lambda msg: click.echo(f"{m.name}: {msg}", err=True),
     )
     record.update(train_dir=os.path.basename(os.path.normpath(data_dir)), split=split, train_images=len(rgbs))

@@ -55,6 +55,17 @@ def _model(model) -> Model:
     return load_model(model)
 
 
+def _msw_bytes(data) -> bytes:
+    """A .msw file given as bytes, a path or an open binary file -> its bytes."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, (str, Path)):
+        return Path(data).read_bytes()
+    if hasattr(data, "read"):
+        return data.read()
+    raise CodecError(f"cannot decode an object of type {type(data).__name__}; give bytes or a path")
+
+
 def set_threads(threads: int | None) -> None:
     """Set torch's intra-op threads (None: leave torch's default)."""
     if threads:
@@ -95,6 +106,7 @@ def encode(
     tile: int | None = None,
     threads: int | None = None,
     coding: str | None = None,
+    quality: int | None = None,
 ) -> bytes:
     """Compress an image into a .msw byte string that holds only its switches.
 
@@ -108,11 +120,18 @@ def encode(
         threads: torch threads.
         coding: "context" (format v2; the default when the model has a context model) or
             "zstd" (format v1).
+        quality: a rung of the rate-distortion ladder, 1..len(config.LADDER), instead of a model.
 
     Returns:
         The complete file. The same image and model always give the same bytes.
     """
     set_threads(threads)
+    if quality is not None:
+        if model is not None:
+            raise CodecError("give a model or a quality, not both")
+        from .zoo import model_for_quality
+
+        model = model_for_quality(quality)
     m = _model(model or DEFAULT_MODEL)
     coding = coding or ("context" if m.context is not None else "zstd")
     if coding not in CODINGS:
@@ -165,6 +184,7 @@ def parse(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS, mod
     Raises:
         fmt.FormatError, sw.PayloadError, ModelError: damaged or invalid files.
     """
+    data = _msw_bytes(data)
     h, payload = fmt.read(data, max_pixels)
     m = resolve_model(h, model) if h.coding == fmt.CODING_CONTEXT else None
     return Parsed(h, _unpack(h, payload, m), len(payload), len(data))
@@ -229,7 +249,7 @@ def decode_array(
 ) -> tuple[np.ndarray, fmt.Header]:
     """Decode a .msw byte string to uint8 RGB (height, width, 3) and its header."""
     set_threads(threads)
-    h, payload = fmt.read(data, max_pixels)
+    h, payload = fmt.read(_msw_bytes(data), max_pixels)
     m = resolve_model(h, model)  # before inflating: the header must agree with the model
     codes = _unpack(h, payload, m)
     rgb = reconstruct(m, codes, tile, size=(h.height, h.width))
@@ -255,6 +275,7 @@ def info(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> d
     checksum and sizes (the switches are decoded in steps and counted, never held); for
     context-coded files the tile structure of the payload (decoding them needs the model).
     """
+    data = _msw_bytes(data)
     h, payload = fmt.read(data, max_pixels)
     if h.coding == fmt.CODING_CONTEXT:
         from . import entropy

@@ -99,12 +99,40 @@ def decode_tile(model: ContextModel, words: np.ndarray, shapes: list[tuple[int, 
     return codes
 
 
+def _workers() -> int:
+    """Tiles coded at once: torch's thread count (the CLI's -t), as for the networks."""
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
+def _map(fn, items: list) -> list:
+    """``[fn(x) for x in items]``, on threads when there are several tiles and threads: the heavy
+    parts (torch, numpy, constriction) release the GIL; results keep their order."""
+    n = min(_workers(), len(items))
+    if n <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread per tile rather than several threads fighting per op
+    try:
+        with ThreadPoolExecutor(n) as ex:
+            return list(ex.map(fn, items))
+    finally:
+        torch.set_num_threads(before)
+
+
 def encode(model: ContextModel, codes: list[np.ndarray]) -> bytes:
-    """All switches of a padded image (3 arrays (C_s, H/2^s, W/2^s)) -> the v2 payload."""
+    """All switches of a padded image (3 arrays (C_s, H/2^s, W/2^s)) -> the v2 payload.
+
+    The bytes do not depend on the number of threads: tiles are independent."""
     H, W = codes[0].shape[1] * 2, codes[0].shape[2] * 2
+    parts = _map(lambda t: encode_tile(model, _tile_codes(codes, t)), tiles(H, W))
     out = bytearray()
-    for t in tiles(H, W):
-        words = encode_tile(model, _tile_codes(codes, t))
+    for words in parts:
         out += _U32.pack(len(words)) + words.astype("<u4").tobytes()
     return bytes(out)
 

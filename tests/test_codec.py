@@ -87,3 +87,28 @@ def test_corrupt_payload_refused(tiny_zoo):
     data[-6] ^= 0x10  # inside the payload
     with pytest.raises(FormatError, match="checksum"):
         maxswitch.decode(bytes(data))
+
+
+def test_api_is_symmetric_paths_bytes_and_quality(tiny_zoo, tmp_path):
+    """encode takes a path, decode and info take a path (str or Path) or bytes; quality= picks a
+    ladder rung (here, the ladder points at the tiny zoo's only model)."""
+    from pathlib import Path
+
+    import maxswitch
+    from maxswitch import config
+
+    src = tmp_path / "a.png"
+    make_image(40, 24).save(src)
+    data = maxswitch.encode(str(src), tiny_zoo)
+    p = tmp_path / "a.msw"
+    p.write_bytes(data)
+    a = maxswitch.decode(data)
+    for x in (str(p), Path(p)):
+        assert maxswitch.decode(x).tobytes() == a.tobytes()
+        assert maxswitch.info(x) == maxswitch.info(data)
+    with pytest.raises(maxswitch.codec.CodecError):
+        maxswitch.decode(12)
+    import unittest.mock
+
+    with unittest.mock.patch.object(config, "LADDER", (tiny_zoo,)):
+        assert maxswitch.encode(str(src), quality=1) == data

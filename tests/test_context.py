@@ -28,8 +28,17 @@ def test_frequencies_are_integers_summing_to_the_total():
     params = random_context((2, 2, 2)).stages[0].torch_params()
     a1 = torch.from_numpy(np.random.default_rng(1).integers(-300, 300, (500, 8)).astype(np.float32))
     f = frequencies(a1, params)
-    assert f.dtype == np.int64 and f.shape == (500, 4)
+    assert f.shape == (500, 4) and (f == np.floor(f)).all()
     assert (f.sum(1) == TOTAL).all() and (f >= 0).all()
+    # the same as exact integer arithmetic, written out the slow way
+    _, w2, b2, w3, b3 = params
+    a2 = torch.floor((a1.clamp(0, 255) @ w2 + b2) / 64).clamp(0, 255)
+    L = (a2 @ w3 + b3).numpy().astype(np.int64)
+    t = np.minimum((L.max(1, keepdims=True) - L) // 16, 1023)
+    e = EXP[t]
+    g = e * TOTAL // e.sum(1, keepdims=True)
+    g[np.arange(len(g)), t.argmin(1)] += TOTAL - g.sum(1)
+    assert (f.astype(np.int64) == g).all()
 
 
 @pytest.mark.parametrize("H,W", [(8, 8), (40, 24), (520, 48), (16, 1040)])
@@ -118,3 +127,14 @@ def test_zstd_coding_cannot_be_forged_into_version_2():
     data[-4:] = zlib.crc32(bytes(data[:-4])).to_bytes(4, "little")
     with pytest.raises(fmt.FormatError):
         fmt.read(bytes(data))
+
+
+def test_sampled_training_scores_the_same_symbols_as_the_full_pass():
+    torch.manual_seed(1)
+    tr = ContextTrainer((3, 5, 7), 16, 8)
+    codes = [torch.from_numpy(c.astype(np.int64))[None] for c in random_codes((3, 5, 7), 32, 48, seed=9)]
+    with torch.no_grad():
+        for s, m in enumerate(tr.stages):
+            full = float(m.bits(codes[s], codes[s + 1 :]))
+            every = torch.arange(codes[s].numel())
+            assert float(m.bits_sampled(codes[s], codes[s + 1 :], every)) == pytest.approx(full, rel=1e-5)
