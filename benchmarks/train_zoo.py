@@ -6,6 +6,7 @@
     python benchmarks/train_zoo.py ../shared/data --group natural      # the natural-image rates
     python benchmarks/train_zoo.py ../shared/data --group default      # natural-16-16-16, 50 minutes
     python benchmarks/train_zoo.py ../shared/data --group compare      # mirror vs direct decoders, 8 min each
+    python benchmarks/train_zoo.py ../shared/data --group context      # context models of the -q ladder (v2)
     python benchmarks/train_zoo.py ../shared/data --only faces-8-8-8   # one model
 
 Every model is written to models/ and registered in models/manifest.json; figures are then filled in
@@ -46,7 +47,9 @@ NATURAL = {  # name -> (channels, steps)
     "natural-6-12-24": ((6, 12, 24), 2000),
     "natural-32-32-32": ((32, 32, 32), 2000),
     "natural-48-96-192": ((48, 96, 192), 2000),
+    "natural-8-16-32": ((8, 16, 32), 6000),
 }
+CONTEXT_RECIPE = dict(steps=3000, batch=16, patch=64, symbols=4096, lr=2e-3, hidden=(32, 32))
 
 
 def tag(ch) -> str:
@@ -206,11 +209,52 @@ def jobs(data: str, threads: int):
         )
 
 
+def context_jobs(data: str, threads: int):
+    """The learned context model (format v2) of every model of the -q ladder, added to its asset."""
+    from maxswitch.config import LADDER
+    from maxswitch.context_train import measure, switch_maps, train_context
+    from maxswitch.zoo import load_model, save_model
+
+    bsds = Path(data) / "train-bsds500"
+    for name in LADDER:
+
+        def run(name=name):
+            m = load_model(name)
+            rgbs = load_rgb(select_split(list_images(bsds), "holdout-train"))
+            maps = switch_maps(m, rgbs)
+            cm, rec = train_context(m, maps, **CONTEXT_RECIPE, log=lambda msg: print(f"{name}: {msg}", file=sys.stderr))
+            val = switch_maps(m, load_rgb(select_split(list_images(bsds), "holdout-val")), flips=False)
+            rec.update(
+                train_dir="train-bsds500",
+                split="holdout-train",
+                train_images=len(rgbs),
+                val_bits_per_switch=round(measure(cm, val), 4),
+            )
+            out = models_dir() / f"{name}.safetensors"
+            save_model(
+                out,
+                m.name,
+                m.version,
+                m.config,
+                m.encoder,
+                m.decoder,
+                dict(m.meta.get("record", {}), context=rec),
+                context=cm,
+            )
+            entry = register(out, "natural", "train-bsds500 (holdout-train split, 280 images)")
+            print(f"{name}: context model, validation {rec['val_bits_per_switch']} bits/switch", file=sys.stderr)
+            return entry
+
+        yield "context", name, run
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", help="folder holding train-bsds500/ and faces-lfw/")
     ap.add_argument(
-        "--group", choices=["compare", "default", "faces", "pretrained", "control", "natural", "all"], default="all"
+        "--group",
+        choices=["compare", "default", "faces", "pretrained", "control", "natural", "context", "all"],
+        default="all",
     )
     ap.add_argument("--only", nargs="*", default=None, help="model names")
     ap.add_argument("--threads", type=int, default=1)
@@ -218,7 +262,9 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     (ROOT / "runs" / "zoo").mkdir(parents=True, exist_ok=True)
-    for group, name, run in jobs(a.data, a.threads):
+    import itertools
+
+    for group, name, run in itertools.chain(jobs(a.data, a.threads), context_jobs(a.data, a.threads)):
         if a.only is not None and name not in a.only:
             continue
         if a.only is None and a.group != "all" and group != a.group:

@@ -281,7 +281,9 @@ def _runner(decoder):
 
     if type(decoder) is not DirectDecoder:
         return None
-    key = tuple(p.data_ptr() for p in decoder.parameters())
+    # data_ptr alone misses in-place changes (optimizer.step, load_state_dict): the tensor
+    # version counter changes with every in-place write
+    key = tuple((p.data_ptr(), p._version) for p in decoder.parameters())
     hit = _RUNNERS.get(decoder)
     if hit is None or hit[0] != key:
         hit = (key, _DirectRunner(decoder))

@@ -288,7 +288,8 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
             for k in ("train_dir", "split", "train_images", "steps", "minutes", "val_psnr", "recipe", "torch")
             if k in rec
         },
-        "figures": figures or {},
+        "context_training": rec.get("context"),
+        "figures": figures if figures is not None else (shipped(meta["name"]) or {}).get("figures", {}),
     }
 
     def add(man: dict) -> dict:

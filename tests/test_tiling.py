@@ -317,3 +317,26 @@ def test_50_megapixel_round_trip_stays_under_2_gb(tmp_path):
     assert max(peaks) < 2 * 10**9, peaks
     assert Image.open(tmp_path / "back.png").size == (w, h)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+def test_decoder_fast_path_follows_in_place_weight_changes():
+    """The cached inference form of a decoder must not outlive an in-place weight change
+    (optimizer.step, load_state_dict): it once disagreed by up to 76 of 255."""
+    import torch
+
+    from maxswitch.nets import ModelConfig, build_decoder
+    from maxswitch.tiling import decode_tiled
+
+    torch.manual_seed(0)
+    dec = build_decoder(ModelConfig((2, 2, 2), "direct", (8, 8, 8))).eval()
+    rng = np.random.default_rng(0)
+    codes = [rng.integers(0, 4, (2, 32 >> s, 32 >> s)).astype(np.uint8) for s in range(3)]
+    before = decode_tiled(dec, codes, None)
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # in place: same storage, new values
+    after = decode_tiled(dec, codes, None)
+    with torch.inference_mode():
+        want = dec([torch.from_numpy(c[None]) for c in codes])[0].clamp(0, 1).mul(255).permute(1, 2, 0).numpy()
+    assert not np.array_equal(before, after)
+    assert np.abs(after - want).max() <= 0.5 + 1e-3
