@@ -49,16 +49,24 @@ def _read_upto(f, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_msw(path: str) -> bytes:
+def _read_msw(path: str, max_pixels: int | None = None) -> bytes:
     """Read a .msw file, but no further than its header says it goes: a wrong file (an ISO
-    image, /dev/zero, an endless pipe) is refused after its first bytes, never read whole."""
-    from .format import PREFIX_MAX, FormatError, declared_length
+    image, /dev/zero, an endless pipe) is refused after its first bytes, never read whole, and
+    a header whose sizes exceed the pixel limit or lie about its payload is refused before the
+    payload is read."""
+    from .format import PREFIX_MAX, FormatError, check_prefix, declared_length
+
+    def declared(prefix):
+        n = declared_length(prefix)
+        if n is not None:
+            check_prefix(prefix, max_pixels)
+        return n
 
     if path == "-":
-        return _read_stream(sys.stdin.buffer, declared_length, PREFIX_MAX, FormatError)
+        return _read_stream(sys.stdin.buffer, declared, PREFIX_MAX, FormatError)
     try:
         with open(path, "rb") as f:
-            return _read_stream(f, declared_length, PREFIX_MAX, FormatError)
+            return _read_stream(f, declared, PREFIX_MAX, FormatError)
     except IsADirectoryError:
         raise Failure(f"{path} is a folder, not a .msw file") from None
     except OSError as e:
@@ -420,7 +428,7 @@ def decode(paths, output, to_stdout, output_dir, model, force, original, tile, t
     def job(inp, out):
         _check_output(out, force, inp)
         t0 = time.perf_counter()
-        data = _read_msw(inp)
+        data = _read_msw(inp, max_pixels or image.DEFAULT_MAX_PIXELS)
         t1 = time.perf_counter()
         rgb, h = codec.decode_array(
             data, m, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS, tile=tile, threads=threads
@@ -486,7 +494,8 @@ def info(file, as_json, max_pixels):
     """Describe a .msw file: header, model, sizes, bpp, bits per switch."""
     from . import codec, image
 
-    d = codec.info(_read_msw(file), max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS)
+    limit = max_pixels or image.DEFAULT_MAX_PIXELS
+    d = codec.info(_read_msw(file, limit), max_pixels=limit)
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
@@ -1018,7 +1027,8 @@ def main(argv=None) -> int:
         return EXIT_FAIL
     except Exception as e:  # noqa: BLE001 - the last line of defence: never a traceback
         if isinstance(e, _codec_errors()):
-            _err(f"maxswitch: error: {e}")
+            hint = " (see --max-pixels)" if "over the limit of" in str(e) else ""
+            _err(f"maxswitch: error: {e}{hint}")
             return EXIT_FAIL
         if isinstance(e, OSError):
             if e.errno is not None and e.filename is None and _is_stdout_error():

@@ -188,6 +188,70 @@ def declared_length(prefix: bytes) -> int | None:
     return off + plen + 4
 
 
+def max_payload(h: Header) -> int:
+    """The most bytes a valid payload of this header can take, so that a reader can refuse a
+    lying header before reading or allocating its payload.
+
+    Coding 1: zstd's worst case for ``R`` bytes (raw blocks, 3 bytes each per 128 KiB, frame
+    header and checksum). Coding 2: every switch at the smallest probability, 2^-24 (24 bits),
+    plus each tile's word count and the coder's final state.
+    """
+    if h.coding == CODING_ZSTD:
+        r = raw_size(h.width, h.height, h.channels)  # the formula, whatever the R field says
+        return r + 3 * (r // (128 << 10) + 1) + 32
+    H, W = h.padded
+    tiles = -(-H // 512) * -(-W // 512)
+    return 3 * h.switch_count + 16 * tiles
+
+
+def check_prefix(prefix: bytes, max_pixels: int | None = None) -> None:
+    """Check a file's header from its first bytes, before its payload is read: field ranges,
+    the pixel limit, the raw size and the payload's declared length against ``max_payload``.
+    Memory then follows the pixel limit, not what a header claims. The CRC is checked later
+    by ``read``; a header that fails here would fail there too.
+
+    Raises:
+        FormatError: the header rules the file out; nothing if ``prefix`` is too short to tell.
+    """
+    if len(prefix) < 21 or prefix[8] not in (1, 2):
+        return
+    n = prefix[20]
+    fields = 21 + n + DIGEST_BYTES + _extra(prefix[8])
+    if not 1 <= n <= MAX_NAME or len(prefix) < fields + 14:
+        return
+    coding, kind, depth, width, height = struct.unpack_from("<BBBII", prefix, 9)
+    c1, c2, c3, rsize, plen = struct.unpack_from("<HHHII", prefix, fields)
+    name = bytes(prefix[21 : 21 + n])
+    if not _NAME_RE.match(name):
+        raise FormatError("invalid model name")
+    h = Header(
+        width=width,
+        height=height,
+        model=name.decode("ascii"),
+        encoder_digest=bytes(DIGEST_BYTES),
+        channels=(c1, c2, c3),
+        kind=kind,
+        bit_depth=depth,
+        coding=coding,
+        raw_size=rsize,
+        version=prefix[8],
+        context_digest=bytes(DIGEST_BYTES) if prefix[8] >= 2 else b"",
+    )
+    _check_fields(h)
+    _check_sizes(h, plen, max_pixels, check_raw=False)  # R: after the CRC, in read()
+
+
+def _check_sizes(h: Header, plen: int, max_pixels: int | None, check_raw: bool = True) -> None:
+    if max_pixels is not None and h.width * h.height > max_pixels:
+        raise FormatError(
+            f"image is {h.width}x{h.height} = {h.width * h.height} pixels, over the limit of {max_pixels}"
+        )
+    if check_raw and h.raw_size != raw_size(h.width, h.height, h.channels):
+        raise FormatError("header's switch size does not match its image size and channels")
+    if plen > max_payload(h):
+        raise FormatError(f"payload of {plen} bytes declared, more than this image's switches can take")
+
+
 def read(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
     """Parse and verify a .msw byte string.
 
@@ -254,10 +318,5 @@ def read(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
         context_digest=data[off + DIGEST_BYTES : fields],
     )
     _check_fields(h)
-    if max_pixels is not None and width * height > max_pixels:
-        raise FormatError(
-            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} (see --max-pixels)"
-        )
-    if rsize != raw_size(width, height, h.channels):
-        raise FormatError("header's switch size does not match its image size and channels")
+    _check_sizes(h, plen, max_pixels)
     return h, data[fields + 14 : end]

@@ -106,7 +106,7 @@ _MSW_MAGIC = b"\x89MSW\r\n\x1a\n"
 
 
 def _over_limit(w: int, h: int, max_pixels: int) -> ImageError:
-    return ImageError(f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} (see --max-pixels)")
+    return ImageError(f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}")
 
 
 def _rawmode(im: Image.Image) -> str:
@@ -168,7 +168,7 @@ def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         m = re.search(r"\((\d+) pixels\)", str(e))
         n = f"{int(m.group(1))} pixels" if m else "more pixels than allowed"
-        raise ImageError(f"image has {n}, over the limit of {max_pixels} (see --max-pixels)") from None
+        raise ImageError(f"image has {n}, over the limit of {max_pixels}") from None
     except MemoryError:
         raise ImageError("image is too large to decode in the memory available") from None
     except Image.UnidentifiedImageError:

@@ -1,0 +1,46 @@
+"""The rate-distortion ladder of ``-q``: at least five distinct natural models whose rate and
+quality both increase strictly, checked on images here and in the manifest's Kodak figures."""
+
+import numpy as np
+import pytest
+from conftest import EXAMPLE
+from PIL import Image
+
+import maxswitch
+from maxswitch import codec, metrics, zoo
+from maxswitch.config import DEFAULT_MODEL, LADDER
+
+
+def test_ladder_is_at_least_five_distinct_shipped_natural_models():
+    assert len(LADDER) >= 5 and len(set(LADDER)) == len(LADDER)
+    for name in LADDER:
+        entry = zoo.shipped(name)
+        assert entry is not None and entry["family"] == "natural", name
+        assert entry.get("context_digest"), f"{name} has no context model"
+    assert DEFAULT_MODEL in LADDER
+
+
+def test_manifest_kodak_figures_increase_strictly_along_the_ladder():
+    figs = [zoo.shipped(n).get("figures", {}) for n in LADDER]
+    if not all("bpp" in f and "psnr" in f for f in figs):
+        pytest.skip("Kodak figures not yet measured for every rung")
+    bpp, psnr = [f["bpp"] for f in figs], [f["psnr"] for f in figs]
+    assert bpp == sorted(set(bpp)) and psnr == sorted(set(psnr)), (bpp, psnr)
+
+
+def test_rate_and_psnr_increase_strictly_on_a_few_images():
+    """Mean bpp and PSNR over three pictures (the example and two crops of it at other offsets)."""
+    rgb = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    images = [rgb, rgb[40:, 24:360], rgb[:200, 100:]]
+    rates, psnrs = [], []
+    for q in range(1, len(LADDER) + 1):
+        bpp, psnr = [], []
+        for x in images:
+            data = maxswitch.encode(x, quality=q)
+            y, _ = codec.decode_array(data)
+            bpp.append(8 * len(data) / (x.shape[0] * x.shape[1]))
+            psnr.append(metrics.psnr(x, y))
+        rates.append(np.mean(bpp))
+        psnrs.append(np.mean(psnr))
+    assert all(a < b for a, b in zip(rates, rates[1:])), rates
+    assert all(a < b for a, b in zip(psnrs, psnrs[1:])), psnrs
