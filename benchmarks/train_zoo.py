@@ -267,7 +267,7 @@ def main():
     for group, name, run in itertools.chain(jobs(a.data, a.threads), context_jobs(a.data, a.threads)):
         if a.only is not None and name not in a.only:
             continue
-        if a.only is None and a.group != "all" and group != a.group:
+        if a.group != "all" and group != a.group:  # --group context --only NAME: that model's context
             continue
         if a.skip_existing and (models_dir() / f"{name}.safetensors").exists():
             continue

@@ -722,17 +722,32 @@ def bench(
 @click.option("--split", default=None, help="Named split of DATA_DIR (holdout-train, lfw-train, ...).")
 @click.option("--val", "val_dir", default=None, help="Validation folder.")
 @click.option("--val-split", default=None, help="Named split of the validation folder.")
-@click.option("--resize", type=int, default=None, help="Resize training images to this square size.")
-@click.option("--minutes", type=float, default=None, help="Time budget (default 20 unless --steps).")
-@click.option("--steps", type=int, default=None, help="Step budget (repeatable with --seed).")
-@click.option("--patch", type=int, default=96, show_default=True)
-@click.option("--batch", type=int, default=16, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--resize", type=click.IntRange(8), default=None, help="Resize training images to this square size.")
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Time budget (default 20 unless --steps).",
+)
+@click.option("--steps", type=click.IntRange(1), default=None, help="Step budget (repeatable with --seed).")
+@click.option("--patch", type=click.IntRange(8), default=96, show_default=True, help="Crop side (multiple of 8).")
+@click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--version", "model_version", type=int, default=1, show_default=True)
+@click.option(
+    "--model-version",
+    "model_version",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Version number recorded in the asset.",
+)
 @click.option("--checkpoint", default=None, help="Checkpoint file (default OUTPUT.ckpt).")
-@click.option("--resume", is_flag=True, help="Continue from the checkpoint.")
-@_common_threads
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint (it must exist).")
+@click.option("-f", "--force", is_flag=True, help="Replace OUTPUT and its checkpoint if they exist.")
+@click.option(
+    "-t", "--threads", type=click.IntRange(1, 256), default=2, show_default=True, help="CPU threads for training."
+)
 def train(
     data_dir,
     output,
@@ -756,6 +771,7 @@ def train(
     model_version,
     checkpoint,
     resume,
+    force,
     threads,
 ):
     """Train a decoder on the switches of DATA_DIR's images and write a model asset."""
@@ -768,9 +784,21 @@ def train(
         raise click.BadParameter("use lower-case letters, digits, '.', '_' and '-'", param_hint="--name")
     try:
         channels = parse_channels(arch)
-        wid = parse_channels(widths)
     except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+        raise click.BadParameter(str(e), param_hint="--arch") from None
+    try:
+        wid = parse_channels(widths)
+    except ValueError:
+        raise click.BadParameter(
+            f"decoder widths must be 3 values in 1..512, got {widths!r}", param_hint="--widths"
+        ) from None
+    if patch % 8:
+        raise click.BadParameter(f"must be a multiple of 8, got {patch}", param_hint="--patch")
+    ck = checkpoint or output + ".ckpt"
+    if not resume and not force:
+        for p in (output, ck):
+            if os.path.exists(p):
+                raise Failure(f"{p} already exists (use -f to replace it, or --resume to continue)")
     encoder = None
     if encoder_from:
         src = load_model(encoder_from)

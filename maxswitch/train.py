@@ -223,7 +223,9 @@ def train(
     decoder = build_decoder(config)
     opt = torch.optim.Adam(decoder.parameters(), lr=recipe.lr)
     step, elapsed, history = 0, 0.0, []
-    if resume and checkpoint and os.path.isfile(checkpoint):
+    if resume and not (checkpoint and os.path.isfile(checkpoint)):
+        raise TrainError(f"cannot resume: no checkpoint at {checkpoint}")
+    if resume:
         ck = torch.load(checkpoint, weights_only=True)
         decoder.load_state_dict(ck["decoder"])
         opt.load_state_dict(ck["opt"])
@@ -231,6 +233,13 @@ def train(
         history = json.loads(ck["history"])
         rng.setstate(_tuple(json.loads(ck["rng"])))
         log(f"{name}: resumed at step {step} ({elapsed / 60:.1f} min)")
+        done = step >= recipe.steps if recipe.steps is not None else elapsed >= recipe.minutes * 60
+        if done:
+            budget = f"{recipe.steps} steps" if recipe.steps is not None else f"{recipe.minutes:g} minutes"
+            raise TrainError(
+                f"the checkpoint has already spent the budget of {budget} (step {step}, "
+                f"{elapsed / 60:.1f} min); give a larger budget to train further"
+            )
 
     def save_ck():
         if checkpoint:
@@ -304,7 +313,8 @@ def train(
         record.update(record_extra)
     sha = save_model(out_path, name, version, config, encoder, decoder.eval(), record)
     record["sha256"] = sha
-    log(f"{name}: wrote {out_path} after {step} steps, validation PSNR {final_val}")
+    val_text = "" if final_val is None else f", validation PSNR {final_val:.2f} dB"
+    log(f"{name}: wrote {out_path} after {step} steps{val_text}")
     return record
 
 

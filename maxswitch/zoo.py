@@ -221,8 +221,13 @@ def load_model(name_or_path: str | None = None) -> Model:
         path = models_dir() / entry["file"]
         try:
             data = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelError(
+                f"model {key!r} is not installed ({path.name} is missing): research models stay in the "
+                "repository; run from a checkout or pass the file's path"
+            ) from None
         except OSError as e:
-            raise ModelError(f"shipped model {key!r} is missing its file {path}: {e.strerror}") from None
+            raise ModelError(f"shipped model {key!r}: cannot read {path}: {e.strerror}") from None
         sha = sha256_bytes(data)
         if sha != entry["sha256"]:
             raise ModelError(

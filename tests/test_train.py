@@ -95,3 +95,22 @@ def test_splits_are_fixed_by_byte_order(tmp_path):
 def test_list_images_is_recursive_and_sorted(folder):
     got = [str(p.relative_to(folder)) for p in list_images(folder)]
     assert got == ["im0.png", "im2.png", "sub/im1.png", "sub/im3.png"]  # notes.txt is not an image
+
+
+def test_train_refuses_what_used_to_go_wrong_silently(folder, tmp_path):
+    out = tmp_path / "m.safetensors"
+    assert CliRunner().invoke(cli, train_args(folder, out, "--steps", "2")).exit_code == 0
+    before = out.read_bytes()
+    r = CliRunner().invoke(cli, train_args(folder, out, "--steps", "2"))  # exists, no -f
+    assert r.exit_code == 1 and "already exists" in r.output and out.read_bytes() == before
+    r = CliRunner().invoke(cli, train_args(folder, out, "--steps", "2", "--resume"))  # budget spent
+    assert r.exit_code == 1 and "already spent" in r.output and out.read_bytes() == before
+    r = CliRunner().invoke(cli, train_args(folder, tmp_path / "n.safetensors", "--steps", "2", "--resume"))
+    assert r.exit_code == 1 and "no checkpoint" in r.output
+    for bad in (["--steps", "0"], ["--steps", "-3"], ["--batch", "0"], ["--minutes", "0"], ["--patch", "30"]):
+        r = CliRunner().invoke(cli, train_args(folder, tmp_path / "z.safetensors", *bad))
+        assert r.exit_code == 2, (bad, r.output)
+    r = CliRunner().invoke(cli, train_args(folder, tmp_path / "z.safetensors", "--widths", "8,8"))
+    assert r.exit_code == 2 and "decoder widths" in r.output
+    r = CliRunner().invoke(cli, train_args(folder, out, "--steps", "2", "-f"))
+    assert r.exit_code == 0 and "validation PSNR" not in r.output  # no --val: no "None"
