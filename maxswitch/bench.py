@@ -248,7 +248,7 @@ def init_worker(model_keys: tuple[str, ...], threads: int) -> None:
 def split_key(key: str) -> tuple[str, str | None]:
     """``NAME@CODING`` -> (NAME, CODING); a key without ``@`` -> (key, None: the model's default)."""
     name, sep, coding = key.rpartition("@")
-    if not sep or coding not in ("context", "zstd"):
+    if not sep or coding not in ("auto", "context", "zstd"):
         return key, None
     return name, coding
 
@@ -385,7 +385,7 @@ def resolve_models(keys) -> list[ModelInfo]:
             raise BenchError(f"model {m.name} has no context model (use {m.name}@zstd)")
         seen.add(shown)
         entry = shipped(m.name) or {}
-        used = coding or ("context" if m.context is not None else "zstd")
+        used = coding or ("auto" if m.context is not None else "zstd")
         out.append(
             ModelInfo(shown, k, tuple(m.config.channels), m.version, m.sha256, entry.get("family", "user"), used)
         )
@@ -1002,9 +1002,9 @@ def plot_bytes(result: BenchResult, fmt: str = "png") -> bytes:
                 ax.plot(
                     [r.bpp for r in pts],
                     ys,
-                    "-" if "(context)" in cname else "--",
+                    "--" if "(zstd)" in cname else "-",
                     lw=1.2,
-                    color="black" if "(context)" in cname else "gray",
+                    color="gray" if "(zstd)" in cname else "black",
                     label=cname,
                 )
         for i, m in enumerate(r for r in rows if r.codec == "maxswitch"):

@@ -14,7 +14,7 @@ import sys
 import click
 
 from . import __version__
-from .config import DEFAULT_MODEL, LADDER
+from .config import DEFAULT_CODING, DEFAULT_MODEL, LADDER
 from .config import ZSTD_LEVEL as ZSTD_LEVEL_DEFAULT
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
@@ -285,10 +285,11 @@ def _encode_default_output(path: str) -> str:
 @click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
 @click.option(
     "--coding",
-    type=click.Choice(["context", "zstd"]),
-    default=None,
-    help="Payload coding: context (format v2, the model's learned context model; default when the "
-    "model has one) or zstd (format v1).",
+    type=click.Choice(["auto", "context", "zstd"]),
+    default=DEFAULT_CODING,
+    show_default=True,
+    help="Payload coding: context (format v2, the model's learned context model), zstd (format v1), or "
+    "auto: both, keeping the smaller file.",
 )
 @click.option(
     "--level",
@@ -355,6 +356,12 @@ def encode(
         t0 = time.perf_counter()
         data = _read_input(inp, "an image")
         loaded = load_image(data, kw["max_pixels"])
+        if loaded.dropped:
+            _say(
+                quiet,
+                f"maxswitch: warning: {_oneline(inp)}: {' and '.join(loaded.dropped)} not kept (a .msw file holds "
+                "switches only; colours decode as sRGB)",
+            )
         if loaded.frames > 1:
             _say(quiet, f"maxswitch: warning: {_oneline(inp)} has {loaded.frames} frames; encoding frame 1 (the first)")
         t1 = time.perf_counter()
@@ -564,10 +571,11 @@ def _check_output_path(path: str, option: str, folder_ok: bool = False) -> None:
 @click.option("--ladder", is_flag=True, help="Benchmark the -q ladder (the natural-image models of -q 1..N).")
 @click.option(
     "--coding",
-    type=click.Choice(["default", "context", "zstd", "both"]),
+    type=click.Choice(["default", "auto", "context", "zstd", "both"]),
     default="default",
     show_default=True,
-    help="Payload coding of each model; both: every model twice, as two RD curves (v2 context and v1 zstd).",
+    help="Payload coding of each model (default: encode's default, auto); both: every model twice, as two "
+    "RD curves (auto and zstd, the v1 reference).",
 )
 @click.option(
     "-j", "--jobs", type=click.IntRange(1, 256), default=None, help="Worker processes (default: one per CPU core)."
@@ -588,7 +596,10 @@ def _check_output_path(path: str, option: str, folder_ok: bool = False) -> None:
 )
 @click.option("--no-baselines", is_flag=True, help="Measure the models only (no JPEG, WebP, PNG).")
 @click.option(
-    "--json", "json_path", metavar="FILE", help="Write results in CompressAI's schema (a folder: one file per curve)."
+    "--json",
+    "json_path",
+    metavar="FILE",
+    help="Write results in CompressAI's schema (a folder: one file per curve; -: stdout, the report to stderr).",
 )
 @click.option("--csv", "csv_path", metavar="FILE", help="Write one row per image and codec setting.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Draw the rate-distortion curves (needs matplotlib).")
@@ -642,8 +653,8 @@ def bench(
             entry = shipped(key)
             return entry is None or bool(entry.get("context_digest"))
 
-        wanted = ("context", "zstd") if coding == "both" else (coding,)
-        models = tuple(f"{m}@{c}" for m in models for c in wanted if c == "zstd" or has_context(m))
+        wanted = ("auto", "zstd") if coding == "both" else (coding,)
+        models = tuple(f"{m}@{c}" for m in models for c in wanted if c != "context" or has_context(m))
     try:
         sweep = tuple(int(q) for q in qualities.split(",") if q.strip())
     except ValueError:
@@ -658,7 +669,7 @@ def bench(
         if plot_fmt not in ("png", "svg", "pdf"):
             raise click.BadParameter("use a .png, .svg or .pdf file name", param_hint="--plot")
         _check_output_path(plot_path, "--plot")
-    if json_path:
+    if json_path and json_path != "-":
         _check_output_path(json_path, "--json", folder_ok=True)
     if csv_path:
         _check_output_path(csv_path, "--csv")
@@ -693,8 +704,12 @@ def bench(
             outputs[plot_path] = benchlib.plot_bytes(result, plot_fmt)
     except benchlib.BenchError as e:
         raise Failure(str(e)) from None
-    click.echo(benchlib.format_report(result, markdown=markdown), nl=False)
+    # --json -: the JSON is the data on stdout, the readable report goes to stderr
+    click.echo(benchlib.format_report(result, markdown=markdown), nl=False, err=json_path == "-")
     for path, data in outputs.items():
+        if path == "-":
+            _write_output("-", data, True)
+            continue
         try:
             write_atomic(path, data, overwrite=True)
         except OSError as e:

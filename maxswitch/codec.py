@@ -19,10 +19,11 @@ import numpy as np
 from . import format as fmt
 from . import image as imagelib
 from . import switches as sw
+from .config import DEFAULT_CODING
 from .errors import MaxswitchError
 from .zoo import DEFAULT_MODEL, Model, ModelError, load_model
 
-CODINGS = ("context", "zstd")
+CODINGS = ("auto", "context", "zstd")
 
 
 class CodecError(MaxswitchError):
@@ -118,8 +119,8 @@ def encode(
         level: zstd level (coding "zstd" only).
         tile: encode in tiles of this many pixels per side (same bytes as untiled).
         threads: torch threads.
-        coding: "context" (format v2; the default when the model has a context model) or
-            "zstd" (format v1).
+        coding: "auto" (the default: both codings, the smaller file is kept), "context"
+            (format v2, the model's learned context model) or "zstd" (format v1).
         quality: a rung of the rate-distortion ladder, 1..len(config.LADDER), instead of a model.
 
     Returns:
@@ -133,11 +134,13 @@ def encode(
 
         model = model_for_quality(quality)
     m = _model(model or DEFAULT_MODEL)
-    coding = coding or ("context" if m.context is not None else "zstd")
+    coding = coding or DEFAULT_CODING
     if coding not in CODINGS:
         raise CodecError(f"unknown payload coding {coding!r} (choose from {', '.join(CODINGS)})")
     if coding == "context" and m.context is None:
         raise CodecError(f"model {m.name} has no context model; use the zstd coding")
+    if coding == "auto" and m.context is None:
+        coding = "zstd"
     loaded = _as_loaded(img, max_pixels)
     codes = compute_switches(m, loaded.rgb, tile)  # pads to multiples of 8 tile by tile
     base = dict(
@@ -150,7 +153,8 @@ def encode(
         bit_depth=loaded.bit_depth,
         raw_size=fmt.raw_size(loaded.width, loaded.height, m.config.channels),
     )
-    if coding == "context":
+    v2 = None
+    if coding in ("context", "auto"):
         from . import entropy
 
         h = fmt.Header(
@@ -159,10 +163,15 @@ def encode(
             version=2,
             context_digest=bytes.fromhex(m.context_digest)[: fmt.DIGEST_BYTES],
         )
-        return fmt.write(h, entropy.encode(m.context, codes))
+        v2 = fmt.write(h, entropy.encode(m.context, codes))
+        if coding == "context":
+            return v2
     packed = sw.pack(codes)
     del codes
-    return fmt.write(fmt.Header(**base), sw.compress(packed, level))
+    v1 = fmt.write(fmt.Header(**base), sw.compress(packed, level))
+    # auto: the smaller file (the context model, trained on photographs, can lose to zstd's long
+    # matches on synthetic pictures with flat areas); ties go to the context coding
+    return v1 if v2 is not None and len(v1) < len(v2) else (v2 or v1)
 
 
 @dataclass

@@ -3,7 +3,7 @@ so that the CLI's help texts, the library and the docs cannot disagree."""
 
 DEFAULT_MODEL = "natural-16-16-16"
 ZSTD_LEVEL = 1  # payload coding "zstd": chosen by measurement (docs/PERFORMANCE.md, zstd level)
-DEFAULT_CODING = "context"  # for models that carry a context model; "zstd" otherwise
+DEFAULT_CODING = "auto"  # both codings, the smaller file is kept (zstd alone for models without a context model)
 
 # The rate-distortion ladder of `encode -q 1..N`, cheapest first: natural-image models whose mean Kodak
 # bpp and PSNR both increase strictly along it (tests/test_ladder.py checks it; docs/RESULTS.md has the

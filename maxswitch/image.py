@@ -45,14 +45,15 @@ class LoadedImage:
         kind: one of the KIND_* ids (colour kind of the source).
         bit_depth: bits per sample of the source (8 or 16).
         frames: number of frames in the source (first one is used).
-        source_mode: Pillow mode of the source, for messages.
+        dropped: metadata the source carried that a .msw file does not keep
+            ("ICC profile", "EXIF"; EXIF orientation is applied to the pixels first).
     """
 
     rgb: np.ndarray
     kind: int
     bit_depth: int
     frames: int = 1
-    source_mode: str = "RGB"
+    dropped: tuple = ()
 
     @property
     def width(self) -> int:
@@ -154,6 +155,9 @@ def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
                 raw = _rawmode(im)
                 im.load()
                 transparency = "transparency" in im.info
+                dropped = tuple(
+                    name for key, name in (("icc_profile", "ICC profile"), ("exif", "EXIF")) if im.info.get(key)
+                )
                 kind = _kind_of(im.mode, transparency)
                 if raw.startswith("LA;16") and kind == KIND_RGB_ALPHA:
                     kind = KIND_GREY_ALPHA
@@ -178,7 +182,7 @@ def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
         raise ImageError(f"not a readable image: {msg}") from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageError("image has no pixels")
-    return LoadedImage(np.ascontiguousarray(rgb), kind, depth, frames, im.mode)
+    return LoadedImage(np.ascontiguousarray(rgb), kind, depth, frames, dropped)
 
 
 def pad_to_multiple(rgb: np.ndarray, m: int = 8) -> np.ndarray:

@@ -271,7 +271,7 @@ def test_json_is_compressai_schema(result, tmp_path):
     ((path, data),) = bench.json_outputs(result, str(tmp_path / "r.json")).items()
     d = json.loads(data, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     # one curve per model family and coding: a model given by path is a "user" model
-    assert d["name"] == "maxswitch user (context)" and isinstance(d["description"], str)
+    assert d["name"] == "maxswitch user (auto)" and isinstance(d["description"], str)
     assert d["curves"] == [] and any(b["reference"] == "JPEG sweep" for b in d["bd_rate"])
     assert d["results"]["bpp"] == [pytest.approx(bench.summarise(result)[0].bpp)]
     for k in (
@@ -302,7 +302,7 @@ def test_json_folder_gives_one_file_per_curve(result, tmp_path):
     out = bench.json_outputs(result, str(tmp_path) + "/")
     names = sorted(p.rsplit("/", 1)[1] for p in out)
     assert names[:3] == ["jpeg-at-the-bpp-of-tiny-4-6-8.json", "jpeg-at-the-psnr-of-tiny-4-6-8.json", "jpeg.json"]
-    assert "maxswitch-user-context.json" in names and "png.json" in names and len(names) == 8
+    assert "maxswitch-user-auto.json" in names and "png.json" in names and len(names) == 8
     for data in out.values():
         d = json.loads(data)
         assert set(d) == {"name", "description", "results"} and "bpp" in d["results"]
@@ -345,7 +345,7 @@ def test_cli_with_two_workers_gives_the_same_figures(result, dataset, model_path
     mine = list(csv.DictReader(io.StringIO(bench.csv_bytes(result).decode())))
     theirs = list(csv.DictReader(out_csv.open()))
     assert strip(theirs) == strip(mine)
-    assert json.loads(out_json.read_text())["name"] == "maxswitch user (context)"
+    assert json.loads(out_json.read_text())["name"] == "maxswitch user (auto)"
 
 
 def _main(capsys, *args):

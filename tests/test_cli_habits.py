@@ -225,3 +225,29 @@ def test_file_named_model_is_required_without_dash_m(env, tiny_model, pngs, tmp_
     assert r.returncode == 1 and b"my-model" in r.stderr and not (tmp_path / "x.png").exists()
     r = run_cli("decode", msw, tmp_path / "x.png", "-m", mine, "--quiet", env=env)
     assert r.returncode == 0, r.stderr
+
+
+def test_dropped_icc_profile_and_exif_are_said(env, tmp_path):
+    from PIL import Image
+
+    p = tmp_path / "icc.png"
+    exif = Image.Exif()
+    exif[0x010F] = "maker"
+    make_image(32, 24).save(p, icc_profile=b"\0" * 128, exif=exif)
+    r = run_cli("encode", p, tmp_path / "icc.msw", "-m", "tiny-4-6-8", env=env)
+    assert r.returncode == 0 and b"ICC profile and EXIF not kept" in r.stderr
+    r = run_cli("encode", p, tmp_path / "q.msw", "-m", "tiny-4-6-8", "--quiet", env=env)
+    assert r.returncode == 0 and r.stderr == b""
+
+
+def test_bench_json_to_stdout(env, pngs, tiny_model):
+    import json
+
+    folder = pngs[0].parent
+    r = run_cli(
+        "bench", folder, "-m", str(tiny_model[0]), "--no-baselines", "--json", "-", "--quiet", "-j", "1", env=env
+    )
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["name"].startswith("maxswitch") and "Rate and distortion" in r.stderr.decode()
+    assert not (folder / "-").exists()

@@ -81,8 +81,10 @@ def test_training_objective_is_the_real_code_length():
 
 def test_v2_file_round_trip_and_info(tiny_zoo):
     png = png_bytes(make_image(72, 40, seed=3))
-    v2 = maxswitch.encode(png, tiny_zoo)
+    v2 = maxswitch.encode(png, tiny_zoo, coding="context")
     v1 = maxswitch.encode(png, tiny_zoo, coding="zstd")
+    auto = maxswitch.encode(png, tiny_zoo)  # the default: the smaller of the two
+    assert auto == min(v1, v2, key=len)
     assert v2[8] == 2 and v1[8] == 1
     assert all((a == b).all() for a, b in zip(codec.parse(v2).codes, codec.parse(v1).codes))
     inf = maxswitch.info(v2)
@@ -96,7 +98,7 @@ def test_v2_file_needs_the_context_model_it_names(tiny_zoo, tiny_model):
     from maxswitch import zoo
 
     png = png_bytes(make_image(32, 32))
-    data = bytearray(maxswitch.encode(png, tiny_zoo))
+    data = bytearray(maxswitch.encode(png, tiny_zoo, coding="context"))
     # the same model without a context model: refused, naming the context digest
     m = zoo.load_model(tiny_zoo)
     bare = zoo.Model(m.name, m.version, m.config, m.encoder, m.decoder, m.sha256, m.encoder_digest, {}, None)

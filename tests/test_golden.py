@@ -109,3 +109,21 @@ def test_tiny_model_v2_golden_decodes_in_a_fresh_process_to_the_v1_switches(tiny
     assert r.returncode == 0, r.stderr
     v1 = maxswitch.codec.parse((EXPECTED / "example.tiny-4-6-8.msw").read_bytes())
     assert r.stdout.strip() == hashlib.sha256(b"".join(c.tobytes() for c in v1.codes)).hexdigest()
+
+
+def test_shipped_model_v2_golden_and_v1_switches(monkeypatch):
+    """The default model's context coding: golden bytes (1 and 2 threads), and the same
+    switches as its v1 golden."""
+    monkeypatch.delenv("MAXSWITCH_MODELS", raising=False)
+    monkeypatch.setattr(zoo, "_LOADED", {})
+    try:
+        model = zoo.load_model(zoo.DEFAULT_MODEL)
+    except zoo.ModelError as e:
+        pytest.skip(f"shipped model does not load: {e}")
+    one = encode_with_threads(model, 1, coding="context")
+    two = encode_with_threads(model, 2, coding="context")
+    assert one == two
+    assert one == golden("example.natural-16-16-16.v2.msw", one)
+    v1 = maxswitch.codec.parse((EXPECTED / "example.natural-16-16-16.msw").read_bytes())
+    v2 = maxswitch.codec.parse(one)
+    assert all((a == b).all() for a, b in zip(v1.codes, v2.codes))
