@@ -228,8 +228,21 @@ def format_for(path: str | None) -> str:
     return _FORMATS[ext]
 
 
+# largest side each output format can hold (libjpeg: 65,500; libwebp: 16,383)
+MAX_SIDE_OF = {"JPEG": 65500, "WEBP": 16383}
+
+
 def save(im: Image.Image, fmt: str) -> bytes:
-    """Encode a Pillow image to bytes in ``fmt`` (lossless PNG by default)."""
+    """Encode a Pillow image to bytes in ``fmt`` (lossless PNG by default).
+
+    Raises:
+        ImageError: the image is larger than the format can hold.
+    """
+    limit = MAX_SIDE_OF.get(fmt)
+    if limit and max(im.size) > limit:
+        raise ImageError(
+            f"{im.width}x{im.height} is too large for {fmt} (at most {limit} pixels per side); decode to .png"
+        )
     buf = io.BytesIO()
     if fmt == "JPEG":
         im.save(buf, fmt, quality=95)

@@ -104,6 +104,7 @@ def compress(packed: bytes, level: int = ZSTD_LEVEL) -> bytes:
 # at a time, each group holding at most STEP bytes of output, so the output is counted against
 # the expected size as it comes and no single step can inflate past STEP + 128 KiB.
 BLOCK_MAX = 128 << 10
+MAX_WINDOW = 128 << 20  # the window docs/FORMAT.md allows (zstd's own default limit is larger)
 STEP = 1 << 20
 
 
@@ -163,6 +164,8 @@ def decompress(payload: bytes, expected_size: int, keep: bool = True):
         raise PayloadError(f"payload declares {params.content_size} bytes of switches, header says {expected_size}")
     if not params.has_checksum:
         raise PayloadError("payload has no zstd content checksum")
+    if params.window_size > MAX_WINDOW:
+        raise PayloadError(f"payload's zstd window is {params.window_size >> 20} MiB, over the format's 128 MiB")
     if params.dict_id:
         raise PayloadError("payload needs a zstd dictionary; maxswitch files never use one")
     cuts, blocks_end = _block_groups(payload, header)
@@ -173,7 +176,7 @@ def decompress(payload: bytes, expected_size: int, keep: bool = True):
     out = bytearray(expected_size) if keep else None
     view = memoryview(out) if keep else None
     src = memoryview(payload)
-    d = zstandard.ZstdDecompressor().decompressobj()
+    d = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj()
     n = 0
     try:
         for lo, hi in zip([0] + cuts, cuts + [len(src)]):

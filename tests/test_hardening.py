@@ -700,3 +700,15 @@ def test_lying_header_through_a_pipe_is_refused_after_the_header():
     head = _lying_header(1 << 20, 1 << 20, (4, 6, 8), 1 << 30)
     r = run_cli("info", "-", "--max-pixels", "1000", input=head + bytes(1 << 20))
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and b"over the limit" in r.stderr
+
+
+def test_zstd_window_over_128_mib_is_refused():
+    """docs/FORMAT.md allows a 128 MiB window; a frame declaring 2 GiB is refused, not allocated."""
+    real = sw.compress(bytes(1000), level=1)
+    # frame header: FHD 0x44 (2-byte content size, not single-segment, checksum), window
+    # descriptor 0xA8 (2^(10+21) = 2 GiB), content size 1000 - 256
+    lie = bytes([0x28, 0xB5, 0x2F, 0xFD, 0x44, 0xA8]) + (1000 - 256).to_bytes(2, "little") + zstandard_blocks(real)
+    with pytest.raises(sw.PayloadError):
+        sw.decompress(lie, 1000)
+    ok = bytes([0x28, 0xB5, 0x2F, 0xFD, 0x44, 0x50]) + (1000 - 256).to_bytes(2, "little") + zstandard_blocks(real)
+    assert sw.decompress(ok, 1000) == bytes(1000)  # a 1 MiB window (0x50) is fine

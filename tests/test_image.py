@@ -92,3 +92,13 @@ def test_output_format_from_extension():
     assert imagelib.format_for("-") == "PNG"
     with pytest.raises(imagelib.ImageError, match="extension"):
         imagelib.format_for("a.xyz")
+
+
+@pytest.mark.parametrize("fmt,side", [("WEBP", 16384), ("JPEG", 65501)])
+def test_outputs_too_large_for_their_format_are_refused_in_one_line(fmt, side):
+    from PIL import Image
+
+    from maxswitch import image
+
+    with pytest.raises(image.ImageError, match="too large for"):
+        image.save(Image.new("RGB", (side, 1)), fmt)
