@@ -230,8 +230,8 @@ def frequencies(a1_pre: torch.Tensor, params) -> np.ndarray:
     """
     _, w2, b2, w3, b3 = params
     a1 = a1_pre.clamp_(0, ACT_MAX)
-    a2 = torch.floor((a1 @ w2 + b2) / 64).clamp_(0, ACT_MAX)
-    L = (a2 @ w3 + b3).numpy().T.astype(np.float64)  # (4, n), exact integers
+    a2 = torch.addmm(b2, a1, w2).div_(64).floor_().clamp_(0, ACT_MAX)  # in place: exact, and fewer copies
+    L = torch.addmm(b3, a2, w3).numpy().T.astype(np.float64)  # (4, n), exact integers
     m = np.maximum(np.maximum(L[0], L[1]), np.maximum(L[2], L[3]))
     t = np.minimum(np.floor((m - L) * (1 / 16)), N_EXP - 1).astype(np.intp)
     e = _EXP_F[t]
@@ -270,24 +270,30 @@ def parent_rows(layout: ContextLayout, parents: list[np.ndarray], h: int, w: int
     return np.concatenate(rows)
 
 
-def neighbour_rows(codes_c: np.ndarray, k: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Table rows of the 8 neighbours of windows (ys, xs) in phase k: (8, n) int64.
+def neighbour_rows(
+    codes_c: np.ndarray, k: int, ys: np.ndarray | None = None, xs: np.ndarray | None = None
+) -> np.ndarray:
+    """Table rows of the 8 neighbours of the windows of phase k, in row-major order: (n, 8) int64.
 
-    codes_c: (h, w) codes of one channel; entries not yet decoded may hold anything.
+    codes_c: (h, w) codes of one channel; entries not yet decoded may hold anything (they are
+    read as 4, "unknown", by the phase rule). The windows of a phase form a regular lattice,
+    so each neighbour is a strided slice of the channel padded with 4s: no fancy indexing.
+    (``ys``, ``xs`` are accepted for the callers' convenience and must be ``phase_positions``.)
     """
     h, w = codes_c.shape
-    out = np.empty((8, len(ys)), np.int64)
+    py, px = PHASES[k]
+    ny, nx = len(range(py, h, 2)), len(range(px, w, 2))
+    pad = np.full((h + 2, w + 2), UNKNOWN, np.int64)
+    pad[1:-1, 1:-1] = codes_c
+    out = np.empty((ny, nx, 8), np.int64)
     for d, (dy, dx) in enumerate(DIRS):
         base = (d * 4 + k) * 5
         if not AVAILABLE[k][d]:
-            out[d] = base + UNKNOWN
+            out[..., d] = base + UNKNOWN
             continue
-        yy, xx = ys + dy, xs + dx
-        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-        v = np.full(len(ys), UNKNOWN, np.int64)
-        v[inside] = codes_c[yy[inside], xx[inside]]
-        out[d] = base + v
-    return out
+        y0, x0 = 1 + py + dy, 1 + px + dx
+        out[..., d] = pad[y0 : y0 + 2 * ny : 2, x0 : x0 + 2 * nx : 2] + base
+    return out.reshape(-1, 8)
 
 
 def phase_positions(h: int, w: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -334,7 +340,7 @@ class StageCoder:
 
     def freqs(self, c: int, k: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         table = self.params[0]
-        nb = torch.from_numpy(np.ascontiguousarray(neighbour_rows(self.codes[c], k, ys, xs).T))  # (n, 8)
+        nb = torch.from_numpy(neighbour_rows(self.codes[c], k))  # (n, 8)
         a1 = F.embedding_bag(nb, table, mode="sum")
         a1 += self.base[k]
         a1 += self.running[k]
