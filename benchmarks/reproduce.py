@@ -262,37 +262,44 @@ TABLES = {
 def write_manifest_tables() -> None:
     """README's model table and TRAINING.md's durations, from models/manifest.json."""
     models = manifest()["models"]
+    from maxswitch.config import DEFAULT_MODEL, LADDER
+
     rows = [
-        "| model | channels | trained on | raw bpp | Kodak bpp | Kodak PSNR | faces RMSE |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| model | `-q` | channels | trained on | raw bpp | Kodak bpp (v1 zstd) | Kodak PSNR | faces RMSE |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for m in models:
         if m["family"] not in ("natural", "faces"):
             continue
         f = m.get("figures", {})
-        kodak = f.get("dataset") == "kodak"
+        kodak = str(f.get("dataset", "")).startswith("kodak")
+        v1 = f" ({f['v1_zstd_bpp']})" if kodak and f.get("v1_zstd_bpp") else ""
+        rung = LADDER.index(m["name"]) + 1 if m["name"] in LADDER else "-"
         rows.append(
-            f"| `{m['name']}`{' (default)' if m['name'] == 'natural-16-16-16' else ''} | {tag(m['channels'])} | "
-            f"{m['family']} | {2 * m['switches_per_pixel']:.2f} | {f['bpp'] if kodak else '-'} | "
+            f"| `{m['name']}`{' (default)' if m['name'] == DEFAULT_MODEL else ''} | {rung} | {tag(m['channels'])} | "
+            f"{m['family']} | {2 * m['switches_per_pixel']:.2f} | {(str(f['bpp']) + v1) if kodak else '-'} | "
             f"{f['psnr'] if kodak else '-'} | {f.get('rmse', '-')} |"
         )
     body = (
-        "Measured by `make reproduce` (Kodak: 24 images; faces: lfw-test split at 128x128; bpp is the whole "
-        "file). More models (pretrained encoders, controls, the decoder comparison) are listed by "
-        "`maxswitch models`; every figure is in docs/RESULTS.md.\n\n" + "\n".join(rows)
+        "Kodak figures of the ladder: `maxswitch bench ../shared/data/kodak --ladder --coding both` (24 images; bpp "
+        "is the whole file, default coding; in brackets format v1's zstd coding of the same switches); faces: "
+        "`make reproduce` (lfw-test split at 128x128). More models (pretrained encoders, controls, the decoder "
+        "comparison) are listed by `maxswitch models`; every figure is in docs/RESULTS.md.\n\n" + "\n".join(rows)
     )
     readme = ROOT / "README.md"
     readme.write_text(_replace_marked(readme.read_text(), "models-table", body))
     rows = [
-        "| model | family | steps | minutes | threads | validation PSNR |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| model | family | steps | minutes | threads | validation PSNR | context model: steps, minutes, validation bits/switch |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for m in models:
         t = m.get("training", {})
         vp = t.get("val_psnr")
+        c = m.get("context_training") or {}
+        ctx = f"{c['steps']}, {c['minutes']}, {c.get('val_bits_per_switch', '-')}" if c else "-"
         rows.append(
             f"| `{m['name']}` | {m['family']} | {t.get('steps', '-')} | {t.get('minutes', '-')} | "
-            f"{t.get('recipe', {}).get('threads', '-')} | {vp if vp is not None else '-'} |"
+            f"{t.get('recipe', {}).get('threads', '-')} | {vp if vp is not None else '-'} | {ctx} |"
         )
     body = (
         "From each asset's own training record (wall-clock minutes on this 2-core machine, shared with "
@@ -321,11 +328,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", help="folder holding kodak/, test-bsds500/ and faces-lfw/")
     ap.add_argument("--only", nargs="*", choices=sorted(TABLES), default=None)
+    ap.add_argument(
+        "--manifest-tables",
+        action="store_true",
+        help="only rewrite README's and TRAINING.md's tables from the manifest",
+    )
     a = ap.parse_args()
     torch.set_num_threads(2)
     data = Path(a.data)
     for name, fn in TABLES.items():
-        if a.only and name not in a.only:
+        if a.manifest_tables or (a.only and name not in a.only):
             continue
         body, figures = fn(data)
         # read the file again right before writing: others may have edited other sections meanwhile

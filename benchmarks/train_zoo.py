@@ -209,7 +209,7 @@ def jobs(data: str, threads: int):
         )
 
 
-def context_jobs(data: str, threads: int):
+def context_jobs(data: str, threads: int, steps: int | None = None, batch: int | None = None):
     """The learned context model (format v2) of every model of the -q ladder, added to its asset."""
     from maxswitch.config import LADDER
     from maxswitch.context_train import measure, switch_maps, train_context
@@ -222,7 +222,10 @@ def context_jobs(data: str, threads: int):
             m = load_model(name)
             rgbs = load_rgb(select_split(list_images(bsds), "holdout-train"))
             maps = switch_maps(m, rgbs)
-            cm, rec = train_context(m, maps, **CONTEXT_RECIPE, log=lambda msg: print(f"{name}: {msg}", file=sys.stderr))
+            recipe = dict(
+                CONTEXT_RECIPE, steps=steps or CONTEXT_RECIPE["steps"], batch=batch or CONTEXT_RECIPE["batch"]
+            )
+            cm, rec = train_context(m, maps, **recipe, log=lambda msg: print(f"{name}: {msg}", file=sys.stderr))
             val = switch_maps(m, load_rgb(select_split(list_images(bsds), "holdout-val")), flips=False)
             rec.update(
                 train_dir="train-bsds500",
@@ -259,12 +262,16 @@ def main():
     ap.add_argument("--only", nargs="*", default=None, help="model names")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-existing", action="store_true", help="skip models already in models/")
+    ap.add_argument("--context-steps", type=int, default=None, help="steps of each context model (default 3000)")
+    ap.add_argument("--context-batch", type=int, default=None, help="crops per step of the context models (16)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     (ROOT / "runs" / "zoo").mkdir(parents=True, exist_ok=True)
     import itertools
 
-    for group, name, run in itertools.chain(jobs(a.data, a.threads), context_jobs(a.data, a.threads)):
+    for group, name, run in itertools.chain(
+        jobs(a.data, a.threads), context_jobs(a.data, a.threads, a.context_steps, a.context_batch)
+    ):
         if a.only is not None and name not in a.only:
             continue
         if a.group != "all" and group != a.group:  # --group context --only NAME: that model's context
