@@ -525,15 +525,18 @@ def models(as_json):
         click.echo("no shipped models found", err=True)
         return
     click.echo(
-        f"{'name':26} {'ver':>3} {'channels':>10} {'family':16} {'raw bpp':>7} {'bpp':>6} {'PSNR':>6} {'RMSE':>7}  measured on"
+        f"{'name':26} {'ver':>3} {'-q':>2} {'channels':>10} {'family':16} {'coding':7} {'raw bpp':>7} {'bpp':>6} "
+        f"{'PSNR':>6} {'RMSE':>7}  measured on"
     )
     for m in rows:
         f = m.get("figures", {})
         cell = lambda k, fmt: format(f[k], fmt) if f.get(k) is not None else "-"  # noqa: E731
         tag = "  (default)" if m["name"] == DEFAULT_MODEL else ""
+        rung = str(LADDER.index(m["name"]) + 1) if m["name"] in LADDER else "-"
+        coding = "context" if m.get("context_digest") else "zstd"
         click.echo(
-            f"{m['name']:26} {m['version']:>3} {','.join(map(str, m['channels'])):>10} {m['family']:16} "
-            f"{2 * m['switches_per_pixel']:7.2f} {cell('bpp', '.3f'):>6} {cell('psnr', '.2f'):>6} "
+            f"{m['name']:26} {m['version']:>3} {rung:>2} {','.join(map(str, m['channels'])):>10} {m['family']:16} "
+            f"{coding:7} {2 * m['switches_per_pixel']:7.2f} {cell('bpp', '.3f'):>6} {cell('psnr', '.2f'):>6} "
             f"{cell('rmse', '.4f'):>7}  {f.get('dataset', 'not measured')}{tag}"
         )
 
