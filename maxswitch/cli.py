@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 
 import click
 
@@ -120,9 +121,13 @@ def _write_output(path: str, data: bytes, force: bool, input_path: str | None = 
         raise Failure(f"cannot write {path}: {e.strerror or e}") from None
 
 
+_STDERR = threading.RLock()  # messages and the muting of fd 2 (``_mute_fd2``) take turns
+
+
 def _say(quiet: bool, msg: str) -> None:
     if not quiet:
-        click.echo(msg, err=True)
+        with _STDERR:
+            click.echo(msg, err=True)
 
 
 def _codec_errors():
@@ -231,26 +236,48 @@ def _check_output(path: str, force: bool, input_path: str | None) -> None:
 class _Batch:
     """Runs one job per (input, output); one line per failed file; exit 1 at the end if any failed."""
 
-    def __init__(self, pairs, verbose: bool):
-        self.pairs, self.verbose, self.failed = pairs, verbose, 0
+    def __init__(self, pairs, verbose: bool, jobs: int = 1):
+        import threading
 
-    def run(self, job) -> None:
+        self.pairs, self.verbose, self.failed, self.jobs = pairs, verbose, 0, max(1, jobs)
+        self._lock = threading.Lock()
+
+    def _one(self, job, inp, out) -> None:
         import time
 
-        single = len(self.pairs) == 1
-        for inp, out in self.pairs:
-            t0 = time.perf_counter()
-            try:
-                job(inp, out)
-            except (Failure, *_codec_errors()) as e:
-                if single:
-                    raise
-                msg = e.format_message() if isinstance(e, click.ClickException) else str(e)
+        t0 = time.perf_counter()
+        try:
+            job(inp, out)
+        except (Failure, *_codec_errors()) as e:
+            if len(self.pairs) == 1:
+                raise
+            msg = e.format_message() if isinstance(e, click.ClickException) else str(e)
+            with self._lock, _STDERR:
                 click.echo(f"maxswitch: error: {_oneline(inp)}: {msg}", err=True)
                 self.failed += 1
-                continue
-            if self.verbose:
-                click.echo(f"{_oneline(inp)}: {1000 * (time.perf_counter() - t0):.0f} ms in all", err=True)
+            return
+        if self.verbose:
+            _say(False, f"{_oneline(inp)}: {1000 * (time.perf_counter() - t0):.0f} ms in all")
+
+    def run(self, job) -> None:
+        if self.jobs == 1 or len(self.pairs) == 1:
+            for inp, out in self.pairs:
+                self._one(job, inp, out)
+        else:
+            # files on threads, one torch thread each: the networks, numpy and the ANS coder release
+            # the GIL, and the model is loaded once and shared
+            from concurrent.futures import ThreadPoolExecutor
+
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(self.jobs) as ex:
+                    for f in [ex.submit(self._one, job, inp, out) for inp, out in self.pairs]:
+                        f.result()
+            finally:
+                torch.set_num_threads(before)
         if self.failed:
             raise click.exceptions.Exit(EXIT_FAIL)
 
@@ -272,6 +299,9 @@ def _encode_default_output(path: str) -> str:
 @click.option("-o", "--output", default=None, help="Output file (instead of a second argument).")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to stdout.")
 @click.option("--output-dir", default=None, help="Encode every IN into this folder as NAME.msw.")
+@click.option(
+    "-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Files coded at once (batches)."
+)
 @click.option("-m", "--model", default=None, help=f"Model name or asset path (default {DEFAULT_MODEL}).")
 @click.option(
     "-q",
@@ -307,6 +337,7 @@ def encode(
     output,
     to_stdout,
     output_dir,
+    jobs,
     model,
     quality,
     force,
@@ -345,7 +376,7 @@ def encode(
         max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS,
         level=level or switches.ZSTD_LEVEL,
         tile=tile,
-        threads=threads,
+        threads=None if jobs > 1 else threads,  # with -j, one torch thread per file
         coding=coding,
     )
     if coding == "context" and m.context is None:
@@ -384,7 +415,7 @@ def encode(
                 f"{inf['coding']}",
             )
 
-    _Batch(pairs, verbose).run(job)
+    _Batch(pairs, verbose, jobs).run(job)
 
 
 def _default_output(input: str) -> str:
@@ -399,6 +430,9 @@ def _default_output(input: str) -> str:
 @click.option("-o", "--output", default=None, help="Output image (its extension picks the format).")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write PNG to stdout.")
 @click.option("--output-dir", default=None, help="Decode every IN into this folder as NAME.png.")
+@click.option(
+    "-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Files decoded at once (batches)."
+)
 @click.option("-m", "--model", default=None, help="Decode with this model (it must share the file's encoder).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
 @click.option("--compare", "original", default=None, help="Print PSNR and SSIM against this original image.")
@@ -407,7 +441,9 @@ def _default_output(input: str) -> str:
 @_common_max_pixels
 @click.option("-v", "--verbose", is_flag=True, help="Print timings of each step.")
 @click.option("--quiet", is_flag=True, help="Print nothing on success.")
-def decode(paths, output, to_stdout, output_dir, model, force, original, tile, threads, max_pixels, verbose, quiet):
+def decode(
+    paths, output, to_stdout, output_dir, jobs, model, force, original, tile, threads, max_pixels, verbose, quiet
+):
     """Decode .msw files into images (OUT defaults to IN with .png; its extension picks the format).
 
     \b
@@ -438,7 +474,7 @@ def decode(paths, output, to_stdout, output_dir, model, force, original, tile, t
         data = _read_msw(inp, max_pixels or image.DEFAULT_MAX_PIXELS)
         t1 = time.perf_counter()
         rgb, h = codec.decode_array(
-            data, m, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS, tile=tile, threads=threads
+            data, m, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS, tile=tile, threads=None if jobs > 1 else threads
         )
         t2 = time.perf_counter()
         im = image.to_pil(rgb, h.kind)
@@ -454,7 +490,7 @@ def decode(paths, output, to_stdout, output_dir, model, force, original, tile, t
             _say(False, _compare_line(ref.rgb, rgb, inp))
         _say(quiet or out == "-", f"{_oneline(inp)}: decoded {im.width}x{im.height} to {_oneline(out)}")
 
-    _Batch(pairs, verbose).run(job)
+    _Batch(pairs, verbose, jobs).run(job)
 
 
 def _compare_line(a, b, name: str) -> str:
@@ -954,21 +990,23 @@ def train_context_cmd(
 def _mute_fd2():
     """Send file descriptor 2 to /dev/null meanwhile: libtiff prints warnings about damaged
     files there from C ("Using code not yet in table"), where Python cannot catch them. Used
-    around image decoding only, which prints nothing of ours."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    around image decoding only, which prints nothing of ours. Holds ``_STDERR`` so that no
+    other thread of a batch (-j) writes a message into the muted descriptor."""
+    with _STDERR:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
 
 
 def load_image(data: bytes, max_pixels: int):

@@ -206,9 +206,10 @@ _LOADED: dict[str, Model] = {}
 def load_model(name_or_path: str | None = None) -> Model:
     """Load a shipped model by name, or an asset file by path, checking its SHA-256.
 
-    A shipped model's file must hash to the manifest's SHA-256. A path given by the user
-    is checked against the manifest when its name is a shipped one and its hash differs
-    only if it claims to be that exact version; otherwise it is trusted as a user model.
+    A shipped model's file must hash to the manifest's SHA-256. A file given by path that
+    names a shipped model *and its version* must hash the same (a damaged or altered copy of a
+    shipped model is refused); any other file is a user model, checked only against the
+    digests it records of its own encoder and context model.
 
     Raises:
         ModelError: unknown name, missing file, SHA-256 mismatch or malformed asset.
@@ -239,7 +240,14 @@ def load_model(name_or_path: str | None = None) -> Model:
             data = Path(key).read_bytes()
         except OSError as e:
             raise ModelError(f"cannot read model file {key}: {e.strerror}") from None
-        model = _build(data, sha256_bytes(data))
+        sha = sha256_bytes(data)
+        model = _build(data, sha)
+        entry = shipped(model.name)
+        if entry is not None and int(entry.get("version", -1)) == model.version and entry["sha256"] != sha:
+            raise ModelError(
+                f"{key} claims to be shipped model {model.name} v{model.version}, but its SHA-256 "
+                f"{sha[:16]}... is not the manifest's {entry['sha256'][:16]}...; refusing to load"
+            )
     else:
         names = ", ".join(m["name"] for m in manifest().get("models", [])) or "none"
         raise ModelError(f"unknown model {key!r} (shipped: {names})")

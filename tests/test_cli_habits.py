@@ -36,14 +36,16 @@ def test_batch_encode_and_decode_with_one_bad_file(env, pngs, tmp_path):
     bad.write_bytes(b"not a png")
     out = tmp_path / "out"
     out.mkdir()
-    r = run_cli("encode", "--output-dir", out, "-m", "tiny-4-6-8", "--quiet", pngs[0], bad, pngs[1], pngs[2], env=env)
+    r = run_cli(
+        "encode", "--output-dir", out, "-j", "2", "-m", "tiny-4-6-8", "--quiet", pngs[0], bad, pngs[1], pngs[2], env=env
+    )
     assert r.returncode == 1
     lines = r.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "bad.png" in lines[0] and "not a readable image" in lines[0]
     assert sorted(os.listdir(out)) == ["img0.msw", "img1.msw", "img2.msw"]
     dec = tmp_path / "dec"
     dec.mkdir()
-    r = run_cli("decode", "--output-dir", dec, "--quiet", *sorted(out.iterdir()), env=env)
+    r = run_cli("decode", "--output-dir", dec, "-j", "2", "--quiet", *sorted(out.iterdir()), env=env)
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(dec)) == ["img0.png", "img1.png", "img2.png"]
     # a second run refuses to overwrite, file by file, and leaves the others

@@ -59,3 +59,22 @@ def test_asset_without_description_is_refused(tmp_path):
         zoo.load_model(str(p))
     with pytest.raises(zoo.ModelError, match="unknown model"):
         zoo.load_model("no-such-model")
+
+
+def test_a_damaged_copy_of_a_shipped_model_is_refused_by_path(tmp_path):
+    src = zoo.models_dir() / zoo.shipped(zoo.DEFAULT_MODEL)["file"]
+    import json
+    import struct
+
+    data = bytearray(src.read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    start, _ = next(v["data_offsets"] for k, v in header.items() if k.startswith("decoder."))
+    data[8 + n + start + 1] ^= 0x01  # a decoder weight: the asset's own digests cannot see it
+    p = tmp_path / "copy.safetensors"
+    p.write_bytes(bytes(data))
+    with pytest.raises(zoo.ModelError, match="claims to be shipped model"):
+        zoo.load_model(str(p))
+    ok = tmp_path / "ok.safetensors"
+    ok.write_bytes(src.read_bytes())
+    assert zoo.load_model(str(ok)).name == zoo.DEFAULT_MODEL
