@@ -1151,4 +1151,12 @@ def _silence_stdout() -> None:
 
 
 def entry() -> None:
-    sys.exit(main())
+    rc = main()
+    # the work is done and every output is whole: a SIGTERM or SIGHUP that arrives now, while the
+    # interpreter shuts down (its handlers already gone), must not turn success into a kill
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    sys.exit(rc)
