@@ -77,15 +77,21 @@ def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, int]:
     mode = im.mode
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
         a = np.asarray(im, dtype=np.int64)
-        depth = 16 if (mode.startswith("I;16") or a.max(initial=0) > 255) else 8
-        if depth == 16:
-            a = (a.clip(0, 65535) * 255 + 32767) // 65535  # round to nearest 8-bit level
+        top = int(a.max(initial=0))
+        # the sample range: 16-bit modes, else the smallest of 8, 16 and 32 bits that holds the data
+        # (a 32-bit integer image is scaled from its full range, not clipped at 65535)
+        depth = 16 if mode.startswith("I;16") else (8 if top <= 255 else 16 if top <= 65535 else 32)
+        full = (1 << depth) - 1 if depth < 32 else (1 << 31) - 1
+        a = (a.clip(0, full) * 255 + full // 2) // full  # round to the nearest 8-bit level
         a = a.clip(0, 255).astype(np.uint8)
         return np.repeat(a[:, :, None], 3, axis=2), depth
     if mode == "F":
         a = np.asarray(im, dtype=np.float64)
-        a = np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0).clip(-1e6, 1e6)
-        hi = 1.0 if a.max(initial=0) <= 1.0 else 255.0
+        finite = a[np.isfinite(a)]
+        top = float(finite.max(initial=0.0)) if finite.size else 0.0
+        # [0, 1] (the float convention), else 8-bit, 16-bit or the data's own range: scaled, not clipped
+        hi = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0 if top <= 65535.0 else top
+        a = np.nan_to_num(a, nan=0.0, posinf=hi, neginf=0.0)
         a = np.clip(np.round(a / hi * 255), 0, 255).astype(np.uint8)
         return np.repeat(a[:, :, None], 3, axis=2), 32
     if mode in ("RGBA", "RGBa", "LA", "La", "PA", "P", "1", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):

@@ -102,3 +102,22 @@ def test_outputs_too_large_for_their_format_are_refused_in_one_line(fmt, side):
 
     with pytest.raises(image.ImageError, match="too large for"):
         image.save(Image.new("RGB", (side, 1)), fmt)
+
+
+@pytest.mark.parametrize(
+    "mode,values,want",
+    [
+        ("I", [0, 1 << 20, (1 << 31) - 1], [0, 0, 255]),  # 32-bit integers: the full range, not clipped
+        ("I", [0, 30000, 65535], [0, 117, 255]),  # 16-bit range in an I image
+        ("F", [0.0, 0.5, 1.0], [0, 128, 255]),
+        ("F", [0.0, 32767.5, 65535.0], [0, 128, 255]),  # a 16-bit float range: scaled
+    ],
+)
+def test_wide_samples_are_scaled_not_clipped(mode, values, want):
+    from PIL import Image
+
+    from maxswitch import image
+
+    a = np.array([values], dtype=np.int32 if mode == "I" else np.float32)
+    rgb, depth = image._to_rgb8(Image.fromarray(a, mode))
+    assert list(rgb[0, :, 0]) == want
