@@ -24,10 +24,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import MaxswitchError
+from .format import MAGIC as MSW_MAGIC
 
 # Colour kinds recorded in the .msw header (fixed ids, never reordered).
 KIND_GREY, KIND_GREY_ALPHA, KIND_RGB, KIND_RGB_ALPHA = 1, 2, 3, 4
-KIND_NAMES = {KIND_GREY: "grey", KIND_GREY_ALPHA: "grey+alpha", KIND_RGB: "rgb", KIND_RGB_ALPHA: "rgb+alpha"}
 
 DEFAULT_MAX_PIXELS = 256_000_000  # in the spirit of Pillow's MAX_IMAGE_PIXELS, larger for photo sensors
 
@@ -109,7 +109,6 @@ def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, int]:
 
 
 _PIL_LIMIT_LOCK = threading.Lock()
-_MSW_MAGIC = b"\x89MSW\r\n\x1a\n"
 
 
 def _over_limit(w: int, h: int, max_pixels: int) -> ImageError:
@@ -141,7 +140,7 @@ def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """
     if not data:
         raise ImageError("input is empty (0 bytes)")
-    if data[:8] == _MSW_MAGIC:
+    if data[:8] == MSW_MAGIC:
         raise ImageError("input is a .msw file, not an image (use 'maxswitch decode' to decode it)")
     try:
         with _PIL_LIMIT_LOCK, warnings.catch_warnings():

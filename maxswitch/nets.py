@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,6 @@ class ModelConfig:
     widths: tuple[int, int, int] = (64, 48, 32)
     pool: str = "max"
     encoder_seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if len(self.channels) != STAGES or min(self.channels) < 1:
@@ -69,6 +68,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         d = dict(d)
+        d.pop("extra", None)  # an unused field of 0.1's assets
         d["channels"] = tuple(int(c) for c in d["channels"])
         d["widths"] = tuple(int(c) for c in d["widths"])
         return cls(**d)

@@ -130,3 +130,12 @@ def test_config_round_trip_and_validation():
     with pytest.raises(ValueError):
         parse_channels("6,12")
     assert encoder_macs_per_pixel((16, 16, 16)) == 3 * 16 * 9 + 16 * 16 * 9 / 4 + 16 * 16 * 9 / 16
+
+
+def test_model_config_is_hashable_and_reads_0_1_descriptions():
+    from maxswitch.nets import ModelConfig
+
+    cfg = ModelConfig((4, 6, 8))
+    assert hash(cfg) == hash(ModelConfig((4, 6, 8)))
+    old = dict(cfg.to_dict(), extra={})  # 0.1's assets carry an unused "extra"
+    assert ModelConfig.from_dict(old) == cfg
