@@ -15,3 +15,7 @@ LADDER = (
     "natural-32-32-32",
     "natural-48-96-192",
 )
+
+# Format v2 codes the padded image in independent tiles of CONTEXT_TILE x CONTEXT_TILE pixels
+# (part of the format: docs/FORMAT.md; read by entropy.py and by format.max_payload).
+CONTEXT_TILE = 512

@@ -9,7 +9,7 @@ before it around itself (P1 its four diagonal neighbours, P2 and P3 all four dir
 The context of the switch of channel ``c`` at window ``(y, x)`` in phase ``k``:
 
 - its 8 neighbours in channel ``c`` (value 0..3 where already decoded, 4 where not or where
-  outside the band),
+  outside the tile),
 - the codes of channels ``0..c-1`` at the same window,
 - the codes of every channel of the next-coarser stage at the parent window, with the
   window's position in its parent (which quadrant), and the same for the stage above that,
@@ -49,7 +49,6 @@ PRECISION = 24  # probabilities are integers out of 2^24
 TOTAL = (1 << PRECISION) - 4  # sum of the f_k; constriction adds 1 to each
 EXP_BITS = 16
 N_EXP = 1024
-BAND = 512  # pixels: the image is coded in independent tiles of BAND x BAND
 ACT_MAX = 255
 TABLE_MAX = 2047  # |table entries|
 W_MAX = 127  # |W2|, |W3|

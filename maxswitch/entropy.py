@@ -1,6 +1,6 @@
 """Payload coding 2 (format version 2): switches -> ANS streams driven by the context model.
 
-The padded image is cut into tiles of ``context.BAND`` x ``context.BAND`` pixels (the last
+The padded image is cut into tiles of ``config.CONTEXT_TILE`` x ``config.CONTEXT_TILE`` pixels (the last
 row and column of tiles may be smaller), coded independently in row-major order: a tile's
 context never looks outside it, so tiles decode in any order and memory stays bounded by a
 tile. Payload::
@@ -19,7 +19,8 @@ import struct
 
 import numpy as np
 
-from .context import BAND, ContextModel, StageCoder
+from .config import CONTEXT_TILE as TILE
+from .context import ContextModel, StageCoder
 from .switches import PayloadError
 
 _U32 = struct.Struct("<I")
@@ -34,9 +35,9 @@ def _constriction():
 def tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
     """(y0, y1, x0, x1) pixel spans of the tiles of a padded image, row-major."""
     return [
-        (y, min(y + BAND, height), x, min(x + BAND, width))
-        for y in range(0, height, BAND)
-        for x in range(0, width, BAND)
+        (y, min(y + TILE, height), x, min(x + TILE, width))
+        for y in range(0, height, TILE)
+        for x in range(0, width, TILE)
     ]
 
 

@@ -37,6 +37,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from .config import CONTEXT_TILE
 from .errors import MaxswitchError
 
 MAGIC = b"\x89MSW\r\n\x1a\n"
@@ -200,8 +201,33 @@ def max_payload(h: Header) -> int:
         r = raw_size(h.width, h.height, h.channels)  # the formula, whatever the R field says
         return r + 3 * (r // (128 << 10) + 1) + 32
     H, W = h.padded
-    tiles = -(-H // 512) * -(-W // 512)
+    tiles = -(-H // CONTEXT_TILE) * -(-W // CONTEXT_TILE)
     return 3 * h.switch_count + 16 * tiles
+
+
+def _header_fields(data: bytes, fields: int) -> tuple[Header, int]:
+    """The header (fields at their offsets; ``fields`` is the offset of the channels) and the
+    declared payload length. Checks the name's characters, nothing else."""
+    version, coding, kind, depth, width, height = struct.unpack_from("<BBBBII", data, 8)
+    c1, c2, c3, rsize, plen = struct.unpack_from("<HHHII", data, fields)
+    off = 21 + data[20]
+    name = bytes(data[21:off])
+    if not _NAME_RE.match(name):
+        raise FormatError("invalid model name")
+    h = Header(
+        width=width,
+        height=height,
+        model=name.decode("ascii"),
+        encoder_digest=bytes(data[off : off + DIGEST_BYTES]),
+        channels=(c1, c2, c3),
+        kind=kind,
+        bit_depth=depth,
+        coding=coding,
+        raw_size=rsize,
+        version=version,
+        context_digest=bytes(data[off + DIGEST_BYTES : fields]),
+    )
+    return h, plen
 
 
 def check_prefix(prefix: bytes, max_pixels: int | None = None) -> None:
@@ -219,24 +245,7 @@ def check_prefix(prefix: bytes, max_pixels: int | None = None) -> None:
     fields = 21 + n + DIGEST_BYTES + _extra(prefix[8])
     if not 1 <= n <= MAX_NAME or len(prefix) < fields + 14:
         return
-    coding, kind, depth, width, height = struct.unpack_from("<BBBII", prefix, 9)
-    c1, c2, c3, rsize, plen = struct.unpack_from("<HHHII", prefix, fields)
-    name = bytes(prefix[21 : 21 + n])
-    if not _NAME_RE.match(name):
-        raise FormatError("invalid model name")
-    h = Header(
-        width=width,
-        height=height,
-        model=name.decode("ascii"),
-        encoder_digest=bytes(DIGEST_BYTES),
-        channels=(c1, c2, c3),
-        kind=kind,
-        bit_depth=depth,
-        coding=coding,
-        raw_size=rsize,
-        version=prefix[8],
-        context_digest=bytes(DIGEST_BYTES) if prefix[8] >= 2 else b"",
-    )
+    h, plen = _header_fields(prefix, fields)
     _check_fields(h)
     _check_sizes(h, plen, max_pixels, check_raw=False)  # R: after the CRC, in read()
 
@@ -282,7 +291,6 @@ def read(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
         raise FormatError(f"invalid format version {version}")
     if len(data) < MIN_SIZE + 1:
         raise FormatError(f"file is truncated ({len(data)} bytes, a .msw file has at least {MIN_SIZE + 1})")
-    coding, kind, depth, width, height = struct.unpack_from("<BBBII", data, 9)
     n = data[20]
     if not 1 <= n <= MAX_NAME:
         raise FormatError(f"invalid model name length {n}")
@@ -290,7 +298,7 @@ def read(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
     fields = off + DIGEST_BYTES + _extra(version)  # offset of the channels
     if len(data) < fields + 14 + 4:
         raise FormatError("file is truncated inside the header")
-    c1, c2, c3, rsize, plen = struct.unpack_from("<HHHII", data, fields)
+    (plen,) = struct.unpack_from("<I", data, fields + 10)
     end = fields + 14 + plen
     if len(data) < end + 4:
         raise FormatError(
@@ -301,22 +309,7 @@ def read(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
     (crc,) = struct.unpack_from("<I", data, end)
     if zlib.crc32(data[:end]) != crc:
         raise FormatError("checksum mismatch: the file is corrupt")
-    name = data[21:off]
-    if not _NAME_RE.match(name):
-        raise FormatError("invalid model name")
-    h = Header(
-        width=width,
-        height=height,
-        model=name.decode("ascii"),
-        encoder_digest=data[off : off + DIGEST_BYTES],
-        channels=(c1, c2, c3),
-        kind=kind,
-        bit_depth=depth,
-        coding=coding,
-        raw_size=rsize,
-        version=version,
-        context_digest=data[off + DIGEST_BYTES : fields],
-    )
+    h, _ = _header_fields(data, fields)
     _check_fields(h)
     _check_sizes(h, plen, max_pixels)
     return h, data[fields + 14 : end]
