@@ -145,6 +145,14 @@ _common_threads = click.option(
     help="CPU threads for the networks (default: torch's choice).",
 )
 
+_common_device = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where the network trains: auto (CUDA when available), cpu, cuda or cuda:N. "
+    "Switches are always computed on the CPU, where they are exact.",
+)
+
 
 def _check_tile(ctx, param, value):
     if value is not None and value % 8:
@@ -802,6 +810,8 @@ def bench(
 @click.option(
     "-t", "--threads", type=click.IntRange(1, 256), default=2, show_default=True, help="CPU threads for training."
 )
+@_common_device
+@click.option("--amp", is_flag=True, help="Mixed precision (bf16 autocast) for the decoder; CUDA only.")
 def train(
     data_dir,
     output,
@@ -827,6 +837,8 @@ def train(
     resume,
     force,
     threads,
+    device,
+    amp,
 ):
     """Train a decoder on the switches of DATA_DIR's images and write a model asset."""
     from .nets import ModelConfig, parse_channels
@@ -868,6 +880,8 @@ def train(
         minutes=None if steps and minutes is None else (minutes or 20.0),
         seed=seed,
         threads=threads or 2,
+        device=device,
+        amp=amp,
     )
     try:
         run_training(
@@ -915,6 +929,7 @@ def train(
 @click.option("--hidden", default="32,32", show_default=True, help="Hidden widths of the context MLP.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_common_threads
+@_common_device
 def train_context_cmd(
     model,
     data_dir,
@@ -932,10 +947,11 @@ def train_context_cmd(
     hidden,
     seed,
     threads,
+    device,
 ):
     """Fit the learned context model (format v2's entropy model) to MODEL's switches on DATA_DIR."""
     from .context_train import measure, switch_maps, train_context
-    from .train import TrainError, list_images, load_rgb, select_split
+    from .train import TrainError, list_images, load_rgb, resolve_device, select_split
     from .zoo import load_model, save_model
 
     if patch % 8:
@@ -953,6 +969,7 @@ def train_context_cmd(
     torch.set_num_threads(threads or 2)
     m = load_model(model)
     try:
+        dev = resolve_device(device)
         paths = select_split(list_images(data_dir), split)
         rgbs = load_rgb(paths)
         if not rgbs:
@@ -975,6 +992,7 @@ def train_context_cmd(
         hidden=widths,
         seed=seed,
         symbols=symbols,
+        device=dev,
         log=lambda msg: click.echo(f"{m.name}: {msg}", err=True),
     )
     record.update(train_dir=os.path.basename(os.path.normpath(data_dir)), split=split, train_images=len(rgbs))

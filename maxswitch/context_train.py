@@ -75,26 +75,27 @@ class StageModel(nn.Module):
         """Row indices of every feature of every symbol: codes (B, C, h, w) long."""
         lay = self.layout
         B, C, h, w = codes.shape
-        K = phase_map(h, w)
+        dev = codes.device
+        K = phase_map(h, w).to(dev)
         pad = F.pad(codes, (1, 1, 1, 1), value=UNKNOWN)
-        avail = torch.tensor(AVAILABLE)[K]  # (h, w, 8)
+        avail = torch.tensor(AVAILABLE, device=dev)[K]  # (h, w, 8)
         nb = []
         for d, (dy, dx) in enumerate(DIRS):
             v = pad[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
             v = torch.where(avail[..., d], v, torch.full_like(v, UNKNOWN))
             nb.append(lay.nb + (d * 4 + K) * 5 + v)
-        same = lay.same + torch.arange(C)[:, None, None] * 4 + codes  # (B, C, h, w)
+        same = lay.same + torch.arange(C, device=dev)[:, None, None] * 4 + codes  # (B, C, h, w)
         par = []
-        q = quadrant(h, w)
+        q = quadrant(h, w).to(dev)
         if lay.channels[1]:
             p = up2(parents[0], h, w)
-            par.append(lay.parent + (torch.arange(lay.channels[1])[:, None, None] * 4 + q) * 4 + p)
+            par.append(lay.parent + (torch.arange(lay.channels[1], device=dev)[:, None, None] * 4 + q) * 4 + p)
         if lay.channels[2]:
             h2, w2 = -(-h // 2), -(-w // 2)
-            q2 = up2(quadrant(h2, w2), h, w)
+            q2 = up2(quadrant(h2, w2).to(dev), h, w)
             g = up2(up2(parents[1], h2, w2), h, w)
-            par.append(lay.grand + (torch.arange(lay.channels[2])[:, None, None] * 4 + q2) * 4 + g)
-        bias = lay.bias + torch.arange(C)[:, None, None] * 4 + K
+            par.append(lay.grand + (torch.arange(lay.channels[2], device=dev)[:, None, None] * 4 + q2) * 4 + g)
+        bias = lay.bias + torch.arange(C, device=dev)[:, None, None] * 4 + K
         return torch.stack(nb), same, (torch.cat(par, 1) if par else None), bias
 
     def bits(self, codes: torch.Tensor, parents: list[torch.Tensor]) -> torch.Tensor:
@@ -132,7 +133,7 @@ class StageModel(nn.Module):
         c, r = r // (h * w), r % (h * w)
         y, x = r // w, r % w
         a = F.embedding(nb[:, b, c, y, x].T, t).sum(1) + F.embedding(bias[c, y, x], t)
-        earlier = (torch.arange(C)[None, :] < c[:, None]).to(t.dtype)  # (N, C): channels before c
+        earlier = (torch.arange(C, device=codes.device)[None, :] < c[:, None]).to(t.dtype)  # (N, C): channels before c
         a = a + (F.embedding(same[b, :, y, x], t) * earlier[..., None]).sum(1)
         if par is not None:
             a = a + F.embedding(par[b, :, y, x], t).sum(1)
@@ -143,7 +144,7 @@ class StageModel(nn.Module):
 
     def export(self) -> StageNet:
         with torch.no_grad():
-            t, w2, b2, w3, b3 = (x.round().long().numpy() for x in self.quantised())
+            t, w2, b2, w3, b3 = (x.round().long().cpu().numpy() for x in self.quantised())
         return StageNet(t, w2, b2, w3, b3)
 
 
@@ -163,6 +164,7 @@ class ContextTrainer(nn.Module):
         for s, m in enumerate(self.stages):
             total = codes[s].numel()
             idx = torch.randint(0, total, (n,), generator=gen) if total > n else torch.arange(total)
+            idx = idx.to(codes[s].device)
             out.append(m.bits_sampled(codes[s], codes[s + 1 :], idx))
         return out
 
@@ -216,6 +218,7 @@ def train_context(
     hidden=(32, 32),
     seed: int = 0,
     symbols: int = 4096,
+    device: str = "cpu",
     log=None,
 ) -> tuple[ContextModel, dict]:
     """Fit a context model to the switch maps of ``model``'s encoder; return it and a record.
@@ -224,6 +227,7 @@ def train_context(
     of wall clock. Each step scores ``symbols`` random symbols per stage, drawn from ``batch``
     random crops of ``patch`` pixels: independent samples train the model far faster per CPU
     second than scoring whole crops (measured: docs/TRAINING.md). Adam, cosine decay to 1/100.
+    ``device`` runs the float twin there (crops are cut on the CPU); the export is integers.
     """
     import random
     import time
@@ -231,7 +235,7 @@ def train_context(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
-    tr = ContextTrainer(model.config.channels, *hidden)
+    tr = ContextTrainer(model.config.channels, *hidden).to(device)
     opt = torch.optim.Adam(tr.parameters(), lr)
     t0, step, ema = time.time(), 0, None
     while True:
@@ -240,7 +244,7 @@ def train_context(
             break
         for g in opt.param_groups:
             g["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
-        crops = random_crops(train_maps, batch, patch, rng)
+        crops = [c.to(device, non_blocking=True) for c in random_crops(train_maps, batch, patch, rng)]
         per_stage = tr.bits_sampled(crops, symbols, gen)
         # weight each stage by its share of the image's switches: the loss is bits per switch
         counts = [c.numel() for c in crops]
@@ -266,5 +270,6 @@ def train_context(
         "train_bits_per_switch_ema": round(ema or 0, 4),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device) if str(device).startswith("cuda") else "cpu",
     }
-    return tr.export(), record
+    return tr.cpu().export(), record

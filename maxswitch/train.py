@@ -101,9 +101,30 @@ class SwitchSet:
     def __len__(self):
         return len(self.images)
 
+    def to(self, device: torch.device) -> "SwitchSet":
+        """The same set with every tensor on ``device`` (crops are then cut there)."""
+        return SwitchSet([t.to(device) for t in self.images], [[c.to(device) for c in cs] for cs in self.codes])
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``; a missing CUDA is a TrainError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA device is available to torch here")
+    if dev.type not in ("cpu", "cuda"):
+        raise TrainError(f"unsupported device {name!r} (auto, cpu or cuda)")
+    return dev
+
 
 def precompute(encoder: Encoder, rgbs: list[np.ndarray], flips: bool = True) -> SwitchSet:
-    """Encode every image (and its mirror image if ``flips``) once."""
+    """Encode every image (and its mirror image if ``flips``) once, on the CPU.
+
+    The encoder always runs on the CPU, whatever device trains the decoder: its integer
+    arithmetic is exact there by construction (nets.py), so training sees the switches that
+    ``maxswitch encode`` writes, bit for bit.
+    """
     out = SwitchSet()
     for rgb in rgbs:
         variants = [rgb, rgb[:, ::-1]] if flips else [rgb]
@@ -139,6 +160,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 
 @torch.no_grad()
 def evaluate(decoder, data: SwitchSet, step: int = 2) -> float:
+    # every tensor of ``data`` must be on the decoder's device
     """Mean PSNR over full images of ``data`` (every ``step``-th, skipping mirror images)."""
     decoder.eval()
     vals = []
@@ -165,6 +187,8 @@ class Recipe:
     threads: int = 2
     eval_every: int = 250
     checkpoint_every_s: float = 180.0
+    device: str = "cpu"
+    amp: bool = False
 
 
 def _lr_at(r: Recipe, progress: float, step: int) -> float:
@@ -199,6 +223,9 @@ def train(
         The training record (steps, time, validation PSNR history, ...).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    device = resolve_device(recipe.device)
+    if recipe.amp and device.type != "cuda":
+        raise TrainError("--amp needs a CUDA device (bf16 autocast on the CPU is slower, not faster)")
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
     rng = random.Random(recipe.seed)
@@ -213,20 +240,23 @@ def train(
             config.channels, seed=config.encoder_seed, calibration=calibration_batch(rgbs), pool=config.pool
         )
     t0 = time.time()
-    data = precompute(encoder, rgbs, flips=True)
+    data = precompute(encoder, rgbs, flips=True).to(device)
     val = None
     if val_dir:
         vpaths = select_split(list_images(val_dir), val_split)
-        val = precompute(encoder, load_rgb(vpaths[:24], resize), flips=False)
+        val = precompute(encoder, load_rgb(vpaths[:24], resize), flips=False).to(device)
     log(f"{name}: {len(rgbs)} training images ({len(data)} with mirrors), switches in {time.time() - t0:.1f}s")
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    log(f"{name}: training on {device_name}{' with bf16 autocast' if recipe.amp else ''}")
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.amp)
 
-    decoder = build_decoder(config)
+    decoder = build_decoder(config).to(device)
     opt = torch.optim.Adam(decoder.parameters(), lr=recipe.lr)
     step, elapsed, history = 0, 0.0, []
     if resume and not (checkpoint and os.path.isfile(checkpoint)):
         raise TrainError(f"cannot resume: no checkpoint at {checkpoint}")
     if resume:
-        ck = torch.load(checkpoint, weights_only=True)
+        ck = torch.load(checkpoint, weights_only=True, map_location=device)
         decoder.load_state_dict(ck["decoder"])
         opt.load_state_dict(ck["opt"])
         step, elapsed = int(ck["step"]), float(ck["elapsed"])
@@ -274,8 +304,9 @@ def train(
         for g in opt.param_groups:
             g["lr"] = _lr_at(recipe, progress, step)
         x, codes = sample_batch(data, recipe.batch, recipe.patch, rng)
-        x_hat = decoder(codes)
-        loss = F.mse_loss(x_hat, x)
+        with amp:
+            x_hat = decoder(codes)
+        loss = F.mse_loss(x_hat.float(), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -308,10 +339,11 @@ def train(
         "val_psnr": None if final_val is None else round(final_val, 3),
         "history": history,
         "torch": torch.__version__,
+        "device": device_name,
     }
     if record_extra:
         record.update(record_extra)
-    sha = save_model(out_path, name, version, config, encoder, decoder.eval(), record)
+    sha = save_model(out_path, name, version, config, encoder, decoder.cpu().eval(), record)
     record["sha256"] = sha
     val_text = "" if final_val is None else f", validation PSNR {final_val:.2f} dB"
     log(f"{name}: wrote {out_path} after {step} steps{val_text}")
