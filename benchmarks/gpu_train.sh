@@ -26,6 +26,20 @@ log "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 log "torch: $("$PY" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name())')"
 log "cpus: $(nproc)"
 
+if [ "${STAGE:-all}" = contexts ]; then  # a second, shorter lease: the other rungs' context models
+    "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee -a "$OUT/run.log"
+    for name in natural-6-12-24 natural-8-16-32 natural-16-16-16 natural-32-32-32; do
+        timeout 420 "$PY" -m maxswitch train-context "$name" "$DATA" --split holdout-train --val "$DATA" \
+            --val-split holdout-val -o "$WORK/models/ctx-$name.safetensors" -f --minutes "$MIN" --batch 32 \
+            --symbols 32768 --device "$DEVICE" -t 3 >"$WORK/logs/ctx-$name.log" 2>&1 &
+    done
+    wait
+    for f in "$WORK"/logs/*.log; do log "$(basename "$f"): $(grep -E 'wrote|validation|rror' "$f" | tail -2 | tr '\n' ' ')"; done
+    tar -C "$WORK" -cf "$OUT/results.tar" models logs
+    log "done"
+    exit 0
+fi
+
 # 1. the CUDA tests (skipped on machines without a GPU)
 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee -a "$OUT/run.log"
 

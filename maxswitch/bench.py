@@ -361,6 +361,52 @@ class BenchResult:
     jobs: int
     threads: int
     elapsed_s: float
+    references: list["Reference"] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A rate-distortion curve measured elsewhere (a JSON file), compared by BD-rate and plotted.
+
+    ``benchmarks/reference/`` keeps maxswitch 0.1's ladder this way: the curve that the rate
+    targets of later versions are measured against, without keeping the old models around.
+    """
+
+    name: str
+    bpp: tuple[float, ...]
+    psnr: tuple[float, ...]
+    ms_ssim: tuple[float, ...] | None
+    source: str
+
+
+def load_reference(path: str) -> Reference:
+    """Read one curve in CompressAI's result schema (``name``, ``results.bpp``, ``results.psnr-rgb``
+    or ``results.psnr``; ``results.ms-ssim-rgb`` optional), as ``bench --json`` writes it.
+
+    Raises:
+        BenchError: unreadable file, not that schema, or a curve of fewer than two points.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except OSError as e:
+        raise BenchError(f"--reference {path}: {e.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BenchError(f"--reference {path}: not JSON ({e})") from None
+    try:
+        res = obj["results"]
+        bpp = tuple(float(v) for v in res["bpp"])
+        psnr = tuple(float(v) for v in res.get("psnr-rgb", res.get("psnr")))
+        ms = res.get("ms-ssim-rgb")
+        ms = None if ms is None or None in ms else tuple(float(v) for v in ms)
+        name = str(obj["name"])
+    except (KeyError, TypeError, ValueError):
+        raise BenchError(
+            f"--reference {path}: expected a curve in CompressAI's schema (name, results.bpp, results.psnr-rgb)"
+        ) from None
+    if len(bpp) != len(psnr) or len(bpp) < 2 or (ms is not None and len(ms) != len(bpp)):
+        raise BenchError(f"--reference {path}: a curve needs at least 2 points of bpp and PSNR, as many of each")
+    return Reference(name, bpp, psnr, ms, os.path.basename(path))
 
 
 def resolve_models(keys) -> list[ModelInfo]:
@@ -691,23 +737,24 @@ def family_curves(result: BenchResult, rows: list[Row]) -> dict[str, list[Row]]:
 
 
 def bd_rates(result: BenchResult, rows: list[Row]) -> list[tuple[str, str, float | None, tuple | None]]:
-    """BD-rate (percent, PSNR-based) of every maxswitch curve against the JPEG and WebP sweeps
-    and against every other maxswitch curve of the same family: (curve, reference, BD-rate,
-    the shared PSNR interval)."""
+    """BD-rate (percent, PSNR-based) of every maxswitch curve against every other maxswitch
+    curve of the same family, the ``--reference`` curves and the JPEG and WebP sweeps:
+    (curve, reference, BD-rate, the shared PSNR interval)."""
     from .rd import bd_rate, overlap
 
     curves = family_curves(result, rows)
-    refs = {}
+    points = lambda rs: ([r.bpp for r in rs], [r.psnr for r in rs])  # noqa: E731
+    refs = {ref.name: (list(ref.bpp), list(ref.psnr)) for ref in result.references}
     for c in ("jpeg", "webp"):
         sweep = [r for r in rows if r.codec == c and not r.match]
         if len(sweep) >= 2:
-            refs[f"{CODEC_NAMES[c]} sweep"] = sweep
+            refs[f"{CODEC_NAMES[c]} sweep"] = points(sweep)
     out = []
     for name, pts in curves.items():
-        others = {k: v for k, v in curves.items() if k != name and k.split(" (")[0] == name.split(" (")[0]}
-        for ref_name, ref in list(others.items()) + list(refs.items()):
-            args = ([r.bpp for r in ref], [r.psnr for r in ref], [r.bpp for r in pts], [r.psnr for r in pts])
-            out.append((name, ref_name, bd_rate(*args), overlap(args[1], args[3])))
+        others = {k: points(v) for k, v in curves.items() if k != name and k.split(" (")[0] == name.split(" (")[0]}
+        for ref_name, (rb, rp) in list(others.items()) + list(refs.items()):
+            tb, tp = points(pts)
+            out.append((name, ref_name, bd_rate(rb, rp, tb, tp), overlap(rp, tp)))
     return out
 
 
@@ -932,6 +979,7 @@ def json_outputs(result: BenchResult, path: str) -> dict[str, bytes]:
                 for m in result.models
             ],
             "curves": curves[1:n_ms],
+            "references": [{"name": r.name, "file": r.source} for r in result.references],
             "baselines": curves[n_ms:],
             "bd_rate": [
                 {"curve": c, "reference": ref, "bd_rate_percent": v, "psnr_range": list(ov) if ov else None}
@@ -993,6 +1041,10 @@ def plot_bytes(result: BenchResult, fmt: str = "png") -> bytes:
                     color=colours[c],
                     label=f"{CODEC_NAMES[c]} q={sweep[0].quality}..{sweep[-1].quality}",
                 )
+        for ref in result.references:
+            ys = ref.psnr if metric == "psnr" else ref.ms_ssim and [metrics.ms_ssim_db(v) for v in ref.ms_ssim]
+            if ys:
+                ax.plot(ref.bpp, ys, "o:", ms=4, lw=1.2, color="dimgray", label=f"{ref.name} (reference)")
         png = _find(rows, "png")
         if png:
             ax.axvline(png.bpp, color=colours["png"], ls="--", lw=1, label=f"PNG lossless ({png.bpp:.2f} bpp)")

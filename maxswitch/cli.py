@@ -650,6 +650,13 @@ def _check_output_path(path: str, option: str, folder_ok: bool = False) -> None:
 )
 @click.option("--csv", "csv_path", metavar="FILE", help="Write one row per image and codec setting.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Draw the rate-distortion curves (needs matplotlib).")
+@click.option(
+    "--reference",
+    multiple=True,
+    metavar="FILE.json",
+    help="A curve measured elsewhere (CompressAI's schema, as --json writes it) for BD-rates and the plot; "
+    "repeatable. benchmarks/reference/ keeps maxswitch 0.1's ladder.",
+)
 @click.option("--markdown", is_flag=True, help="Print the tables in Markdown.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images in sorted order.")
 @_common_max_pixels
@@ -667,6 +674,7 @@ def bench(
     json_path,
     csv_path,
     plot_path,
+    reference,
     markdown,
     limit,
     max_pixels,
@@ -720,6 +728,10 @@ def bench(
         _check_output_path(json_path, "--json", folder_ok=True)
     if csv_path:
         _check_output_path(csv_path, "--csv")
+    try:
+        references = [benchlib.load_reference(p) for p in reference]
+    except benchlib.BenchError as e:
+        raise Failure(str(e)) from None
     progress = None if quiet else benchlib.Progress()
 
     def warn(msg):
@@ -742,6 +754,7 @@ def bench(
             progress=progress,
             warn=warn,
         )
+        result.references = references
         outputs = {}
         if json_path:
             outputs.update(benchlib.json_outputs(result, json_path))
@@ -928,6 +941,13 @@ def train(
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
 @click.option("--hidden", default="32,32", show_default=True, help="Hidden widths of the context MLP.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--model-version",
+    "model_version",
+    type=click.IntRange(1),
+    default=None,
+    help="Version recorded in OUTPUT (default: MODEL's version + 1: a new context model is a new asset).",
+)
 @_common_threads
 @_common_device
 def train_context_cmd(
@@ -946,6 +966,7 @@ def train_context_cmd(
     lr,
     hidden,
     seed,
+    model_version,
     threads,
     device,
 ):
@@ -1000,7 +1021,8 @@ def train_context_cmd(
         record["val_bits_per_switch"] = round(measure(cm, val), 4)
         click.echo(f"{m.name}: validation {record['val_bits_per_switch']} bits/switch (real coder)", err=True)
     meta_record = dict(m.meta.get("record", {}), context=record)
-    save_model(output, m.name, m.version, m.config, m.encoder, m.decoder, meta_record, context=cm)
+    version = model_version or m.version + 1
+    save_model(output, m.name, version, m.config, m.encoder, m.decoder, meta_record, context=cm)
     click.echo(f"{m.name}: wrote {output}", err=True)
 
 

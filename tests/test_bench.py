@@ -424,3 +424,64 @@ def test_both_codings_give_two_curves_and_a_bd_rate_between_them(dataset, model_
     text = bench.format_report(r)
     assert "maxswitch user (context) against maxswitch user (zstd)" in text
     assert "JPEG" not in text.split("BD-rate")[0].split("models:")[1]  # no baselines measured
+
+
+def _reference_file(path, bpp, psnr, name="old ladder"):
+    path.write_text(json.dumps({"name": name, "results": {"bpp": bpp, "psnr-rgb": psnr}}))
+    return path
+
+
+def test_a_reference_at_twice_the_rate_gives_minus_50_percent(capsys, dataset, model_path, tmp_path):
+    """Through the CLI: a two-point curve (the tiny model and a copy whose decoder is damped,
+    so the same rate at another PSNR) against a reference that spends exactly twice the rate
+    at the same two PSNRs: BD-rate -50.0%."""
+    import torch
+
+    from maxswitch.zoo import load_model, save_model
+
+    m = load_model(model_path)
+    damped = tmp_path / "tiny-damped.safetensors"
+    dec = __import__("copy").deepcopy(m.decoder)
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.mul_(0.5)
+    save_model(damped, "tiny-damped", 1, m.config, m.encoder, dec, context=m.context)
+    base = ["--limit", "1", "--no-baselines", "--quiet", "--coding", "context", "-j", "1"]
+    r = bench.run(dataset, [model_path + "@context", str(damped) + "@context"], baselines=False, jobs=1, limit=1)
+    pts = bench.family_curves(r, bench.summarise(r))["maxswitch user (context)"]
+    assert len(pts) == 2 and pts[0].psnr != pts[1].psnr
+    ref = _reference_file(tmp_path / "ref.json", [2 * x.bpp for x in pts], [x.psnr for x in pts])
+    code = cli.main(["bench", str(dataset), "-m", model_path, "-m", str(damped), *base, "--reference", str(ref)])
+    out = capsys.readouterr().out
+    assert code == 0 and "maxswitch user (context) against old ladder: BD-rate -50.0%" in out
+
+
+def test_reference_in_json_plot_and_report(capsys, dataset, model_path, tmp_path):
+    ref = _reference_file(tmp_path / "ref.json", [0.5, 8.0], [10.0, 60.0])
+    args = ["--limit", "2", "--no-baselines", "--quiet", "--reference", str(ref), "--json", str(tmp_path / "r.json")]
+    code = cli.main(["bench", str(dataset), "-m", model_path + "@context", "-m", model_path + "@zstd", *args])
+    out = capsys.readouterr().out
+    assert code == 0 and "maxswitch user (zstd) against old ladder: no BD-rate (no shared PSNR range" in out
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["references"] == [{"name": "old ladder", "file": "ref.json"}]
+    assert {b["curve"] for b in d["bd_rate"] if b["reference"] == "old ladder"} == {
+        "maxswitch user (context)",
+        "maxswitch user (zstd)",
+    }
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "No such file"),
+        ("{not json", "not JSON"),
+        ('{"name": "x", "results": {"bpp": [1, 2]}}', "CompressAI's schema"),
+        ('{"name": "x", "results": {"bpp": [1], "psnr-rgb": [20]}}', "at least 2 points"),
+    ],
+)
+def test_bad_reference_is_one_line_before_any_work(capsys, dataset, model_path, tmp_path, content, words):
+    ref = tmp_path / "ref.json"
+    if content is not None:
+        ref.write_text(content)
+    code, err = _main(capsys, dataset, "-m", model_path, "--reference", ref)
+    assert code == 1 and words in err and len(err.strip().splitlines()) == 1

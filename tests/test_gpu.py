@@ -4,6 +4,8 @@ These tests need a CUDA device and are skipped without one (CI has none); they w
 the GPU machine by ``benchmarks/gpu_train.sh``, which records their output.
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -44,7 +46,7 @@ def test_reference_encoder_on_cuda(tf32, capsys):
     old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
     try:
-        enc = load_model("natural-16-16-16").encoder.to("cuda")
+        enc = copy.deepcopy(m.encoder).to("cuda")  # load_model's object is shared: never move it
         img = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].to("cuda")
         got = [c[0].cpu().numpy() for c in enc.forward_reference(img)]
     finally:
