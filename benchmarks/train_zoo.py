@@ -220,24 +220,27 @@ def context_jobs(data: str, threads: int, steps: int | None = None, batch: int |
 
         def run(name=name):
             m = load_model(name)
-            rgbs = load_rgb(select_split(list_images(bsds), "holdout-train"))
-            maps = switch_maps(m, rgbs)
-            recipe = dict(
-                CONTEXT_RECIPE, steps=steps or CONTEXT_RECIPE["steps"], batch=batch or CONTEXT_RECIPE["batch"]
+            paths = select_split(list_images(bsds), "holdout-train")
+            r = dict(CONTEXT_RECIPE, steps=steps or CONTEXT_RECIPE["steps"], batch=batch or CONTEXT_RECIPE["batch"])
+            recipe = Recipe(
+                patch=r["patch"], batch=r["batch"], lr=r["lr"], min_lr=r["lr"] / 100, warmup=1, steps=r["steps"],
+                minutes=None, seed=r.get("seed", 0), threads=threads, workers=1,
+            )  # fmt: skip
+            cm, rec = train_context(
+                m, paths, recipe, symbols=r.get("symbols", 4096), log=lambda msg: print(msg, file=sys.stderr)
             )
-            cm, rec = train_context(m, maps, **recipe, log=lambda msg: print(f"{name}: {msg}", file=sys.stderr))
             val = switch_maps(m, load_rgb(select_split(list_images(bsds), "holdout-val")), flips=False)
             rec.update(
                 train_dir="train-bsds500",
                 split="holdout-train",
-                train_images=len(rgbs),
+                train_images=len(paths),
                 val_bits_per_switch=round(measure(cm, val), 4),
             )
             out = models_dir() / f"{name}.safetensors"
             save_model(
                 out,
                 m.name,
-                m.version,
+                m.version + 1,
                 m.config,
                 m.encoder,
                 m.decoder,

@@ -818,6 +818,14 @@ def bench(
     help="Version number recorded in the asset.",
 )
 @click.option("--checkpoint", default=None, help="Checkpoint file (default OUTPUT.ckpt).")
+@click.option(
+    "--checkpoint-every",
+    type=click.FloatRange(min=0),
+    default=180.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Write the checkpoint this often (0: after every step).",
+)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint (it must exist).")
 @click.option("-f", "--force", is_flag=True, help="Replace OUTPUT and its checkpoint if they exist.")
 @click.option(
@@ -825,6 +833,13 @@ def bench(
 )
 @_common_device
 @click.option("--amp", is_flag=True, help="Mixed precision (bf16 autocast) for the decoder; CUDA only.")
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=None,
+    help="Data worker processes per training process, decoding and encoding crops "
+    "(default: a quarter of the CPUs, 1 to 8; 0: in the training process).",
+)
 def train(
     data_dir,
     output,
@@ -847,13 +862,22 @@ def train(
     seed,
     model_version,
     checkpoint,
+    checkpoint_every,
     resume,
     force,
     threads,
     device,
     amp,
+    workers,
 ):
-    """Train a decoder on the switches of DATA_DIR's images and write a model asset."""
+    """Train a decoder on the switches of DATA_DIR's images and write a model asset.
+
+    DATA_DIR: a folder (searched recursively) or a text file listing image paths, one per
+    line. Crops are decoded and encoded on the fly by worker processes, so memory does not
+    grow with the dataset. Many processes: torchrun --nproc_per_node=N -m maxswitch train ...
+    (--batch is the global batch); docs/TRAINING.md, "Training on a cluster".
+    """
+    from .dataset import default_workers
     from .nets import ModelConfig, parse_channels
     from .train import Recipe, TrainError
     from .train import train as run_training
@@ -895,6 +919,8 @@ def train(
         threads=threads or 2,
         device=device,
         amp=amp,
+        workers=default_workers() if workers is None else workers,
+        checkpoint_every_s=checkpoint_every,
     )
     try:
         run_training(
@@ -950,6 +976,7 @@ def train(
 )
 @_common_threads
 @_common_device
+@click.option("--workers", type=click.IntRange(0, 64), default=None, help="Data worker processes per training process.")
 def train_context_cmd(
     model,
     data_dir,
@@ -969,10 +996,16 @@ def train_context_cmd(
     model_version,
     threads,
     device,
+    workers,
 ):
-    """Fit the learned context model (format v2's entropy model) to MODEL's switches on DATA_DIR."""
+    """Fit the learned context model (format v2's entropy model) to MODEL's switches on DATA_DIR.
+
+    DATA_DIR: a folder (searched recursively) or a text file listing image paths. Crops are
+    streamed; torchrun runs it on many processes as it runs train.
+    """
     from .context_train import measure, switch_maps, train_context
-    from .train import TrainError, list_images, load_rgb, resolve_device, select_split
+    from .dataset import default_workers
+    from .train import VAL_IMAGES, Recipe, TrainError, list_images, load_rgb, process_place, select_split
     from .zoo import load_model, save_model
 
     if patch % 8:
@@ -985,45 +1018,46 @@ def train_context_cmd(
         raise click.BadParameter("two widths in 1..256, e.g. 32,32", param_hint="--hidden") from None
     if os.path.exists(output) and not force:
         raise Failure(f"{output} already exists (use -f to overwrite)")
-    import torch
-
-    torch.set_num_threads(threads or 2)
     m = load_model(model)
+    recipe = Recipe(
+        patch=patch,
+        batch=batch,
+        lr=lr,
+        min_lr=lr / 100,
+        warmup=1,
+        steps=steps,
+        minutes=None if steps else (minutes or 10.0),
+        seed=seed,
+        threads=threads or 2,
+        device=device,
+        workers=default_workers() if workers is None else workers,
+        eval_every=10**9,
+    )
+    main = process_place().main
+    say = (lambda msg: click.echo(f"{m.name}: {msg}", err=True)) if main else (lambda msg: None)
     try:
-        dev = resolve_device(device)
         paths = select_split(list_images(data_dir), split)
-        rgbs = load_rgb(paths)
-        if not rgbs:
-            raise TrainError(f"no readable images in {data_dir}")
-        maps = switch_maps(m, rgbs)
-        val = None
-        if val_dir:
-            val = switch_maps(m, load_rgb(select_split(list_images(val_dir), val_split)), flips=False)
+        if not paths:
+            raise TrainError(f"no images found in {data_dir}")
+        say(f"{len(paths)} training images, streamed")
+        cm, record = train_context(
+            m, paths, recipe, hidden=widths, symbols=symbols, log=lambda msg: click.echo(msg, err=True)
+        )
     except TrainError as e:
         raise Failure(str(e)) from None
-    click.echo(f"{m.name}: {len(rgbs)} training images ({len(maps)} with mirrors)", err=True)
-    cm, record = train_context(
-        m,
-        maps,
-        minutes=minutes or (None if steps else 10.0),
-        steps=steps,
-        batch=batch,
-        patch=patch,
-        lr=lr,
-        hidden=widths,
-        seed=seed,
-        symbols=symbols,
-        device=dev,
-        log=lambda msg: click.echo(f"{m.name}: {msg}", err=True),
-    )
-    record.update(train_dir=os.path.basename(os.path.normpath(data_dir)), split=split, train_images=len(rgbs))
-    if val:
-        record["val_bits_per_switch"] = round(measure(cm, val), 4)
-        click.echo(f"{m.name}: validation {record['val_bits_per_switch']} bits/switch (real coder)", err=True)
+    if not main:
+        return
+    record.update(train_dir=os.path.basename(os.path.normpath(data_dir)), split=split, train_images=len(paths))
+    if val_dir:
+        vpaths = select_split(list_images(val_dir), val_split)[:VAL_IMAGES]
+        val = switch_maps(m, load_rgb(vpaths), flips=False)
+        if val:
+            record["val_bits_per_switch"] = round(measure(cm, val), 4)
+            say(f"validation {record['val_bits_per_switch']} bits/switch (real coder, {len(val)} images)")
     meta_record = dict(m.meta.get("record", {}), context=record)
     version = model_version or m.version + 1
     save_model(output, m.name, version, m.config, m.encoder, m.decoder, meta_record, context=cm)
-    click.echo(f"{m.name}: wrote {output}", err=True)
+    say(f"wrote {output}")
 
 
 @contextlib.contextmanager

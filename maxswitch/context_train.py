@@ -4,7 +4,8 @@ integers the coder uses, fitted by cross-entropy (bits) on the switches of train
 Every symbol of a crop is scored at once ("teacher forcing"): its context is built from the
 true codes with exactly the availability rules of the decoder (phases, earlier channels,
 parents), so the loss is the code length the coder will spend, up to the integer rounding
-that the fake quantisation already models. Used by ``benchmarks/train_context.py``.
+that the fake quantisation already models. The loop is ``train.fit``; used by ``maxswitch
+train-context`` and ``benchmarks/train_zoo.py``.
 """
 
 from __future__ import annotations
@@ -158,6 +159,10 @@ class ContextTrainer(nn.Module):
         """Per-stage code lengths (bits) of a batch: codes[s] (B, C_s, h_s, w_s) long."""
         return [m.bits(codes[s], codes[s + 1 :]) for s, m in enumerate(self.stages)]
 
+    def forward(self, codes: list[torch.Tensor], n: int, gen: torch.Generator) -> list[torch.Tensor]:
+        """``bits_sampled``: the training loss goes through ``forward`` (DistributedDataParallel)."""
+        return self.bits_sampled(codes, n, gen)
+
     def bits_sampled(self, codes: list[torch.Tensor], n: int, gen: torch.Generator) -> list[torch.Tensor]:
         """Per-stage code lengths of ``n`` random symbols of each stage (or all, if fewer)."""
         out = []
@@ -170,21 +175,6 @@ class ContextTrainer(nn.Module):
 
     def export(self) -> ContextModel:
         return ContextModel(self.channels, [m.export() for m in self.stages])
-
-
-def random_crops(maps: list[list[np.ndarray]], batch: int, patch: int, rng) -> list[torch.Tensor]:
-    """Aligned crops of ``patch`` pixels (a multiple of 8) from per-image switch maps."""
-    out = [[], [], []]
-    p3 = patch // 8
-    for _ in range(batch):
-        cs = maps[rng.randrange(len(maps))]
-        h3, w3 = cs[2].shape[1:]
-        y = rng.randrange(0, max(1, h3 - p3 + 1))
-        x = rng.randrange(0, max(1, w3 - p3 + 1))
-        for s in range(3):
-            f = 4 >> s
-            out[s].append(torch.from_numpy(cs[s][:, y * f : (y + p3) * f, x * f : (x + p3) * f].astype(np.int64)))
-    return [torch.stack(o) for o in out]
 
 
 def switch_maps(model, rgbs: list[np.ndarray], flips: bool = True) -> list[list[np.ndarray]]:
@@ -208,68 +198,85 @@ def measure(cm: ContextModel, maps: list[list[np.ndarray]]) -> float:
 
 def train_context(
     model,
-    train_maps,
+    paths,
+    recipe=None,
     *,
-    minutes: float = 10.0,
-    steps: int | None = None,
-    batch: int = 16,
-    patch: int = 64,
-    lr: float = 2e-3,
     hidden=(32, 32),
-    seed: int = 0,
     symbols: int = 4096,
-    device: str = "cpu",
+    name: str | None = None,
+    checkpoint: str | None = None,
+    resume: bool = False,
     log=None,
-) -> tuple[ContextModel, dict]:
-    """Fit a context model to the switch maps of ``model``'s encoder; return it and a record.
+) -> tuple[ContextModel | None, dict]:
+    """Fit a context model to the switches of ``model``'s encoder on the images ``paths``.
 
-    Budget: ``steps`` if given (repeatable with the seed and thread count), else ``minutes``
-    of wall clock. Each step scores ``symbols`` random symbols per stage, drawn from ``batch``
-    random crops of ``patch`` pixels: independent samples train the model far faster per CPU
-    second than scoring whole crops (measured: docs/TRAINING.md). Adam, cosine decay to 1/100.
-    ``device`` runs the float twin there (crops are cut on the CPU); the export is integers.
+    The loop is ``train.fit``: streamed crops (``recipe.patch`` pixels, default 64, switches
+    computed on the fly), a step or time budget, any device, many processes under torchrun.
+    Each step scores ``symbols`` random symbols per stage of the global batch's crops (each
+    with its full context): independent samples train far faster per CPU second than scoring
+    whole crops (measured: docs/TRAINING.md). Adam, cosine decay to 1/100, no warm-up.
+
+    Returns:
+        The integer context model (rank 0; None on other ranks) and the training record.
     """
-    import random
-    import time
+    from . import train as T
+    from .dataset import SwitchCrops
 
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    rng = random.Random(seed)
-    tr = ContextTrainer(model.config.channels, *hidden).to(device)
-    opt = torch.optim.Adam(tr.parameters(), lr)
-    t0, step, ema = time.time(), 0, None
-    while True:
-        progress = step / steps if steps else (time.time() - t0) / (60 * minutes)
-        if progress >= 1:
-            break
-        for g in opt.param_groups:
-            g["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
-        crops = [c.to(device, non_blocking=True) for c in random_crops(train_maps, batch, patch, rng)]
-        per_stage = tr.bits_sampled(crops, symbols, gen)
-        # weight each stage by its share of the image's switches: the loss is bits per switch
-        counts = [c.numel() for c in crops]
-        n = [min(symbols, k) for k in counts]
-        loss = sum(b * (k / m) for b, k, m in zip(per_stage, counts, n)) / sum(counts)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-        val = loss.item()
-        ema = val if ema is None else 0.98 * ema + 0.02 * val
-        if log and step % 100 == 0:
-            log(f"step {step}  {time.time() - t0:6.0f}s  {ema:.4f} bits/switch (training crops)")
-    record = {
-        "steps": step,
-        "minutes": round((time.time() - t0) / 60, 2),
-        "batch": batch,
-        "patch": patch,
-        "symbols": symbols,
-        "lr": lr,
-        "hidden": list(hidden),
-        "seed": seed,
-        "train_bits_per_switch_ema": round(ema or 0, 4),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(device) if str(device).startswith("cuda") else "cpu",
-    }
-    return tr.cpu().export(), record
+    recipe = recipe or T.Recipe(patch=64, batch=16, minutes=10.0)
+    place = T.process_place()
+    device = T.resolve_device(recipe.device)
+    torch.set_num_threads(recipe.threads)
+    T.first_usable(paths, recipe.patch, None, want=1)
+    if recipe.batch % place.world:
+        raise T.TrainError(f"--batch {recipe.batch} is not divisible by the {place.world} processes")
+    device = T.start_processes(place, device)
+    try:
+        data = SwitchCrops(paths, model.encoder, recipe.patch, recipe.seed, recipe.crops_per_image, with_images=False)
+        torch.manual_seed(recipe.seed)
+        tr = ContextTrainer(model.config.channels, *hidden).to(device)
+
+        def loss_fn(m, batch, step):
+            codes = [c.to(device, non_blocking=True).long() for c in batch["codes"]]
+            gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step * 1009 + place.rank)
+            per_stage = m(codes, symbols, gen)
+            # weight each stage by its share of the switches: the loss is bits per switch
+            counts = [c.numel() for c in codes]
+            n = [min(symbols, k) for k in counts]
+            return sum(b * (k / j) for b, k, j in zip(per_stage, counts, n)) / sum(counts)
+
+        res = T.fit(
+            tr,
+            loss_fn,
+            data,
+            recipe,
+            place=place,
+            device=device,
+            name=name or model.name,
+            checkpoint=checkpoint,
+            resume=resume,
+            log=log,
+            unit="bits/switch",
+        )
+        record = {
+            "steps": res.step,
+            "minutes": round(res.elapsed / 60, 2),
+            "batch": recipe.batch,
+            "patch": recipe.patch,
+            "symbols": symbols,
+            "lr": recipe.lr,
+            "hidden": list(hidden),
+            "seed": recipe.seed,
+            "processes": place.world,
+            "train_bits_per_switch_ema": round(res.loss_ema or 0, 4),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        }
+        cm = tr.cpu().export() if place.main else None
+        if place.world > 1:
+            import torch.distributed as td
+
+            td.barrier()
+        return cm, record
+    finally:
+        T.stop_processes()

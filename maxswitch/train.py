@@ -1,12 +1,18 @@
-"""Training a decoder on the switches of a fixed random encoder.
+"""The training loop: decoders (``maxswitch train``) and context models (``train-context``).
 
-The encoder is fixed, so the switches of every training image are computed once, up front
-(for the image and its mirror image), and training only runs the decoder on random crops:
-an aligned 8x8-multiple crop of an image has as switches the same crop of the image's
-switch maps. This makes a training step cost the decoder alone.
+One loop, ``fit``, serves both: streaming data (``dataset.SwitchCrops``: crops decoded and
+encoded on the fly by worker processes, nothing cached that grows with the dataset), a step
+or wall-clock budget with warm-up and cosine decay, checkpoints, ``--resume``, any device,
+and many processes under ``torchrun`` (DistributedDataParallel: Gloo on CPUs, NCCL on CUDA).
+The switches are always computed on the CPU, where the encoder is exact.
 
-Recipe and reasoning: docs/TRAINING.md. Used by ``maxswitch train``; never imported by the
-encode/decode path.
+Distributed runs: ``--batch`` is the global batch, split evenly between the processes; the
+learning rate is not scaled (the same global batch gives the same optimisation). Every rank
+draws its slice of the same global batches (dataset.py), so a run's samples do not depend
+on the number of processes, and ``--resume`` continues the same stream with any number.
+Only rank 0 prints progress, evaluates, and writes checkpoints and the model (atomically).
+
+Recipe and reasoning: docs/TRAINING.md. Never imported by the encode/decode path.
 """
 
 from __future__ import annotations
@@ -14,37 +20,38 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as td
 import torch.nn.functional as F
 
-from . import image as imagelib
-from .errors import MaxswitchError
+from .dataset import IMAGE_EXTS, DataError, SwitchCrops, loader, read_rgb
+from .dataset import list_images as _list_images
+from .image import ImageError
 from .nets import Encoder, ModelConfig, build_decoder
 from .zoo import save_model
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
-
+__all__ = ["IMAGE_EXTS", "SPLITS", "Recipe", "TrainError", "fit", "train"]
 
 SPLITS = ("holdout-train", "holdout-val", "lfw-train", "lfw-test")
+VAL_IMAGES = 24  # validation images held in memory (full images, switches precomputed)
 
 
-class TrainError(MaxswitchError):
+class TrainError(DataError):
     """A training input problem: empty folder, unreadable images, bad options."""
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Every image file under ``folder``, recursively, in sorted order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise TrainError(f"{folder} is not a folder")
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+def list_images(source: str | Path) -> list[Path]:
+    """Images of a folder (recursively) or of a list file, sorted (``dataset.list_images``)."""
+    try:
+        return _list_images(source)
+    except DataError as e:
+        raise TrainError(str(e)) from None
 
 
 def select_split(paths: list[Path], split: str | None) -> list[Path]:
@@ -67,20 +74,18 @@ def select_split(paths: list[Path], split: str | None) -> list[Path]:
     raise TrainError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
 
 
-def load_rgb(paths: list[Path], resize: int | None = None) -> list[np.ndarray]:
-    """Load images as padded uint8 (H, W, 3); unreadable files are skipped with a warning."""
+def load_rgb(paths: list[Path], resize: int | None = None, warn=None) -> list[np.ndarray]:
+    """Load images as padded uint8 (H, W, 3); unreadable files are skipped with a warning.
+
+    For the few images a run holds in memory (validation, calibration), never the training set.
+    """
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
     out = []
     for p in paths:
         try:
-            rgb = imagelib.load(p.read_bytes()).rgb
-        except (OSError, imagelib.ImageError) as e:
-            print(f"warning: skipping {p}: {e}", file=sys.stderr)
-            continue
-        if resize:
-            from PIL import Image
-
-            rgb = np.asarray(Image.fromarray(rgb).resize((resize, resize), Image.BICUBIC))
-        out.append(imagelib.pad_to_multiple(rgb))
+            out.append(read_rgb(p, resize))
+        except (OSError, ImageError) as e:
+            warn(f"warning: skipping {p}: {getattr(e, 'strerror', None) or e}")
     return out
 
 
@@ -91,90 +96,94 @@ def calibration_batch(rgbs: list[np.ndarray], n: int = 8, side: int = 256) -> to
     return torch.stack([c[:, :s, :s] for c in crops])
 
 
-@dataclass
-class SwitchSet:
-    """Images and their precomputed switches (all uint8, channels first)."""
+def first_usable(paths: list[Path], patch: int, resize: int | None, want: int = 8) -> list[np.ndarray]:
+    """The first ``want`` readable images at least ``patch`` pixels on each side, read in order
+    until found; a folder with none is a TrainError that says why (before any training)."""
+    out, unreadable, small = [], 0, 0
+    for p in paths:
+        try:
+            rgb = read_rgb(p, resize)
+        except (OSError, ImageError):
+            unreadable += 1
+            continue
+        if min(rgb.shape[:2]) < patch:
+            small += 1
+            continue
+        out.append(rgb)
+        if len(out) >= want:
+            break
+    if not out:
+        if unreadable == len(paths):
+            raise TrainError(f"none of the {len(paths)} image files could be read")
+        raise TrainError(
+            f"no image is at least {patch} x {patch} pixels ({small} too small, {unreadable} unreadable); "
+            "use a smaller --patch"
+        )
+    return out
 
-    images: list[torch.Tensor] = field(default_factory=list)  # (3, H, W)
-    codes: list[list[torch.Tensor]] = field(default_factory=list)  # 3 x (C_s, H/2^s, W/2^s)
 
-    def __len__(self):
-        return len(self.images)
-
-    def to(self, device: torch.device) -> "SwitchSet":
-        """The same set with every tensor on ``device`` (crops are then cut there)."""
-        return SwitchSet([t.to(device) for t in self.images], [[c.to(device) for c in cs] for cs in self.codes])
+# ----------------------------------------------------------------------------- devices, processes
 
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``; a missing CUDA is a TrainError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise TrainError(f"unknown device {name!r} (auto, cpu, cuda or cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise TrainError(f"unsupported device {name!r} (auto, cpu, cuda or cuda:N)")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TrainError("--device cuda: no CUDA device is available to torch here")
-    if dev.type not in ("cpu", "cuda"):
-        raise TrainError(f"unsupported device {name!r} (auto, cpu or cuda)")
     return dev
 
 
-def precompute(encoder: Encoder, rgbs: list[np.ndarray], flips: bool = True) -> SwitchSet:
-    """Encode every image (and its mirror image if ``flips``) once, on the CPU.
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a run: rank, number of processes, local rank on its node."""
 
-    The encoder always runs on the CPU, whatever device trains the decoder: its integer
-    arithmetic is exact there by construction (nets.py), so training sees the switches that
-    ``maxswitch encode`` writes, bit for bit.
-    """
-    out = SwitchSet()
-    for rgb in rgbs:
-        variants = [rgb, rgb[:, ::-1]] if flips else [rgb]
-        for v in variants:
-            t = torch.from_numpy(np.array(v)).permute(2, 0, 1).contiguous()  # a writable copy
-            codes = encoder(t[None])
-            out.images.append(t)
-            out.codes.append([c[0] for c in codes])
-    return out
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
 
 
-def sample_batch(data: SwitchSet, batch: int, patch: int, rng: random.Random):
-    """Random aligned crops: images (B, 3, P, P) float in [0, 1] and their switches."""
-    imgs, codes = [], [[], [], []]
-    for _ in range(batch):
-        i = rng.randrange(len(data))
-        img = data.images[i]
-        H, W = img.shape[1:]
-        p = min(patch, H, W) // 8 * 8
-        y = rng.randrange(0, (H - p) // 8 + 1) * 8
-        x = rng.randrange(0, (W - p) // 8 + 1) * 8
-        imgs.append(img[:, y : y + p, x : x + p])
-        for s in range(3):
-            f = 2 ** (s + 1)
-            codes[s].append(data.codes[i][s][:, y // f : (y + p) // f, x // f : (x + p) // f])
-    return torch.stack(imgs).float().div_(255.0), [torch.stack(c) for c in codes]
+def process_place() -> Dist:
+    """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); one process without it."""
+    try:
+        return Dist(
+            int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+        )
+    except ValueError:
+        raise TrainError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (as torchrun sets them)") from None
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    mse = F.mse_loss(x, y).item()
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+def start_processes(place: Dist, device: torch.device) -> torch.device:
+    """Join the process group (Gloo on CPU, NCCL on CUDA); return this rank's device."""
+    if place.world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", place.local_rank)
+            torch.cuda.set_device(device)
+        td.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
 
 
-@torch.no_grad()
-def evaluate(decoder, data: SwitchSet, step: int = 2) -> float:
-    # every tensor of ``data`` must be on the decoder's device
-    """Mean PSNR over full images of ``data`` (every ``step``-th, skipping mirror images)."""
-    decoder.eval()
-    vals = []
-    for i in range(0, len(data), step):
-        x_hat = decoder([c[None] for c in data.codes[i]]).clamp_(0, 1)
-        x_hat = (x_hat * 255).round() / 255
-        vals.append(psnr(x_hat, data.images[i][None].float() / 255))
-    decoder.train()
-    return float(np.mean(vals)) if vals else float("nan")
+def stop_processes() -> None:
+    if td.is_available() and td.is_initialized():
+        td.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- the loop
 
 
 @dataclass
 class Recipe:
-    """Training hyper-parameters (defaults: docs/TRAINING.md)."""
+    """Training hyper-parameters (defaults: docs/TRAINING.md). ``batch`` is the global batch."""
 
     patch: int = 96
     batch: int = 16
@@ -189,12 +198,208 @@ class Recipe:
     checkpoint_every_s: float = 180.0
     device: str = "cpu"
     amp: bool = False
+    workers: int = 1
+    crops_per_image: int = 2
 
 
 def _lr_at(r: Recipe, progress: float, step: int) -> float:
     warm = min(1.0, (step + 1) / r.warmup)
     cos = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return warm * (r.min_lr + (r.lr - r.min_lr) * cos)
+
+
+@dataclass
+class FitResult:
+    step: int
+    elapsed: float
+    history: list = field(default_factory=list)
+    last_loss: float | None = None
+    loss_ema: float | None = None
+    bad_files: int = 0
+
+
+def fit(
+    module: torch.nn.Module,
+    loss_fn,
+    data: SwitchCrops,
+    recipe: Recipe,
+    *,
+    place: Dist,
+    device: torch.device,
+    name: str,
+    checkpoint: str | None = None,
+    resume: bool = False,
+    evaluate=None,
+    log=None,
+    unit: str = "loss",
+) -> FitResult:
+    """Train ``module`` (already on ``device``) to minimise ``loss_fn(module, batch, step)``.
+
+    Args:
+        data: the sample stream; each rank reads its slice of every global batch.
+        evaluate: ``evaluate(module) -> dict`` run by rank 0 every ``recipe.eval_every`` steps.
+        log: progress lines (rank 0 only; other ranks print warnings only).
+        unit: what the loss is called in the progress line ("loss (dB)" adds a PSNR reading).
+
+    Returns:
+        step count, elapsed seconds, evaluation history, the last step's loss (mean over
+        all ranks), its moving average, and the number of unusable files met.
+    """
+    say = (log or (lambda m: print(m, file=sys.stderr, flush=True))) if place.main else (lambda m: None)
+    warn = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if recipe.batch % place.world:
+        raise TrainError(f"--batch {recipe.batch} is not divisible by the {place.world} processes")
+    opt = torch.optim.Adam(module.parameters(), lr=recipe.lr)
+    step, elapsed, history = 0, 0.0, []
+    if resume:
+        if not (checkpoint and os.path.isfile(checkpoint)):
+            raise TrainError(f"cannot resume: no checkpoint at {checkpoint}")
+        ck = torch.load(checkpoint, weights_only=True, map_location=device)
+        module.load_state_dict(ck["module"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed = int(ck["step"]), float(ck["elapsed"])
+        history = json.loads(ck["history"])
+        say(
+            f"{name}: resumed at step {step} ({elapsed / 60:.1f} min; it ran with {int(ck.get('world', 1))} process(es))"
+        )
+        done = step >= recipe.steps if recipe.steps is not None else elapsed >= recipe.minutes * 60
+        if done:
+            budget = f"{recipe.steps} steps" if recipe.steps is not None else f"{recipe.minutes:g} minutes"
+            raise TrainError(
+                f"the checkpoint has already spent the budget of {budget} (step {step}, "
+                f"{elapsed / 60:.1f} min); give a larger budget to train further"
+            )
+    model = module
+    if place.world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.amp)
+
+    def save_ck():
+        if checkpoint and place.main:
+            os.makedirs(os.path.dirname(os.path.abspath(checkpoint)), exist_ok=True)
+            tmp = f"{checkpoint}.{os.getpid()}.tmp"
+            state = {
+                "module": module.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+                "history": json.dumps(history),
+                "world": place.world,
+            }
+            torch.save(state, tmp)
+            os.replace(tmp, checkpoint)
+
+    batches = iter(loader(data, step, recipe.batch, place.rank, place.world, recipe.workers))
+    res = FitResult(step, elapsed, history)
+    module.train()
+    step0, t_run, last_ck = step, time.time(), time.time()
+    t_start = time.time() - elapsed
+    seen_bad: set[str] = set()
+    while True:
+        progress = step / recipe.steps if recipe.steps is not None else elapsed / (recipe.minutes * 60)
+        if progress >= 1.0:
+            break
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(recipe, progress, step)
+        batch = next(batches)
+        if "fatal" in batch:
+            raise TrainError(batch["fatal"])
+        for path, why in batch["bad"]:
+            if path not in seen_bad:
+                seen_bad.add(path)
+                warn(f"{name}: warning: skipping {path}: {why}")
+        with amp:
+            loss = loss_fn(model, batch, step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        # one collective a step: the mean loss over ranks, and rank 0's clock for everyone
+        stats = torch.tensor([loss.item(), time.time() - t_start if place.main else 0.0], dtype=torch.float64)
+        if place.world > 1:
+            td.all_reduce(stats)
+        res.last_loss = float(stats[0]) / place.world
+        elapsed = float(stats[1])
+        res.loss_ema = res.last_loss if res.loss_ema is None else 0.98 * res.loss_ema + 0.02 * res.last_loss
+        if step % 50 == 0 or step == 1:
+            rate = (step - step0) / max(time.time() - t_run, 1e-9)
+            db = f" (~{10 * math.log10(1 / max(res.loss_ema, 1e-10)):.2f} dB)" if unit == "mse" else ""
+            say(
+                f"{name}: {_bar(progress)} step {step}{'/' + str(recipe.steps) if recipe.steps else ''} "
+                f"{elapsed / 60:5.1f} min  {unit} {res.loss_ema:.5f}{db}  {rate:.2f} steps/s  "
+                f"lr {opt.param_groups[0]['lr']:.2e}"
+            )
+        if evaluate is not None and place.main and step % recipe.eval_every == 0:
+            module.eval()
+            with torch.no_grad():
+                v = evaluate(module)
+            module.train()
+            history.append({"step": step, "minutes": round(elapsed / 60, 2), **v})
+            say(f"{name}: step {step} " + ", ".join(f"{k} {x}" for k, x in v.items()))
+        if time.time() - last_ck > recipe.checkpoint_every_s:
+            save_ck()
+            last_ck = time.time()
+    save_ck()
+    bad = torch.tensor([len(seen_bad)])
+    if place.world > 1:
+        td.all_reduce(bad)
+    res.step, res.elapsed, res.history, res.bad_files = step, elapsed, history, int(bad)
+    if res.bad_files:
+        say(f"{name}: {res.bad_files} unusable file(s) skipped in all (one warning each per process)")
+    return res
+
+
+def _bar(progress: float, width: int = 20) -> str:
+    """A text progress bar such as ``[#####...............]  25%``."""
+    done = int(round(min(max(progress, 0.0), 1.0) * width))
+    return f"[{'#' * done}{'.' * (width - done)}] {100 * min(progress, 1.0):3.0f}%"
+
+
+# ----------------------------------------------------------------------------- decoders
+
+
+@dataclass
+class SwitchSet:
+    """A few whole images and their switches (all uint8, channels first), for validation."""
+
+    images: list[torch.Tensor] = field(default_factory=list)  # (3, H, W)
+    codes: list[list[torch.Tensor]] = field(default_factory=list)  # 3 x (C_s, H/2^s, W/2^s)
+
+    def __len__(self):
+        return len(self.images)
+
+    def to(self, device: torch.device) -> "SwitchSet":
+        """The same set with every tensor on ``device``."""
+        return SwitchSet([t.to(device) for t in self.images], [[c.to(device) for c in cs] for cs in self.codes])
+
+
+def precompute(encoder: Encoder, rgbs: list[np.ndarray], flips: bool = True) -> SwitchSet:
+    """Encode whole images (and their mirror images if ``flips``) on the CPU, where the
+    encoder is exact: what ``maxswitch encode`` writes, bit for bit."""
+    out = SwitchSet()
+    for rgb in rgbs:
+        for v in [rgb, rgb[:, ::-1]] if flips else [rgb]:
+            t = torch.from_numpy(np.array(v)).permute(2, 0, 1).contiguous()  # a writable copy
+            out.images.append(t)
+            out.codes.append([c[0] for c in encoder(t[None])])
+    return out
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    mse = F.mse_loss(x, y).item()
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+@torch.no_grad()
+def evaluate(decoder, data: SwitchSet, step: int = 1) -> float:
+    """Mean PSNR over whole images of ``data`` (every ``step``-th), decoded to 8 bits."""
+    vals = []
+    for i in range(0, len(data), step):
+        x_hat = decoder([c[None] for c in data.codes[i]]).float().clamp_(0, 1)
+        x_hat = (x_hat * 255).round() / 255
+        vals.append(psnr(x_hat, data.images[i][None].float() / 255))
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def train(
@@ -214,147 +419,94 @@ def train(
     log=None,
     record_extra: dict | None = None,
 ) -> dict:
-    """Train a decoder and write a model asset to ``out_path``.
+    """Train a decoder on ``train_dir`` (a folder or a list file) and write a model asset.
 
-    Progress goes to ``log`` (stderr by default). The schedule follows ``recipe.steps`` if
-    set, else elapsed time over ``recipe.minutes``; with steps, a fixed seed repeats a run.
+    Under torchrun every process calls this; rank 0 writes the asset. The schedule follows
+    ``recipe.steps`` if set, else rank 0's elapsed time over ``recipe.minutes``; with steps,
+    a fixed seed repeats a run (same thread count).
 
     Returns:
         The training record (steps, time, validation PSNR history, ...).
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    place = process_place()
     device = resolve_device(recipe.device)
     if recipe.amp and device.type != "cuda":
         raise TrainError("--amp needs a CUDA device (bf16 autocast on the CPU is slower, not faster)")
+    say = (log or (lambda m: print(m, file=sys.stderr, flush=True))) if place.main else (lambda m: None)
     torch.set_num_threads(recipe.threads)
-    torch.manual_seed(recipe.seed)
-    rng = random.Random(recipe.seed)
     paths = select_split(list_images(train_dir), split)
     if not paths:
         raise TrainError(f"no images found in {train_dir}")
-    rgbs = load_rgb(paths, resize)
-    if not rgbs:
-        raise TrainError(f"none of the {len(paths)} files in {train_dir} could be read")
+    first = first_usable(paths, recipe.patch, resize)
     if encoder is None:
         encoder = Encoder.random(
-            config.channels, seed=config.encoder_seed, calibration=calibration_batch(rgbs), pool=config.pool
+            config.channels, seed=config.encoder_seed, calibration=calibration_batch(first), pool=config.pool
         )
-    t0 = time.time()
-    data = precompute(encoder, rgbs, flips=True).to(device)
-    val = None
-    if val_dir:
-        vpaths = select_split(list_images(val_dir), val_split)
-        val = precompute(encoder, load_rgb(vpaths[:24], resize), flips=False).to(device)
-    log(f"{name}: {len(rgbs)} training images ({len(data)} with mirrors), switches in {time.time() - t0:.1f}s")
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    log(f"{name}: training on {device_name}{' with bf16 autocast' if recipe.amp else ''}")
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.amp)
+    if recipe.batch % place.world:
+        raise TrainError(f"--batch {recipe.batch} is not divisible by the {place.world} processes")
+    device = start_processes(place, device)
+    try:
+        data = SwitchCrops(paths, encoder, recipe.patch, recipe.seed, recipe.crops_per_image, resize)
+        val = None
+        if val_dir and place.main:
+            vpaths = select_split(list_images(val_dir), val_split)
+            val = precompute(encoder, load_rgb(vpaths[:VAL_IMAGES], resize), flips=False).to(device)
+        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        say(
+            f"{name}: {len(paths)} training images, streamed; {place.world} process(es) on {device_name}"
+            f"{' with bf16 autocast' if recipe.amp else ''}; global batch {recipe.batch} "
+            f"({recipe.batch // place.world} per process) of {recipe.patch} px crops, lr {recipe.lr:g}, "
+            f"{recipe.workers} data worker(s) per process"
+        )
+        torch.manual_seed(recipe.seed)
+        decoder = build_decoder(config).to(device)
 
-    decoder = build_decoder(config).to(device)
-    opt = torch.optim.Adam(decoder.parameters(), lr=recipe.lr)
-    step, elapsed, history = 0, 0.0, []
-    if resume and not (checkpoint and os.path.isfile(checkpoint)):
-        raise TrainError(f"cannot resume: no checkpoint at {checkpoint}")
-    if resume:
-        ck = torch.load(checkpoint, weights_only=True, map_location=device)
-        decoder.load_state_dict(ck["decoder"])
-        opt.load_state_dict(ck["opt"])
-        step, elapsed = int(ck["step"]), float(ck["elapsed"])
-        history = json.loads(ck["history"])
-        rng.setstate(_tuple(json.loads(ck["rng"])))
-        log(f"{name}: resumed at step {step} ({elapsed / 60:.1f} min)")
-        done = step >= recipe.steps if recipe.steps is not None else elapsed >= recipe.minutes * 60
-        if done:
-            budget = f"{recipe.steps} steps" if recipe.steps is not None else f"{recipe.minutes:g} minutes"
-            raise TrainError(
-                f"the checkpoint has already spent the budget of {budget} (step {step}, "
-                f"{elapsed / 60:.1f} min); give a larger budget to train further"
-            )
+        def loss_fn(model, batch, step):
+            x = batch["image"].to(device, non_blocking=True).float().div_(255.0)
+            codes = [c.to(device, non_blocking=True) for c in batch["codes"]]
+            return F.mse_loss(model(codes).float(), x)
 
-    def save_ck():
-        if checkpoint:
-            os.makedirs(os.path.dirname(os.path.abspath(checkpoint)), exist_ok=True)
-            tmp = checkpoint + ".tmp"
-            torch.save(
-                {
-                    "decoder": decoder.state_dict(),
-                    "opt": opt.state_dict(),
-                    "step": step,
-                    "elapsed": elapsed,
-                    "history": json.dumps(history),
-                    "rng": json.dumps(rng.getstate()),
-                },
-                tmp,
-            )
-            os.replace(tmp, checkpoint)
-
-    decoder.train()
-    step0, t_run = step, time.time()
-    last_ck = time.time()
-    t_start = time.time() - elapsed
-    loss_avg = None
-    while True:
-        elapsed = time.time() - t_start
-        if recipe.steps is not None:
-            progress = step / recipe.steps
-        else:
-            progress = elapsed / (recipe.minutes * 60)
-        if progress >= 1.0:
-            break
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(recipe, progress, step)
-        x, codes = sample_batch(data, recipe.batch, recipe.patch, rng)
-        with amp:
-            x_hat = decoder(codes)
-        loss = F.mse_loss(x_hat.float(), x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
-        if step % 50 == 0 or step == 1:
-            rate = (step - step0) / max(time.time() - t_run, 1e-9)
-            log(
-                f"{name}: {_bar(progress)} step {step}{'/' + str(recipe.steps) if recipe.steps else ''} "
-                f"{elapsed / 60:5.1f} min  loss {loss_avg:.5f} (~{10 * math.log10(1 / max(loss_avg, 1e-10)):.2f} dB)  "
-                f"{rate:.2f} steps/s  lr {opt.param_groups[0]['lr']:.2e}"
-            )
-        if val is not None and step % recipe.eval_every == 0:
-            v = evaluate(decoder, val, step=1)
-            history.append({"step": step, "minutes": round(elapsed / 60, 2), "val_psnr": round(v, 3)})
-            log(f"{name}: step {step} validation PSNR {v:.2f} dB")
-        if time.time() - last_ck > recipe.checkpoint_every_s:
-            save_ck()
-            last_ck = time.time()
-    save_ck()
-    final_val = evaluate(decoder, val, step=1) if val is not None else None
-    record = {
-        "train_dir": os.path.basename(os.path.normpath(train_dir)),
-        "split": split,
-        "train_images": len(rgbs),
-        "steps": step,
-        "minutes": round(elapsed / 60, 2),
-        "recipe": {k: v for k, v in vars(recipe).items()},
-        "val_dir": os.path.basename(os.path.normpath(val_dir)) if val_dir else None,
-        "val_psnr": None if final_val is None else round(final_val, 3),
-        "history": history,
-        "torch": torch.__version__,
-        "device": device_name,
-    }
-    if record_extra:
-        record.update(record_extra)
-    sha = save_model(out_path, name, version, config, encoder, decoder.cpu().eval(), record)
-    record["sha256"] = sha
-    val_text = "" if final_val is None else f", validation PSNR {final_val:.2f} dB"
-    log(f"{name}: wrote {out_path} after {step} steps{val_text}")
-    return record
-
-
-def _bar(progress: float, width: int = 20) -> str:
-    """A text progress bar such as ``[#####...............]  25%``."""
-    done = int(round(min(max(progress, 0.0), 1.0) * width))
-    return f"[{'#' * done}{'.' * (width - done)}] {100 * min(progress, 1.0):3.0f}%"
-
-
-def _tuple(x):
-    return tuple(_tuple(i) for i in x) if isinstance(x, list) else x
+        evaluate_fn = (lambda m: {"val_psnr": round(evaluate(m, val), 3)}) if val is not None else None
+        res = fit(
+            decoder,
+            loss_fn,
+            data,
+            recipe,
+            place=place,
+            device=device,
+            name=name,
+            checkpoint=checkpoint,
+            resume=resume,
+            evaluate=evaluate_fn,
+            log=say,
+            unit="mse",
+        )
+        final_val = evaluate(decoder.eval(), val) if val is not None else None
+        record = {
+            "train_dir": os.path.basename(os.path.normpath(train_dir)),
+            "split": split,
+            "train_images": len(paths),
+            "steps": res.step,
+            "minutes": round(res.elapsed / 60, 2),
+            "recipe": asdict(recipe),
+            "processes": place.world,
+            "global_batch": recipe.batch,
+            "val_dir": os.path.basename(os.path.normpath(val_dir)) if val_dir else None,
+            "val_psnr": None if final_val is None else round(final_val, 3),
+            "history": res.history,
+            "last_loss": res.last_loss,
+            "torch": torch.__version__,
+            "device": device_name,
+        }
+        if record_extra:
+            record.update(record_extra)
+        if place.main:
+            sha = save_model(out_path, name, version, config, encoder, decoder.cpu().eval(), record)
+            record["sha256"] = sha
+            val_text = "" if final_val is None else f", validation PSNR {final_val:.2f} dB"
+            say(f"{name}: wrote {out_path} after {res.step} steps{val_text}")
+        if place.world > 1:
+            td.barrier()
+        return record
+    finally:
+        stop_processes()

@@ -298,7 +298,18 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
         "context_digest": meta.get("context_digest"),
         "training": {
             k: rec.get(k)
-            for k in ("train_dir", "split", "train_images", "steps", "minutes", "val_psnr", "recipe", "torch", "device")
+            for k in (
+                "train_dir",
+                "split",
+                "train_images",
+                "steps",
+                "minutes",
+                "val_psnr",
+                "recipe",
+                "processes",
+                "torch",
+                "device",
+            )
             if k in rec
         },
         "context_training": rec.get("context"),

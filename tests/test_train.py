@@ -74,7 +74,7 @@ def test_empty_or_unreadable_folder_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(cli, train_args(empty, tmp_path / "x.safetensors", "--steps", "1"))
     assert r.exit_code == 1 and "could be read" in r.output
     r = CliRunner().invoke(cli, train_args(tmp_path / "nope", tmp_path / "x.safetensors", "--steps", "1"))
-    assert r.exit_code == 1 and "not a folder" in r.output
+    assert r.exit_code == 1 and "no such folder or file" in r.output
     r = CliRunner().invoke(cli, train_args(empty, tmp_path / "x.safetensors", "--name", "Bad Name"))
     assert r.exit_code == 2
 
