@@ -15,7 +15,7 @@ import threading
 import click
 
 from . import __version__
-from .config import DEFAULT_CODING, DEFAULT_MODEL, LADDER
+from .config import DECODER_KINDS, DEFAULT_CODING, DEFAULT_MODEL, LADDER
 from .config import ZSTD_LEVEL as ZSTD_LEVEL_DEFAULT
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
@@ -783,7 +783,7 @@ def bench(
 @click.option("-o", "--output", required=True, help="Model asset to write (.safetensors).")
 @click.option("--name", required=True, help="Model name recorded in the asset and in every file it encodes.")
 @click.option("--arch", default="16,16,16", show_default=True, help="Encoder channels per stage.")
-@click.option("--decoder", type=click.Choice(["direct", "mirror"]), default="direct", show_default=True)
+@click.option("--decoder", type=click.Choice(DECODER_KINDS), default="direct", show_default=True)
 @click.option("--widths", default="64,48,32", show_default=True, help="Decoder widths (coarse to fine).")
 @click.option(
     "--pool",

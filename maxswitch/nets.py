@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import DECODER_KINDS
+
 WEIGHT_MAX = 7  # |w| bound of the integer encoder weights
 ACT_MAX = 1023  # activations are clamped to [0, ACT_MAX] between stages
 STAGES = 3
@@ -52,7 +54,7 @@ class ModelConfig:
     def __post_init__(self):
         if len(self.channels) != STAGES or min(self.channels) < 1:
             raise ValueError(f"channels must be 3 positive integers, got {self.channels}")
-        if self.decoder not in ("direct", "mirror"):
+        if self.decoder not in DECODER_KINDS:
             raise ValueError(f"unknown decoder {self.decoder!r}")
         if len(self.widths) != STAGES or min(self.widths) < 1:
             raise ValueError(f"widths must be 3 positive integers, got {self.widths}")
@@ -314,6 +316,90 @@ def _conv(cin, cout, k=3):
     return nn.Conv2d(cin, cout, k, padding=k // 2)
 
 
+class DirectRunner:
+    """Inference form of ``DirectDecoder``: switches -> RGB in 0..255, channels-last (tiling.py
+    decodes with it; ``DirectDecoder.forward`` is the plain form, and tests/test_tiling.py
+    checks that both agree).
+
+    ``region`` decodes the pixel rectangle [y0, y1) x [x0, x1) (multiples of 8) with the least
+    context each level needs: level 1 (two 3x3 convolutions at 1/2 scale) reads 2 cells
+    around its output, level 2 computes 2 cells beyond what level 1 reads and reads 2 more,
+    level 3 likewise at 1/8 scale, i.e. 32 pixels of stage-3 context, 16 of stage-2 and 4 of
+    stage-1. Zero padding at a level's region edge spoils only the 2 cells that are cropped
+    away, so a region equals the same rectangle of a whole-image decode.
+    """
+
+    # cells beyond the output rectangle that each level (3, 2, 1) must produce
+    OUT_CELLS = (2, 2, 0)
+
+    def __init__(self, dec):
+        self.levels = []
+        seqs = (dec.l3, dec.l2, dec.l1)
+        for i, seq in enumerate(seqs):
+            a, b, c = seq[0], seq[2], seq[4]
+            n = c.out_channels // 4
+            # the pixel shuffle reads channel k * 4 + di * 2 + dj; put (di, dj, k) order instead
+            order = torch.arange(c.out_channels).view(n, 4).t().reshape(-1)
+            wc = c.weight.detach().flatten(1)[order].float()
+            bc = c.bias.detach()[order].float()
+            if i == len(seqs) - 1:  # the RGB output: fold (x + 0.5) * 255
+                wc, bc = wc * 255.0, (bc + 0.5) * 255.0
+            self.levels.append(
+                (
+                    a.weight.detach().float().contiguous(memory_format=torch.channels_last),
+                    a.bias.detach().float(),
+                    b.weight.detach().float().contiguous(memory_format=torch.channels_last),
+                    b.bias.detach().float(),
+                    wc.t().contiguous(),
+                    bc,
+                    n,
+                )
+            )
+        self.levels4 = torch.arange(4, dtype=torch.uint8)
+
+    def region(self, codes: list[torch.Tensor], y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        """codes: 3 uint8 tensors (B, C_s, H/2^s, W/2^s) of the whole image.
+
+        Returns float (B, (y1-y0)/2, (x1-x0)/2, 2, 2, 3): the RGB values (0..255 before
+        clamping) of the rectangle, pixel (2i+di, 2j+dj) at [:, i, j, di, dj].
+        """
+        H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
+        x = prev = None
+        for lvl, ((wa, ba, wb, bb, wc, bc, n), cod) in enumerate(zip(self.levels, (codes[2], codes[1], codes[0]))):
+            f = 8 >> lvl
+            ko = self.OUT_CELLS[lvl]
+            nh, nw = H // f, W // f
+            oy0, oy1 = max(0, y0 // f - ko), min(nh, y1 // f + ko)
+            ox0, ox1 = max(0, x0 // f - ko), min(nw, x1 // f + ko)
+            iy0, iy1 = max(0, oy0 - 2), min(nh, oy1 + 2)
+            ix0, ix1 = max(0, ox0 - 2), min(nw, ox1 + 2)
+            B, C = cod.shape[:2]
+            ih, iw = iy1 - iy0, ix1 - ix0
+            cx = 0 if x is None else x.shape[-1] // 4
+            buf = torch.empty((B, ih, iw, cx + 4 * C))
+            if x is not None:  # pixel shuffle of the coarser level's output, cropped, into the buffer
+                py0, px0 = prev  # origin of the coarser level's output, in its own cells
+                ay, ax = (iy0 - 2 * py0) // 2, (ix0 - 2 * px0) // 2
+                src = x[:, ay : ay + ih // 2, ax : ax + iw // 2]
+                buf.view(B, ih // 2, 2, iw // 2, 2, cx + 4 * C)[..., :cx].copy_(
+                    src.view(B, ih // 2, iw // 2, 2, 2, cx).permute(0, 1, 3, 2, 4, 5)
+                )
+            oh = buf[..., cx:].view(B, ih, iw, C, 4)
+            torch.eq(cod[:, :, iy0:iy1, ix0:ix1].permute(0, 2, 3, 1).contiguous().unsqueeze(-1), self.levels4, out=oh)
+            y = F.conv2d(buf.permute(0, 3, 1, 2), wa, ba, padding=1).relu_()
+            y = F.conv2d(y, wb, bb, padding=1).relu_()
+            y = y.permute(0, 2, 3, 1)
+            if not y.is_contiguous():
+                y = y.contiguous()
+            # the 1x1 convolution on the whole region (its 2-cell rim is cheap; cropping first
+            # would copy); the next level or the caller reads the output cells only
+            x = torch.addmm(bc, y.view(-1, y.shape[-1]), wc).view(B, ih, iw, 4 * n)
+            prev = (iy0, ix0)
+        x = x[:, oy0 - iy0 : oy1 - iy0, ox0 - ix0 : ox1 - ix0]
+        B, h, w, _ = x.shape
+        return x.unflatten(-1, (2, 2, 3))
+
+
 class DirectDecoder(nn.Module):
     """Decoder that reads each stage's switches directly at that stage's scale.
 
@@ -331,6 +417,18 @@ class DirectDecoder(nn.Module):
         self.l3 = nn.Sequential(_conv(4 * c3, w3), act, _conv(w3, w3), act, _conv(w3, 4 * w2, 1))
         self.l2 = nn.Sequential(_conv(w2 + 4 * c2, w2), act, _conv(w2, w2), act, _conv(w2, 4 * w1, 1))
         self.l1 = nn.Sequential(_conv(w1 + 4 * c1, w1), act, _conv(w1, w1), act, _conv(w1, 12, 1))
+        self._fast = None
+
+    TILE_MARGIN = 32  # pixels of context a tile needs to equal the whole-image decode (tiling.py)
+
+    def inference(self) -> DirectRunner:
+        """The fast inference form of the current weights (rebuilt after any change to them:
+        the key holds every parameter's version counter, which in-place writes such as
+        ``optimizer.step`` and ``load_state_dict`` advance)."""
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._fast is None or self._fast[0] != key:
+            self._fast = (key, DirectRunner(self))
+        return self._fast[1]
 
     def forward(self, codes: list[torch.Tensor]) -> torch.Tensor:
         s1, s2, s3 = (one_hot_codes(c) for c in codes)
@@ -346,6 +444,8 @@ class MirrorDecoder(nn.Module):
     With a 0-float embedding the first map is a learned constant per channel, so all image
     information arrives through the unpooling positions.
     """
+
+    TILE_MARGIN = 32  # it reads 16 pixels of context (tiling.py); 32 keeps one margin for all kinds
 
     def __init__(self, channels, widths):
         super().__init__()
@@ -368,9 +468,15 @@ class MirrorDecoder(nn.Module):
         return x + 0.5
 
 
+# the decoder classes by kind: ModelConfig.decoder names one (config.DECODER_KINDS lists them
+# without importing torch, for the CLI); a new kind adds its class here and its name there
+DECODERS: dict[str, type[nn.Module]] = {"direct": DirectDecoder, "mirror": MirrorDecoder}
+assert set(DECODERS) == set(DECODER_KINDS)
+
+
 def build_decoder(cfg: ModelConfig) -> nn.Module:
     """Build the (untrained) decoder that ``cfg`` describes."""
-    cls = DirectDecoder if cfg.decoder == "direct" else MirrorDecoder
+    cls = DECODERS[cfg.decoder]
     return cls(cfg.channels, cfg.widths)
 
 

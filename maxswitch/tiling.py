@@ -19,7 +19,7 @@ scale, joined by pixel shuffles); the mirror decoder reads less (16). With
 ``DECODER_MARGIN = 32`` a tile computes the same function as the whole image, so tiles join
 without seams; only float rounding (a different blocking of the same sums) can differ.
 
-The decoder runs here in inference form: channels-last memory, one-hot switches written
+The direct decoder runs in its inference form (``nets.DirectRunner``): channels-last memory, one-hot switches written
 straight into the convolution's input buffer next to the upsampled features, pixel shuffles
 folded into a reordering of the 1x1 convolutions' outputs, and the final
 ``clamp(x + 0.5) * 255`` folded into the last 1x1 convolution, so a tile goes from switches to
@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import os
 import sys
-import weakref
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ENCODER_MARGIN = 8
 DECODER_MARGIN = 32
@@ -191,104 +189,11 @@ def encode_tiled(encoder, img, tile: int | None = None) -> list[torch.Tensor]:
 # ----------------------------------------------------------------------------- decoder
 
 
-class _DirectRunner:
-    """Inference form of ``nets.DirectDecoder``: switches -> RGB in 0..255, channels-last.
-
-    ``region`` decodes the pixel rectangle [y0, y1) x [x0, x1) (multiples of 8) with the least
-    context each level needs: level 1 (two 3x3 convolutions at 1/2 scale) reads 2 cells
-    around its output, level 2 computes 2 cells beyond what level 1 reads and reads 2 more,
-    level 3 likewise at 1/8 scale, i.e. 32 pixels of stage-3 context, 16 of stage-2 and 4 of
-    stage-1. Zero padding at a level's region edge spoils only the 2 cells that are cropped
-    away, so a region equals the same rectangle of a whole-image decode.
-    """
-
-    # cells beyond the output rectangle that each level (3, 2, 1) must produce
-    OUT_CELLS = (2, 2, 0)
-
-    def __init__(self, dec):
-        self.levels = []
-        seqs = (dec.l3, dec.l2, dec.l1)
-        for i, seq in enumerate(seqs):
-            a, b, c = seq[0], seq[2], seq[4]
-            n = c.out_channels // 4
-            # the pixel shuffle reads channel k * 4 + di * 2 + dj; put (di, dj, k) order instead
-            order = torch.arange(c.out_channels).view(n, 4).t().reshape(-1)
-            wc = c.weight.detach().flatten(1)[order].float()
-            bc = c.bias.detach()[order].float()
-            if i == len(seqs) - 1:  # the RGB output: fold (x + 0.5) * 255
-                wc, bc = wc * 255.0, (bc + 0.5) * 255.0
-            self.levels.append(
-                (
-                    a.weight.detach().float().contiguous(memory_format=_CL),
-                    a.bias.detach().float(),
-                    b.weight.detach().float().contiguous(memory_format=_CL),
-                    b.bias.detach().float(),
-                    wc.t().contiguous(),
-                    bc,
-                    n,
-                )
-            )
-        self.levels4 = torch.arange(4, dtype=torch.uint8)
-
-    def region(self, codes: list[torch.Tensor], y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
-        """codes: 3 uint8 tensors (B, C_s, H/2^s, W/2^s) of the whole image.
-
-        Returns float (B, (y1-y0)/2, (x1-x0)/2, 2, 2, 3): the RGB values (0..255 before
-        clamping) of the rectangle, pixel (2i+di, 2j+dj) at [:, i, j, di, dj].
-        """
-        H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
-        x = prev = None
-        for lvl, ((wa, ba, wb, bb, wc, bc, n), cod) in enumerate(zip(self.levels, (codes[2], codes[1], codes[0]))):
-            f = 8 >> lvl
-            ko = self.OUT_CELLS[lvl]
-            nh, nw = H // f, W // f
-            oy0, oy1 = max(0, y0 // f - ko), min(nh, y1 // f + ko)
-            ox0, ox1 = max(0, x0 // f - ko), min(nw, x1 // f + ko)
-            iy0, iy1 = max(0, oy0 - 2), min(nh, oy1 + 2)
-            ix0, ix1 = max(0, ox0 - 2), min(nw, ox1 + 2)
-            B, C = cod.shape[:2]
-            ih, iw = iy1 - iy0, ix1 - ix0
-            cx = 0 if x is None else x.shape[-1] // 4
-            buf = torch.empty((B, ih, iw, cx + 4 * C))
-            if x is not None:  # pixel shuffle of the coarser level's output, cropped, into the buffer
-                py0, px0 = prev  # origin of the coarser level's output, in its own cells
-                ay, ax = (iy0 - 2 * py0) // 2, (ix0 - 2 * px0) // 2
-                src = x[:, ay : ay + ih // 2, ax : ax + iw // 2]
-                buf.view(B, ih // 2, 2, iw // 2, 2, cx + 4 * C)[..., :cx].copy_(
-                    src.view(B, ih // 2, iw // 2, 2, 2, cx).permute(0, 1, 3, 2, 4, 5)
-                )
-            oh = buf[..., cx:].view(B, ih, iw, C, 4)
-            torch.eq(cod[:, :, iy0:iy1, ix0:ix1].permute(0, 2, 3, 1).contiguous().unsqueeze(-1), self.levels4, out=oh)
-            y = F.conv2d(buf.permute(0, 3, 1, 2), wa, ba, padding=1).relu_()
-            y = F.conv2d(y, wb, bb, padding=1).relu_()
-            y = y.permute(0, 2, 3, 1)
-            if not y.is_contiguous():
-                y = y.contiguous()
-            # the 1x1 convolution on the whole region (its 2-cell rim is cheap; cropping first
-            # would copy); the next level or the caller reads the output cells only
-            x = torch.addmm(bc, y.view(-1, y.shape[-1]), wc).view(B, ih, iw, 4 * n)
-            prev = (iy0, ix0)
-        x = x[:, oy0 - iy0 : oy1 - iy0, ox0 - ix0 : ox1 - ix0]
-        B, h, w, _ = x.shape
-        return x.unflatten(-1, (2, 2, 3))
-
-
-_RUNNERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def _runner(decoder):
-    from .nets import DirectDecoder
-
-    if type(decoder) is not DirectDecoder:
-        return None
-    # data_ptr alone misses in-place changes (optimizer.step, load_state_dict): the tensor
-    # version counter changes with every in-place write
-    key = tuple((p.data_ptr(), p._version) for p in decoder.parameters())
-    hit = _RUNNERS.get(decoder)
-    if hit is None or hit[0] != key:
-        hit = (key, _DirectRunner(decoder))
-        _RUNNERS[decoder] = hit
-    return hit[1]
+    """The decoder's fast inference form (``decoder.inference()``), or None: then tiles run the
+    module itself. Each decoder kind keeps its fast path beside its definition in nets.py."""
+    fast = getattr(decoder, "inference", None)
+    return fast() if fast is not None else None
 
 
 def _to_uint8_block(x: torch.Tensor, th: int, tw: int) -> torch.Tensor:
@@ -311,8 +216,9 @@ def decode_tiled(decoder, codes, tile: int | None = None, size: tuple[int, int] 
     """Decode switches to uint8 RGB, tile by tile.
 
     Args:
-        decoder: a ``nets.DirectDecoder`` (run in its fast inference form) or any module
-            mapping 3 code tensors (1, C_s, H/2^s, W/2^s) to float RGB (1, 3, H, W) in 0..1.
+        decoder: a module mapping 3 code tensors (1, C_s, H/2^s, W/2^s) to float RGB
+            (1, 3, H, W) in 0..1; run in its fast inference form where it has one
+            (``decoder.inference()``), with its own ``TILE_MARGIN`` where it states one.
         codes: the 3 switch maps, numpy (C_s, H/2^s, W/2^s) or tensors (1, C_s, ...).
         tile: tile side in pixels (multiple of 8); None picks one for large images,
             0 disables tiling.
@@ -328,6 +234,7 @@ def decode_tiled(decoder, codes, tile: int | None = None, size: tuple[int, int] 
     if not (0 < height <= H and 0 < width <= W):
         raise ValueError(f"size {height}x{width} does not fit the padded size {H}x{W}")
     runner = _runner(decoder)
+    margin = getattr(decoder, "TILE_MARGIN", DECODER_MARGIN)  # a decoder kind states its own
     out = np.empty((height, width, 3), dtype=np.uint8)
     t = _tile_size(H, W, tile, DEFAULT_TILE)
     if t is None:
@@ -349,13 +256,7 @@ def decode_tiled(decoder, codes, tile: int | None = None, size: tuple[int, int] 
         out[y0 : y0 + th, x0 : x0 + tw] = block.numpy()
 
     _run_tiles(
-        [
-            (ys, xs)
-            for ys in _spans(H, t, DECODER_MARGIN)
-            if ys[0] < height
-            for xs in _spans(W, t, DECODER_MARGIN)
-            if xs[0] < width
-        ],
+        [(ys, xs) for ys in _spans(H, t, margin) if ys[0] < height for xs in _spans(W, t, margin) if xs[0] < width],
         run,
     )
     return out

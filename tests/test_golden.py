@@ -64,10 +64,11 @@ def test_tiny_model_golden_in_a_fresh_process(tiny_model):
 
 
 def test_shipped_encoder_golden(monkeypatch):
+    """natural-16-16-16 (0.1's default): its encoder is fixed for good, so are its v1 bytes."""
     monkeypatch.delenv("MAXSWITCH_MODELS", raising=False)
     monkeypatch.setattr(zoo, "_LOADED", {})
     try:
-        model = zoo.load_model(zoo.DEFAULT_MODEL)
+        model = zoo.load_model("natural-16-16-16")
     except zoo.ModelError as e:  # e.g. a retrained asset not yet registered in the manifest
         pytest.skip(f"shipped model does not load: {e}")
     data = encode_with_threads(model, 2)
@@ -112,12 +113,12 @@ def test_tiny_model_v2_golden_decodes_in_a_fresh_process_to_the_v1_switches(tiny
 
 
 def test_shipped_model_v2_golden_and_v1_switches(monkeypatch):
-    """The default model's context coding: golden bytes (1 and 2 threads), and the same
+    """natural-16-16-16's context coding: golden bytes (1 and 2 threads), and the same
     switches as its v1 golden."""
     monkeypatch.delenv("MAXSWITCH_MODELS", raising=False)
     monkeypatch.setattr(zoo, "_LOADED", {})
     try:
-        model = zoo.load_model(zoo.DEFAULT_MODEL)
+        model = zoo.load_model("natural-16-16-16")
     except zoo.ModelError as e:
         pytest.skip(f"shipped model does not load: {e}")
     one = encode_with_threads(model, 1, coding="context")
