@@ -687,6 +687,8 @@ def bench(
     and PSNR (quality searched per image). The tables go to stdout, progress to stderr.
     """
     from . import bench as benchlib
+    from . import plot as plotlib
+    from . import report
     from .atomic import write_atomic
     from .zoo import DEFAULT_MODEL, manifest
 
@@ -741,7 +743,7 @@ def bench(
 
     try:
         if plot_path:
-            benchlib.check_matplotlib()
+            plotlib.check_matplotlib()
         result = benchlib.run(
             dataset_dir,
             models or (DEFAULT_MODEL,),
@@ -757,15 +759,15 @@ def bench(
         result.references = references
         outputs = {}
         if json_path:
-            outputs.update(benchlib.json_outputs(result, json_path))
+            outputs.update(report.json_outputs(result, json_path))
         if csv_path:
-            outputs[csv_path] = benchlib.csv_bytes(result)
+            outputs[csv_path] = report.csv_bytes(result)
         if plot_path:
-            outputs[plot_path] = benchlib.plot_bytes(result, plot_fmt)
+            outputs[plot_path] = plotlib.plot_bytes(result, plot_fmt)
     except benchlib.BenchError as e:
         raise Failure(str(e)) from None
     # --json -: the JSON is the data on stdout, the readable report goes to stderr
-    click.echo(benchlib.format_report(result, markdown=markdown), nl=False, err=json_path == "-")
+    click.echo(report.format_report(result, markdown=markdown), nl=False, err=json_path == "-")
     for path, data in outputs.items():
         if path == "-":
             _write_output("-", data, True)

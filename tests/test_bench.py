@@ -11,7 +11,7 @@ import pytest
 from conftest import make_image, run_cli
 from PIL import Image
 
-from maxswitch import bench, cli, codec, image
+from maxswitch import bench, cli, codec, image, plot, report
 
 QUALITIES = (20, 80)
 TIME_FIELDS = ("encode_s", "decode_s")
@@ -222,7 +222,7 @@ def test_matched_baselines_are_the_right_qualities(result, dataset):
 
 
 def test_summary_rows_and_means(result):
-    rows = bench.summarise(result)
+    rows = report.summarise(result)
     labels = [r.label for r in rows]
     m = "tiny-4-6-8"
     assert labels == [
@@ -250,30 +250,30 @@ def test_summary_rows_and_means(result):
 
 
 def test_report_has_every_table(result):
-    text = bench.format_report(result)
+    text = report.format_report(result)
     assert "models: tiny-4-6-8 v1 (SHA-256 " in text
     assert "3 images" in text and "1 unreadable image file(s) skipped" in text and "1 other file(s) ignored" in text
     for label in ("tiny-4-6-8", "JPEG at the bpp of tiny-4-6-8", "PNG (lossless)", "WebP q=80", "encode MP/s"):
         assert label in text
     assert "vs JPEG: at no more bits" in text
     assert "Table II" not in text  # channels 4,6,8 are not in the paper
-    md = bench.format_report(result, markdown=True)
+    md = report.format_report(result, markdown=True)
     assert "| codec | bpp | PSNR dB |" in md and "| ---: |" in md
 
 
 def test_paper_table_where_the_architecture_matches(result):
     fake = bench.BenchResult(**{**result.__dict__, "models": [bench.ModelInfo("tiny-4-6-8", "x", (16, 16, 16))]})
-    text = bench.paper_table(fake, bench.summarise(fake))
+    text = report.paper_table(fake, report.summarise(fake))
     assert "0.1210" in text and "18.34" in text and "10.50" in text
 
 
 def test_json_is_compressai_schema(result, tmp_path):
-    ((path, data),) = bench.json_outputs(result, str(tmp_path / "r.json")).items()
+    ((path, data),) = report.json_outputs(result, str(tmp_path / "r.json")).items()
     d = json.loads(data, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     # one curve per model family and coding: a model given by path is a "user" model
     assert d["name"] == "maxswitch user (auto)" and isinstance(d["description"], str)
     assert d["curves"] == [] and any(b["reference"] == "JPEG sweep" for b in d["bd_rate"])
-    assert d["results"]["bpp"] == [pytest.approx(bench.summarise(result)[0].bpp)]
+    assert d["results"]["bpp"] == [pytest.approx(report.summarise(result)[0].bpp)]
     for k in (
         "psnr-rgb",
         "psnr",
@@ -299,7 +299,7 @@ def test_json_is_compressai_schema(result, tmp_path):
 
 
 def test_json_folder_gives_one_file_per_curve(result, tmp_path):
-    out = bench.json_outputs(result, str(tmp_path) + "/")
+    out = report.json_outputs(result, str(tmp_path) + "/")
     names = sorted(p.rsplit("/", 1)[1] for p in out)
     assert names[:3] == ["jpeg-at-the-bpp-of-tiny-4-6-8.json", "jpeg-at-the-psnr-of-tiny-4-6-8.json", "jpeg.json"]
     assert "maxswitch-user-auto.json" in names and "png.json" in names and len(names) == 8
@@ -309,7 +309,7 @@ def test_json_folder_gives_one_file_per_curve(result, tmp_path):
 
 
 def test_csv_has_one_row_per_record(result):
-    rows = list(csv.DictReader(io.StringIO(bench.csv_bytes(result).decode())))
+    rows = list(csv.DictReader(io.StringIO(report.csv_bytes(result).decode())))
     assert len(rows) == len(result.records)
     png = next(r for r in rows if r["codec"] == "png")
     assert png["psnr"] == "inf" and png["bits_per_switch"] == ""
@@ -319,7 +319,7 @@ def test_csv_has_one_row_per_record(result):
 
 def test_plot_is_a_png(result):
     pytest.importorskip("matplotlib")
-    data = bench.plot_bytes(result, "png")
+    data = plot.plot_bytes(result, "png")
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     im = Image.open(io.BytesIO(data))
     assert im.width > 800 and im.height > 400
@@ -340,9 +340,9 @@ def test_cli_with_two_workers_gives_the_same_figures(result, dataset, model_path
     out = r.stdout.decode()
     assert "bench [" not in out and "JPEG at the PSNR of tiny-4-6-8" in out
     rd = lambda text: text.split("Speed")[0]  # noqa: E731 - everything but the times
-    assert rd(out) == rd(bench.format_report(result))
+    assert rd(out) == rd(report.format_report(result))
     strip = lambda rows: [{k: v for k, v in row.items() if k not in TIME_FIELDS} for row in rows]  # noqa: E731
-    mine = list(csv.DictReader(io.StringIO(bench.csv_bytes(result).decode())))
+    mine = list(csv.DictReader(io.StringIO(report.csv_bytes(result).decode())))
     theirs = list(csv.DictReader(out_csv.open()))
     assert strip(theirs) == strip(mine)
     assert json.loads(out_json.read_text())["name"] == "maxswitch user (auto)"
@@ -416,12 +416,12 @@ def test_cli_without_baselines(capsys, dataset, model_path):
 
 def test_both_codings_give_two_curves_and_a_bd_rate_between_them(dataset, model_path):
     r = bench.run(dataset, [model_path + "@context", model_path + "@zstd"], baselines=False, jobs=1)
-    rows = bench.summarise(r)
-    curves = bench.family_curves(r, rows)
+    rows = report.summarise(r)
+    curves = report.family_curves(r, rows)
     assert set(curves) == {"maxswitch user (context)", "maxswitch user (zstd)"}
     ctx, zst = (curves[k][0] for k in ("maxswitch user (context)", "maxswitch user (zstd)"))
     assert ctx.psnr == zst.psnr  # the same switches, decoded by the same decoder
-    text = bench.format_report(r)
+    text = report.format_report(r)
     assert "maxswitch user (context) against maxswitch user (zstd)" in text
     assert "JPEG" not in text.split("BD-rate")[0].split("models:")[1]  # no baselines measured
 
@@ -448,7 +448,7 @@ def test_a_reference_at_twice_the_rate_gives_minus_50_percent(capsys, dataset, m
     save_model(damped, "tiny-damped", 1, m.config, m.encoder, dec, context=m.context)
     base = ["--limit", "1", "--no-baselines", "--quiet", "--coding", "context", "-j", "1"]
     r = bench.run(dataset, [model_path + "@context", str(damped) + "@context"], baselines=False, jobs=1, limit=1)
-    pts = bench.family_curves(r, bench.summarise(r))["maxswitch user (context)"]
+    pts = report.family_curves(r, report.summarise(r))["maxswitch user (context)"]
     assert len(pts) == 2 and pts[0].psnr != pts[1].psnr
     ref = _reference_file(tmp_path / "ref.json", [2 * x.bpp for x in pts], [x.psnr for x in pts])
     code = cli.main(["bench", str(dataset), "-m", model_path, "-m", str(damped), *base, "--reference", str(ref)])
