@@ -95,6 +95,13 @@ def parse_channels(spec: str) -> tuple[int, int, int]:
 # ----------------------------------------------------------------------------- encoder
 
 
+def calibrated_shift(pooled: torch.Tensor) -> int:
+    """The right shift after a stage that brings the 99th percentile of its pooled values
+    (any shape; sampled to about 100,000 values) down to at most 2^8."""
+    p99 = torch.quantile(pooled.flatten()[:: max(1, pooled.numel() // 100000)].float(), 0.99).item()
+    return max(0, math.ceil(math.log2(max(p99, 1.0) / 256.0)))
+
+
 class Encoder(nn.Module):
     """The fixed random encoder: three stages of conv 3x3 (pad 1) + ReLU + 2x2 max-pool.
 
@@ -146,8 +153,7 @@ class Encoder(nn.Module):
             if x is not None:
                 y = F.relu(F.conv2d(x, w.to(x.dtype), b.to(x.dtype), padding=1))
                 y = F.max_pool2d(y, 2)
-                p99 = torch.quantile(y.flatten()[:: max(1, y.numel() // 100000)], 0.99).item()
-                shift = max(0, math.ceil(math.log2(max(p99, 1.0) / 256.0)))
+                shift = calibrated_shift(y)
                 x = torch.clamp(torch.floor(y / 2**shift), max=ACT_MAX)
             else:
                 shift = max(0, round(math.log2(out_std / 256.0)))

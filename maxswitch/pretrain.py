@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nets import ACT_MAX, STAGES, WEIGHT_MAX, Encoder
+from .nets import ACT_MAX, STAGES, WEIGHT_MAX, Encoder, calibrated_shift
 
 INPUT_SCALE = 64.0  # float input = (pixel - 128) / INPUT_SCALE
 
@@ -118,8 +118,7 @@ def quantise(model: FloatEncoderClassifier, calibration: torch.Tensor) -> Encode
         getattr(enc, f"w{s}").copy_(w_int.to(torch.int8))
         getattr(enc, f"b{s}").copy_(b_int.to(torch.int32))
         y = F.max_pool2d(F.relu(F.conv2d(x, w_int, b_int, padding=1)), 2)
-        p99 = torch.quantile(y.flatten()[:: max(1, y.numel() // 100000)].float(), 0.99).item()
-        shift = max(0, math.ceil(math.log2(max(p99, 1.0) / 256.0)))
+        shift = calibrated_shift(y)
         enc.shifts[s] = shift
         x = torch.clamp(torch.floor(y / 2**shift), max=ACT_MAX)
         scale = scale * float(k) / 2**shift
