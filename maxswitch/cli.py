@@ -154,6 +154,44 @@ _common_device = click.option(
 )
 
 
+def _options(*decorators):
+    """Several click options as one decorator (shared by the training commands)."""
+
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+def _training_options(minutes_default: float, val_help: str):
+    """Data selection and budget options of ``train`` and ``train-context`` (one definition)."""
+    return _options(
+        click.option("--split", default=None, help="Named split of DATA_DIR (holdout-train, lfw-train, ...)."),
+        click.option("--val", "val_dir", default=None, help=val_help),
+        click.option("--val-split", default=None, help="Named split of the validation folder."),
+        click.option(
+            "--minutes",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help=f"Time budget (default {minutes_default:g} unless --steps).",
+        ),
+        click.option("--steps", type=click.IntRange(1), default=None, help="Step budget (repeatable with --seed)."),
+        click.option("--batch", type=click.IntRange(1), default=16, show_default=True, help="Global batch (crops)."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option(
+            "--workers",
+            type=click.IntRange(0, 64),
+            default=None,
+            help="Data worker processes per training process, decoding and encoding crops "
+            "(default: a quarter of the CPUs, 1 to 8; 0: in the training process).",
+        ),
+        _common_device,
+    )
+
+
 def _check_tile(ctx, param, value):
     if value is not None and value % 8:
         raise click.BadParameter(f"must be a multiple of 8, got {value}")
@@ -796,21 +834,9 @@ def bench(
 )
 @click.option("--encoder-seed", type=int, default=0, show_default=True)
 @click.option("--encoder-from", default=None, help="Reuse the encoder of this model (name or path).")
-@click.option("--split", default=None, help="Named split of DATA_DIR (holdout-train, lfw-train, ...).")
-@click.option("--val", "val_dir", default=None, help="Validation folder.")
-@click.option("--val-split", default=None, help="Named split of the validation folder.")
+@_training_options(20, "Validation folder (its first 24 images, held in memory).")
 @click.option("--resize", type=click.IntRange(8), default=None, help="Resize training images to this square size.")
-@click.option(
-    "--minutes",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Time budget (default 20 unless --steps).",
-)
-@click.option("--steps", type=click.IntRange(1), default=None, help="Step budget (repeatable with --seed).")
 @click.option("--patch", type=click.IntRange(8), default=96, show_default=True, help="Crop side (multiple of 8).")
-@click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--model-version",
     "model_version",
@@ -833,15 +859,7 @@ def bench(
 @click.option(
     "-t", "--threads", type=click.IntRange(1, 256), default=2, show_default=True, help="CPU threads for training."
 )
-@_common_device
 @click.option("--amp", is_flag=True, help="Mixed precision (bf16 autocast) for the decoder; CUDA only.")
-@click.option(
-    "--workers",
-    type=click.IntRange(0, 64),
-    default=None,
-    help="Data worker processes per training process, decoding and encoding crops "
-    "(default: a quarter of the CPUs, 1 to 8; 0: in the training process).",
-)
 def train(
     data_dir,
     output,
@@ -949,26 +967,14 @@ def train(
 @click.argument("data_dir", metavar="DATA_DIR")
 @click.option("-o", "--output", required=True, help="Model asset to write: MODEL plus its context model.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-@click.option("--split", default=None, help="Named split of DATA_DIR (holdout-train, lfw-train, ...).")
-@click.option("--val", "val_dir", default=None, help="Folder whose images measure the trained coder.")
-@click.option("--val-split", default=None, help="Named split of the validation folder.")
-@click.option(
-    "--minutes",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Time budget (default 10 unless --steps).",
-)
-@click.option("--steps", type=click.IntRange(1), default=None, help="Step budget (repeatable with --seed).")
-@click.option("--batch", type=click.IntRange(1), default=16, show_default=True, help="Crops per step.")
+@_training_options(10, "Folder whose images (the first 24) measure the trained coder.")
 @click.option(
     "--patch", type=click.IntRange(16), default=64, show_default=True, help="Crop side in pixels (multiple of 8)."
 )
 @click.option(
     "--symbols", type=click.IntRange(1), default=4096, show_default=True, help="Symbols scored per stage and step."
 )
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
 @click.option("--hidden", default="32,32", show_default=True, help="Hidden widths of the context MLP.")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--model-version",
     "model_version",
@@ -977,8 +983,6 @@ def train(
     help="Version recorded in OUTPUT (default: MODEL's version + 1: a new context model is a new asset).",
 )
 @_common_threads
-@_common_device
-@click.option("--workers", type=click.IntRange(0, 64), default=None, help="Data worker processes per training process.")
 def train_context_cmd(
     model,
     data_dir,

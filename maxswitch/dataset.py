@@ -91,7 +91,7 @@ def crop_switches(encoder, rgb: np.ndarray, y: int, x: int, patch: int, mirror: 
     src = rgb[:, ::-1] if mirror else rgb
     y0, y1 = max(0, y - MARGIN), min(H, y + patch + MARGIN)
     x0, x1 = max(0, x - MARGIN), min(W, x + patch + MARGIN)
-    region = torch.from_numpy(np.ascontiguousarray(src[y0:y1, x0:x1])).permute(2, 0, 1)[None]
+    region = torch.from_numpy(np.array(src[y0:y1, x0:x1])).permute(2, 0, 1)[None]  # a writable copy
     codes = encoder(region)
     oy, ox = y - y0, x - x0
     out = []

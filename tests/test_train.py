@@ -114,3 +114,18 @@ def test_train_refuses_what_used_to_go_wrong_silently(folder, tmp_path):
     assert r.exit_code == 2 and "decoder widths" in r.output
     r = CliRunner().invoke(cli, train_args(folder, out, "--steps", "2", "-f"))
     assert r.exit_code == 0 and "validation PSNR" not in r.output  # no --val: no "None"
+
+
+def test_train_context_writes_the_next_version_with_a_working_context_model(folder, tmp_path, tiny_model):
+    out = tmp_path / "ctx.safetensors"
+    args = ["train-context", str(tiny_model[0]), str(folder), "-o", str(out), "--steps", "3", "--batch", "2"]
+    r = CliRunner().invoke(cli, [*args, "--patch", "32", "--workers", "0", "-t", "1", "--val", str(folder)])
+    assert r.exit_code == 0, r.output
+    src, m = zoo.load_model(str(tiny_model[0])), zoo.load_model(str(out))
+    assert m.version == src.version + 1 and m.context_digest != src.context_digest
+    rec = m.meta["record"]["context"]
+    assert rec["steps"] == 3 and rec["processes"] == 1 and rec["val_bits_per_switch"] > 0
+    from maxswitch import codec
+
+    data = codec.encode(make_image(40, 32), m, coding="context")
+    assert codec.decode(data, m).size == (40, 32)
