@@ -1,6 +1,6 @@
 """``python -m maxswitch``: the same as the ``maxswitch`` command."""
 
-from .cli import entry
+from ._entry import main
 
 if __name__ == "__main__":  # not when a worker process of ``bench -j N`` re-imports the main module
-    entry()
+    main()

@@ -14,7 +14,9 @@ What an output path may be (the rule of zstd and gzip, written in docs/SECURITY.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 
 
 class OutputExists(FileExistsError):
@@ -77,6 +79,34 @@ def _umask() -> int:
     return mask
 
 
+_LIVE: set[str] = set()  # temporary files being written, for remove_temporaries()
+_SIGNALS = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
+
+
+def remove_temporaries() -> None:
+    """Unlink every temporary file still being written (the CLI's signal handler calls this
+    just before it ends the process; best effort, never raises)."""
+    for tmp in list(_LIVE):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _mkstemp(folder: str) -> tuple[int, str]:
+    """mkstemp, registered in _LIVE with the CLI's signals blocked meanwhile, so that a signal
+    never finds a temporary file that it does not know about."""
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS) if main else None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".maxswitch-", suffix=".tmp", dir=folder)
+        _LIVE.add(tmp)
+    finally:
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return fd, tmp
+
+
 def write_atomic(path: str, data: bytes, overwrite: bool = False) -> None:
     """Write ``data`` to ``path`` atomically.
 
@@ -93,7 +123,7 @@ def write_atomic(path: str, data: bytes, overwrite: bool = False) -> None:
             os.close(fd)
         return
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".maxswitch-", suffix=".tmp", dir=folder)
+    fd, tmp = _mkstemp(folder)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -119,6 +149,8 @@ def write_atomic(path: str, data: bytes, overwrite: bool = False) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        _LIVE.discard(tmp)
     _fsync_dir(folder)
 
 

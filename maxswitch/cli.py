@@ -1106,27 +1106,45 @@ def quiet_libraries() -> None:
     logging.getLogger("PIL").setLevel(logging.CRITICAL + 1)
 
 
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so temporary files are removed."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
+_STDERR_FD = None  # a duplicate of the original fd 2, for the signal handler's line
 
 
 def _install_signal_handlers() -> None:
+    """SIGINT, SIGTERM and SIGHUP end the process at once: temporary files are removed, one
+    line goes to stderr, and the exit status is 128 + the signal (130 for Ctrl-C).
+
+    The handler never raises: an exception raised by a Python signal handler can surface inside
+    C++ code that called back into Python (torch's import), where it aborts the process with
+    ``std::terminate`` and several lines (found by fuzz/fuzz_process.py). Nothing else needs
+    unwinding: outputs are written atomically (atomic.py) and stdout is data already sent.
+    A signal that is ignored when the process starts (``nohup``, background jobs) stays ignored.
+    """
     import signal
     import threading
 
+    global _STDERR_FD
     if threading.current_thread() is not threading.main_thread():
         return
+    try:
+        _STDERR_FD = os.dup(2)  # fd 2 may be muted (_mute_fd2) when a signal arrives
+    except OSError:
+        _STDERR_FD = None
 
-    def raise_terminated(signum, frame):
-        raise Terminated(signum)
+    def on_signal(signum, frame):
+        from .atomic import remove_temporaries
 
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), raise_terminated)
+        remove_temporaries()
+        name = "interrupted" if signum == signal.SIGINT else f"terminated by {signal.Signals(signum).name}"
+        try:
+            os.write(_STDERR_FD if _STDERR_FD is not None else 2, f"maxswitch: {name}\n".encode())
+        except OSError:
+            pass
+        os._exit(128 + signum)
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, on_signal)
 
 
 def _line(msg) -> str:
@@ -1141,11 +1159,9 @@ def _err(msg: str) -> None:
 
 def main(argv=None) -> int:
     """Run the CLI; map every outcome to one exit code and at most one line on stderr."""
-    import signal
 
     from .atomic import OutputExists
 
-    _install_signal_handlers()
     quiet_libraries()
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -1176,9 +1192,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         _err("maxswitch: interrupted")
         return EXIT_INTERRUPT
-    except Terminated as e:
-        _err(f"maxswitch: terminated by {signal.Signals(e.signum).name}")
-        return 128 + e.signum
     except BrokenPipeError:
         # the reader went away (e.g. `| head`); say nothing more on a closed pipe
         _silence_stdout()
@@ -1231,12 +1244,14 @@ def _silence_stdout() -> None:
 
 
 def entry() -> None:
+    """The ``maxswitch`` command: the CLI with its signal handlers (tests call ``main``)."""
+    _install_signal_handlers()
     rc = main()
-    # the work is done and every output is whole: a SIGTERM or SIGHUP that arrives now, while the
-    # interpreter shuts down (its handlers already gone), must not turn success into a kill
+    # the work is done and every output is whole: a signal that arrives now, while the
+    # interpreter shuts down, must not turn success into a kill
     import signal
 
-    for name in ("SIGTERM", "SIGHUP"):
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
     sys.exit(rc)

@@ -146,17 +146,23 @@ def test_symlinks_are_refused_even_with_force(env, pngs, tmp_path):
 # ----------------------------------------------------------------- signals and stdout (issue 13)
 
 
-def test_terminated_during_the_write_leaves_no_temporary_file(monkeypatch, tmp_path):
-    """SIGTERM/SIGHUP are turned into an exception: write_atomic's cleanup runs (in process)."""
-    from maxswitch import atomic, cli
+def test_a_signal_during_the_write_leaves_no_temporary_file(monkeypatch, tmp_path):
+    """The CLI's handler removes the temporary files being written, then ends the process:
+    here the handler's cleanup runs in the middle of write_atomic (in process)."""
+    from maxswitch import atomic
 
-    def interrupted_fsync(fd):
-        raise cli.Terminated(signal.SIGTERM)
+    seen = []
 
-    monkeypatch.setattr(atomic.os, "fsync", interrupted_fsync)
-    with pytest.raises(cli.Terminated):
+    def signal_arrives(fd):
+        seen.append(os.listdir(tmp_path))
+        atomic.remove_temporaries()  # what the handler does before os._exit
+        raise SystemExit(143)
+
+    monkeypatch.setattr(atomic.os, "fsync", signal_arrives)
+    with pytest.raises(SystemExit):
         atomic.write_atomic(str(tmp_path / "x.msw"), b"data" * 1000)
-    assert os.listdir(tmp_path) == []
+    assert len(seen[0]) == 1 and seen[0][0].startswith(".maxswitch-")  # it was there
+    assert os.listdir(tmp_path) == [] and not atomic._LIVE
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
