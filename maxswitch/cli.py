@@ -650,7 +650,7 @@ def _check_output_path(path: str, option: str, folder_ok: bool = False) -> None:
     "--model",
     "models",
     multiple=True,
-    help="Model name or asset path; repeat for several (default natural-16-16-16).",
+    help=f"Model name or asset path; repeat for several (default {DEFAULT_MODEL}).",
 )
 @click.option("--all-models", is_flag=True, help="Benchmark every shipped model.")
 @click.option("--ladder", is_flag=True, help="Benchmark the -q ladder (the natural-image models of -q 1..N).")

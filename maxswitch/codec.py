@@ -114,7 +114,7 @@ def encode(
     Args:
         img: a path, encoded image bytes, a PIL image or a uint8 array (H, W, 3).
         model: a shipped model's name, an asset path or a loaded ``Model``
-            (default ``natural-16-16-16``).
+            (default ``config.DEFAULT_MODEL``).
         max_pixels: refuse larger images (decompression-bomb guard).
         level: zstd level (coding "zstd" only).
         tile: encode in tiles of this many pixels per side (same bytes as untiled).

@@ -1,7 +1,7 @@
 """Defaults that more than one module reads, in one dependency-free place (no numpy, no torch),
 so that the CLI's help texts, the library and the docs cannot disagree."""
 
-DEFAULT_MODEL = "natural-16-16-16"
+DEFAULT_MODEL = "natural-6-12-24"
 DECODER_KINDS = ("direct", "mirror")  # nets.DECODERS maps each to its class (docs/RESULTS.md compares them)
 ZSTD_LEVEL = 1  # payload coding "zstd": chosen by measurement (docs/PERFORMANCE.md, zstd level)
 DEFAULT_CODING = "auto"  # both codings, the smaller file is kept (zstd alone for models without a context model)
@@ -10,8 +10,8 @@ DEFAULT_CODING = "auto"  # both codings, the smaller file is kept (zstd alone fo
 # bpp and PSNR both increase strictly along it (tests/test_ladder.py checks it; docs/RESULTS.md has the
 # figures). The default model is the ladder point that reaches v0.1's Kodak PSNR for the fewest bits.
 LADDER = (
+    "natural-4-8-16",
     "natural-6-12-24",
-    "natural-8-16-32",
     "natural-16-16-16",
     "natural-32-32-32",
     "natural-48-96-192",
