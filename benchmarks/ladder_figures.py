@@ -43,11 +43,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kodak_csv")
     ap.add_argument("--bsds", default=None, help="bench CSV of test-bsds500")
+    ap.add_argument("--models", default=None, help="comma-separated models to update (default: the ladder's)")
+    ap.add_argument("--command", default=None, help="the bench command that wrote the CSV (recorded)")
     a = ap.parse_args()
     k = means(a.kodak_csv)
     b = means(a.bsds) if a.bsds else {}
     figures = {}
-    for name in LADDER:
+    for name in a.models.split(",") if a.models else LADDER:
         auto, v1 = k.get(f"{name}@auto"), k.get(f"{name}@zstd")
         if auto is None:
             continue
@@ -57,8 +59,8 @@ def main():
             "psnr": round(auto["psnr"], 2),
             "ssim": round(auto["ssim"], 4),
             "v1_zstd_bpp": round(v1["bpp"], 3) if v1 else None,
-            "command": "maxswitch bench ../shared/data/kodak --ladder --coding both (docs/RESULTS.md); "
-            "python benchmarks/ladder_figures.py",
+            "command": (a.command or "maxswitch bench ../shared/data/kodak --ladder --coding both (docs/RESULTS.md)")
+            + "; python benchmarks/ladder_figures.py",
         }
         if f"{name}@auto" in b:
             f["bsds_test_bpp"] = round(b[f"{name}@auto"]["bpp"], 3)
