@@ -289,21 +289,25 @@ def write_manifest_tables() -> None:
     readme = ROOT / "README.md"
     readme.write_text(_replace_marked(readme.read_text(), "models-table", body))
     rows = [
-        "| model | family | steps | minutes | threads | validation PSNR | context model: steps, minutes, validation bits/switch |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+        "| model | family | device | steps | batch x patch | minutes | threads | validation PSNR "
+        "| context model: steps, minutes, validation bits/switch |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for m in models:
         t = m.get("training", {})
         vp = t.get("val_psnr")
         c = m.get("context_training") or {}
         ctx = f"{c['steps']}, {c['minutes']}, {c.get('val_bits_per_switch', '-')}" if c else "-"
+        r = t.get("recipe", {})
         rows.append(
-            f"| `{m['name']}` | {m['family']} | {t.get('steps', '-')} | {t.get('minutes', '-')} | "
-            f"{t.get('recipe', {}).get('threads', '-')} | {vp if vp is not None else '-'} | {ctx} |"
+            f"| `{m['name']}` | {m['family']} | {t.get('device') or 'cpu'} | {t.get('steps', '-')} | "
+            f"{r.get('batch', '-')} x {r.get('patch', '-')} | {t.get('minutes', '-')} | {r.get('threads', '-')} | "
+            f"{vp if vp is not None else '-'} | {ctx} |"
         )
     body = (
-        "From each asset's own training record (wall-clock minutes on this 2-core machine, shared with "
-        "other jobs while the zoo trained, so minutes overstate what a quiet machine needs).\n\n" + "\n".join(rows)
+        "From each asset's own training record: wall-clock minutes on the device named (cpu: this 2-core "
+        "machine, shared with other jobs while the zoo trained, so minutes overstate what a quiet machine needs; "
+        "the H200 was shared by 7 processes, docs/TRAINING.md), global batch x crop side.\n\n" + "\n".join(rows)
     )
     doc = ROOT / "docs" / "TRAINING.md"
     doc.write_text(_replace_marked(doc.read_text(), "training-table", body))
