@@ -107,18 +107,20 @@ def _mkstemp(folder: str) -> tuple[int, str]:
     return fd, tmp
 
 
-def write_atomic(path: str, data: bytes, overwrite: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically.
+def write_atomic(path: str, data, overwrite: bool = False) -> None:
+    """Write ``data`` (bytes, or an iterable of byte strings written in turn) to ``path`` atomically.
 
     Raises:
         OutputExists: ``path`` exists and ``overwrite`` is false.
         UnsafeOutput: ``path`` is a symbolic link or another file that must not be replaced.
         OSError: the folder is missing or not writable, the disk is full, ...
     """
+    chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
     if check_target(path, overwrite) == "stream":
         fd = os.open(path, os.O_WRONLY)
         try:
-            write_all(fd, data)
+            for piece in chunks:
+                write_all(fd, piece)
         finally:
             os.close(fd)
         return
@@ -127,7 +129,8 @@ def write_atomic(path: str, data: bytes, overwrite: bool = False) -> None:
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for piece in chunks:
+                f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         if not overwrite:

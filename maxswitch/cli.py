@@ -89,7 +89,8 @@ def _read_stream(f, declared_length, prefix_max: int, FormatError) -> bytes:
     return data
 
 
-def _write_output(path: str, data: bytes, force: bool, input_path: str | None = None) -> None:
+def _write_output(path: str, data, force: bool, input_path: str | None = None) -> None:
+    """Write bytes, or an iterable of byte strings (a PNG written band by band), to a path or stdout."""
     from .atomic import OutputExists, UnsafeOutput, write_atomic
 
     if path == "-":
@@ -99,7 +100,8 @@ def _write_output(path: str, data: bytes, force: bool, input_path: str | None = 
             raise Failure("refusing to write binary data to a terminal; redirect stdout or give an output file")
         sys.stdout.flush()
         try:
-            write_all(sys.stdout.fileno(), data)  # every byte or an error: no silent short write
+            for piece in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
+                write_all(sys.stdout.fileno(), piece)  # every byte or an error: no silent short write
         except BrokenPipeError:
             raise
         except OSError as e:
@@ -523,8 +525,12 @@ def decode(
             data, m, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS, tile=tile, threads=None if jobs > 1 else threads
         )
         t2 = time.perf_counter()
-        im = image.to_pil(rgb, h.kind)
-        _write_output(out, image.save(im, image.format_for(out)), force, input_path=inp)
+        fmt_out = image.format_for(out)
+        if fmt_out == "PNG" and rgb.shape[0] * rgb.shape[1] > image.STREAM_PNG_PIXELS:
+            data = image.png_chunks(rgb, h.kind)  # band by band: no second copy of the image
+        else:
+            data = image.save(image.to_pil(rgb, h.kind), fmt_out)
+        _write_output(out, data, force, input_path=inp)
         t3 = time.perf_counter()
         if verbose:
             _say(
@@ -534,7 +540,7 @@ def decode(
             )
         if ref is not None:
             _say(False, _compare_line(ref.rgb, rgb, inp))
-        _say(quiet or out == "-", f"{_oneline(inp)}: decoded {im.width}x{im.height} to {_oneline(out)}")
+        _say(quiet or out == "-", f"{_oneline(inp)}: decoded {h.width}x{h.height} to {_oneline(out)}")
 
     _Batch(pairs, verbose, jobs).run(job)
 

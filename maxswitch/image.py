@@ -237,6 +237,45 @@ def format_for(path: str | None) -> str:
 MAX_SIDE_OF = {"JPEG": 65500, "WEBP": 16383}
 
 
+STREAM_PNG_PIXELS = 32_000_000  # decoded images above this are written as PNG band by band
+
+
+def png_chunks(rgb: np.ndarray, kind: int, rows: int = 256, level: int = 6):
+    """PNG bytes of decoded uint8 (H, W, 3), yielded band by band of ``rows`` rows.
+
+    For images over ``STREAM_PNG_PIXELS``: ``to_pil`` + ``save`` would hold a second, 4-byte-
+    per-pixel copy in Pillow and the whole file in memory (a 256-megapixel decode peaked at
+    2.2 GB that way; docs/SECURITY.md). Here the extra memory is one band. Grey kinds are
+    converted by Pillow band by band (the same values as ``to_pil``). Each row is filtered
+    with PNG's Sub filter; the pixels are those ``save`` would write, the bytes are not.
+    """
+    import struct
+    import zlib
+
+    h, w = rgb.shape[:2]
+    grey = kind in (KIND_GREY, KIND_GREY_ALPHA)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    yield b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0 if grey else 2, 0, 0, 0))
+    z = zlib.compressobj(level)
+    for y in range(0, h, rows):
+        band = rgb[y : y + rows]
+        if grey:
+            band = np.asarray(Image.fromarray(np.ascontiguousarray(band), "RGB").convert("L"))[..., None]
+        c = band.shape[2]
+        line = np.empty((band.shape[0], 1 + w * c), dtype=np.uint8)
+        line[:, 0] = 1  # filter type Sub: each byte minus the byte one pixel to its left
+        flat = band.reshape(band.shape[0], w * c)
+        line[:, 1 : 1 + c] = flat[:, :c]
+        np.subtract(flat[:, c:], flat[:, :-c], out=line[:, 1 + c :])
+        out = z.compress(line.tobytes())
+        if out:
+            yield chunk(b"IDAT", out)
+    yield chunk(b"IDAT", z.flush()) + chunk(b"IEND", b"")
+
+
 def save(im: Image.Image, fmt: str) -> bytes:
     """Encode a Pillow image to bytes in ``fmt`` (lossless PNG by default).
 
