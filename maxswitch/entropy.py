@@ -86,8 +86,9 @@ def decode_tile(model: ContextModel, words: np.ndarray, shapes: list[tuple[int, 
     cs = _constriction()
     family = cs.stream.model.Categorical(perfect=False)
     codes = [np.zeros(s, np.uint8) for s in shapes]
-    dec = cs.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
     try:
+        # the constructor checks the words too (a stack never ends in a zero word): found by fuzzing
+        dec = cs.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
         for coder, c, k, ys, xs, last in _passes(model, codes):
             f = coder.freqs(c, k, ys, xs).astype(np.float64)
             coder.commit(c, ys, xs, np.asarray(dec.decode(family, f), dtype=np.uint8))
