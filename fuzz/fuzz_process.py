@@ -52,7 +52,7 @@ def cli(*args) -> list[str]:
 
 
 def run(cmd, stdin=None, stdout=subprocess.DEVNULL, timeout=20.0, feed: bytes | None = None, feed_zeros=0):
-    """Run a process; return (exit status, stderr text, peak RSS in KB, seconds)."""
+    """Run a process; return (exit status or None after ``timeout``, stderr text, peak RSS in KB)."""
     t0 = time.time()
     p = subprocess.Popen(
         cmd,
@@ -83,10 +83,10 @@ def run(cmd, stdin=None, stdout=subprocess.DEVNULL, timeout=20.0, feed: bytes | 
             p.kill()
             os.wait4(p.pid, 0)
             p.returncode = -9
-            return None, p.stderr.read().decode(errors="replace"), 0, time.time() - t0
+            return None, p.stderr.read().decode(errors="replace"), 0
         time.sleep(0.01)
     p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, p.stderr.read().decode(errors="replace"), ru.ru_maxrss, time.time() - t0
+    return p.returncode, p.stderr.read().decode(errors="replace"), ru.ru_maxrss
 
 
 def one_line(err: str) -> bool:
@@ -121,11 +121,11 @@ def trial_lie(rng, seeds, tmp: Path) -> str | None:
         with open(f, "r+b") as h:
             h.truncate(len(data) + rng.choice([0, 1 << 30, 3 << 30]))
         args = [cmd_name, f, "--max-pixels", mp] + (["-o", tmp / "o.png", "-f"] if cmd_name == "decode" else [])
-        code, err, rss, secs = run(cli(*args))
+        code, err, rss = run(cli(*args))
         f.unlink()
     else:  # through a pipe
         args = [cmd_name, "-", "--max-pixels", mp] + (["-o", tmp / "o.png", "-f"] if cmd_name == "decode" else [])
-        code, err, rss, secs = run(cli(*args), feed=data, feed_zeros=zeros)
+        code, err, rss = run(cli(*args), feed=data, feed_zeros=zeros)
     if code is None:
         return f"lie: {cmd_name} still running after 20 s"
     if code == 0:
@@ -193,7 +193,7 @@ def trial_stdout(rng, seeds, tmp: Path, msw: Path) -> str | None:
     cmd = cli(*(["decode", msw, "-"] if what == "decode" else ["info", msw]))
     if rng.random() < 0.5:
         with open("/dev/full", "wb") as full:
-            code, err, _, _ = run(cmd, stdout=full)
+            code, err, _ = run(cmd, stdout=full)
         if code is None or code == 0 or not one_line(err):
             return f"stdout: {what} > /dev/full: exit {code}, {err[:300]!r}"
         return None
@@ -207,8 +207,7 @@ def trial_stdout(rng, seeds, tmp: Path, msw: Path) -> str | None:
         p.kill()
         return f"stdout: {what} hung after its reader closed"
     err = err.decode(errors="replace")
-    total = {"decode": 10**9, "info": 10**9}[what]
-    if p.returncode == 0 and n < total and what == "decode":
+    if p.returncode == 0 and what == "decode":  # its output is far longer than what was read
         return f"stdout: decode exited 0 though its reader closed after {n} bytes"
     if not one_line(err):
         return f"stdout: {what} | head -c {n}: {err[:300]!r}"

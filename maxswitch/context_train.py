@@ -227,8 +227,7 @@ def train_context(
     device = T.resolve_device(recipe.device)
     torch.set_num_threads(recipe.threads)
     T.first_usable(paths, recipe.patch, None, want=1)
-    if recipe.batch % place.world:
-        raise T.TrainError(f"--batch {recipe.batch} is not divisible by the {place.world} processes")
+    T.check_batch(recipe, place)
     device = T.start_processes(place, device)
     try:
         data = SwitchCrops(paths, model.encoder, recipe.patch, recipe.seed, recipe.crops_per_image, with_images=False)

@@ -163,6 +163,13 @@ def process_place() -> Dist:
         raise TrainError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (as torchrun sets them)") from None
 
 
+def check_batch(recipe: "Recipe", place: Dist) -> None:
+    """The global batch must split evenly; checked on every rank before the processes join,
+    so that a bad value fails everywhere instead of leaving the other ranks waiting."""
+    if recipe.batch % place.world:
+        raise TrainError(f"--batch {recipe.batch} is not divisible by the {place.world} processes")
+
+
 def start_processes(place: Dist, device: torch.device) -> torch.device:
     """Join the process group (Gloo on CPU, NCCL on CUDA); return this rank's device."""
     if place.world > 1:
@@ -247,8 +254,6 @@ def fit(
     """
     say = (log or (lambda m: print(m, file=sys.stderr, flush=True))) if place.main else (lambda m: None)
     warn = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    if recipe.batch % place.world:
-        raise TrainError(f"--batch {recipe.batch} is not divisible by the {place.world} processes")
     opt = torch.optim.Adam(module.parameters(), lr=recipe.lr)
     step, elapsed, history = 0, 0.0, []
     if resume:
@@ -442,8 +447,7 @@ def train(
         encoder = Encoder.random(
             config.channels, seed=config.encoder_seed, calibration=calibration_batch(first), pool=config.pool
         )
-    if recipe.batch % place.world:
-        raise TrainError(f"--batch {recipe.batch} is not divisible by the {place.world} processes")
+    check_batch(recipe, place)
     device = start_processes(place, device)
     try:
         data = SwitchCrops(paths, encoder, recipe.patch, recipe.seed, recipe.crops_per_image, resize)
