@@ -519,25 +519,24 @@ def decode(
     def job(inp, out):
         _check_output(out, force, inp)
         t0 = time.perf_counter()
-        data = _read_msw(inp, max_pixels or image.DEFAULT_MAX_PIXELS)
+        limit = max_pixels or image.DEFAULT_MAX_PIXELS
+        data = _read_msw(inp, limit)
         t1 = time.perf_counter()
-        rgb, h = codec.decode_array(
-            data, m, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS, tile=tile, threads=None if jobs > 1 else threads
-        )
+        h, bands = codec.decode_bands(data, m, max_pixels=limit, tile=tile, threads=None if jobs > 1 else threads)
+        del data  # checked and its switches decoded: the network runs band by band below
         t2 = time.perf_counter()
         fmt_out = image.format_for(out)
-        if fmt_out == "PNG" and rgb.shape[0] * rgb.shape[1] > image.STREAM_PNG_PIXELS:
-            data = image.png_chunks(rgb, h.kind)  # band by band: no second copy of the image
+        if fmt_out == "PNG" and ref is None and h.width * h.height > image.STREAM_PNG_PIXELS:
+            # decoded and written band by band: the image is never held whole (docs/SECURITY.md)
+            rgb, payload = None, image.png_chunks(bands, h.kind, size=(h.height, h.width))
         else:
-            data = image.save(image.to_pil(rgb, h.kind), fmt_out)
-        _write_output(out, data, force, input_path=inp)
+            rgb = codec.join_bands(bands, h.height, h.width)
+            payload = image.save(image.to_pil(rgb, h.kind), fmt_out)
+        _write_output(out, payload, force, input_path=inp)
         t3 = time.perf_counter()
+        timing = f"read {1e3 * (t1 - t0):.0f} ms, switches {1e3 * (t2 - t1):.0f} ms, network + write {1e3 * (t3 - t2):.0f} ms"
         if verbose:
-            _say(
-                False,
-                f"{_oneline(inp)}: read {1e3 * (t1 - t0):.0f} ms, decode {1e3 * (t2 - t1):.0f} ms, "
-                f"write {1e3 * (t3 - t2):.0f} ms",
-            )
+            _say(False, f"{_oneline(inp)}: {timing}")
         if ref is not None:
             _say(False, _compare_line(ref.rgb, rgb, inp))
         _say(quiet or out == "-", f"{_oneline(inp)}: decoded {h.width}x{h.height} to {_oneline(out)}")

@@ -257,12 +257,41 @@ def decode_array(
     threads: int | None = None,
 ) -> tuple[np.ndarray, fmt.Header]:
     """Decode a .msw byte string to uint8 RGB (height, width, 3) and its header."""
+    from .tiling import join_bands
+
+    h, bands = decode_bands(data, model, max_pixels=max_pixels, tile=tile, threads=threads)
+    return join_bands(bands, h.height, h.width), h
+
+
+def decode_bands(
+    data,
+    model=None,
+    *,
+    max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS,
+    tile: int | None = None,
+    threads: int | None = None,
+):
+    """``decode_array`` without ever holding the decoded image: (header, bands), where bands
+    yields uint8 (rows, width, 3) from the top (``tiling.decode_bands``). The file is read,
+    checked and its switches decoded before this returns, so a damaged file raises here and
+    not half-way through a writer. For very large outputs (``image.png_chunks``)."""
+    from .tiling import decode_bands as bands
+
     set_threads(threads)
     h, payload = fmt.read(_msw_bytes(data), max_pixels)
     m = resolve_model(h, model)  # before inflating: the header must agree with the model
+    if m.decoder is None:
+        raise CodecError(f"model {m.name} has no decoder")
     codes = _unpack(h, payload, m)
-    rgb = reconstruct(m, codes, tile, size=(h.height, h.width))
-    return rgb, h
+    del payload
+    return h, bands(m.decoder, codes, tile, (h.height, h.width))
+
+
+def join_bands(bands, height: int, width: int) -> np.ndarray:
+    """The whole uint8 (height, width, 3) image from ``decode_bands``' bands."""
+    from .tiling import join_bands as join
+
+    return join(bands, height, width)
 
 
 def decode(data: bytes, model=None, **kw):

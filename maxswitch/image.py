@@ -240,19 +240,25 @@ MAX_SIDE_OF = {"JPEG": 65500, "WEBP": 16383}
 STREAM_PNG_PIXELS = 32_000_000  # decoded images above this are written as PNG band by band
 
 
-def png_chunks(rgb: np.ndarray, kind: int, rows: int = 256, level: int = 6):
-    """PNG bytes of decoded uint8 (H, W, 3), yielded band by band of ``rows`` rows.
+def png_chunks(rgb, kind: int, rows: int = 256, level: int = 6, size: tuple[int, int] | None = None):
+    """PNG bytes of decoded uint8 RGB, yielded band by band.
 
-    For images over ``STREAM_PNG_PIXELS``: ``to_pil`` + ``save`` would hold a second, 4-byte-
-    per-pixel copy in Pillow and the whole file in memory (a 256-megapixel decode peaked at
-    2.2 GB that way; docs/SECURITY.md). Here the extra memory is one band. Grey kinds are
-    converted by Pillow band by band (the same values as ``to_pil``). Each row is filtered
-    with PNG's Sub filter; the pixels are those ``save`` would write, the bytes are not.
+    ``rgb`` is either a whole (H, W, 3) array, cut into bands of ``rows`` rows, or an
+    iterable of (rows_i, W, 3) bands from the top (``tiling.decode_bands``), with ``size``
+    = (H, W). For images over ``STREAM_PNG_PIXELS``: ``to_pil`` + ``save`` would hold a
+    second, 4-byte-per-pixel copy in Pillow and the whole file in memory (a 256-megapixel
+    decode peaked at 2.2 GB that way; docs/SECURITY.md). Here the extra memory is one band,
+    and with bands the decoded image is never held whole. Grey kinds are converted by
+    Pillow band by band (the same values as ``to_pil``). Each row is filtered with PNG's Sub
+    filter; the pixels are those ``save`` would write, the bytes are not.
     """
     import struct
     import zlib
 
-    h, w = rgb.shape[:2]
+    if isinstance(rgb, np.ndarray):
+        (h, w), bands = rgb.shape[:2], (rgb,)
+    else:
+        (h, w), bands = size, rgb
     grey = kind in (KIND_GREY, KIND_GREY_ALPHA)
 
     def chunk(tag: bytes, data: bytes) -> bytes:
@@ -260,8 +266,22 @@ def png_chunks(rgb: np.ndarray, kind: int, rows: int = 256, level: int = 6):
 
     yield b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0 if grey else 2, 0, 0, 0))
     z = zlib.compressobj(level)
-    for y in range(0, h, rows):
-        band = rgb[y : y + rows]
+    done = 0
+    for piece in bands:
+        if piece.shape[1] != w or done + piece.shape[0] > h:
+            raise ValueError("bands do not fit the declared PNG size")
+        done += piece.shape[0]
+        yield from _png_rows(z, chunk, piece, rows, w, grey)
+    if done != h:
+        raise ValueError(f"bands hold {done} rows, the PNG declares {h}")
+    yield chunk(b"IDAT", z.flush()) + chunk(b"IEND", b"")
+
+
+def _png_rows(z, chunk, piece: np.ndarray, rows: int, w: int, grey: bool):
+    """IDAT chunks of a band, filtered and compressed ``rows`` rows at a time (the buffers
+    here are a few copies of ``rows`` rows, whatever the band's height)."""
+    for y in range(0, piece.shape[0], rows):
+        band = piece[y : y + rows]
         if grey:
             band = np.asarray(Image.fromarray(np.ascontiguousarray(band), "RGB").convert("L"))[..., None]
         c = band.shape[2]
@@ -270,10 +290,9 @@ def png_chunks(rgb: np.ndarray, kind: int, rows: int = 256, level: int = 6):
         flat = band.reshape(band.shape[0], w * c)
         line[:, 1 : 1 + c] = flat[:, :c]
         np.subtract(flat[:, c:], flat[:, :-c], out=line[:, 1 + c :])
-        out = z.compress(line.tobytes())
+        out = z.compress(line)
         if out:
             yield chunk(b"IDAT", out)
-    yield chunk(b"IDAT", z.flush()) + chunk(b"IEND", b"")
 
 
 def save(im: Image.Image, fmt: str) -> bytes:

@@ -211,7 +211,6 @@ def _as_code_tensors(codes) -> list[torch.Tensor]:
     return out
 
 
-@torch.inference_mode()
 def decode_tiled(decoder, codes, tile: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode switches to uint8 RGB, tile by tile.
 
@@ -227,36 +226,74 @@ def decode_tiled(decoder, codes, tile: int | None = None, size: tuple[int, int] 
     Returns:
         uint8 (height, width, 3) array.
     """
+    height, width = size or (codes[0].shape[-2] * 2, codes[0].shape[-1] * 2)
+    return join_bands(decode_bands(decoder, codes, tile, size), height, width)
+
+
+def join_bands(bands, height: int, width: int) -> np.ndarray:
+    """The uint8 (height, width, 3) image of ``decode_bands``' bands (the band itself if one)."""
+    out = None
+    y = 0
+    for band in bands:
+        if y == 0 and band.shape[0] == height:
+            return band
+        if out is None:
+            out = np.empty((height, width, 3), dtype=np.uint8)
+        out[y : y + band.shape[0]] = band
+        y += band.shape[0]
+    return out
+
+
+def decode_bands(decoder, codes, tile: int | None = None, size: tuple[int, int] | None = None):
+    """``decode_tiled``'s pixels one row of tiles at a time: yields uint8 (rows, width, 3)
+    bands, top to bottom, whose concatenation is ``decode_tiled(decoder, codes, tile, size)``.
+
+    The image is never held whole: memory beyond the switches is one band (a writer that
+    streams, such as ``image.png_chunks``, keeps a 16000 x 16000 decode under 2 GB). The
+    size and tile checks run before the first band is asked for.
+    """
     _tune_malloc()
     codes = _as_code_tensors(codes)
     H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
     height, width = size or (H, W)
     if not (0 < height <= H and 0 < width <= W):
         raise ValueError(f"size {height}x{width} does not fit the padded size {H}x{W}")
+    t = _tile_size(H, W, tile, DEFAULT_TILE)
+    return _bands(decoder, codes, t or max(H, W), height, width)
+
+
+def _row_groups(H: int, W: int, t: int, margin: int, height: int, width: int) -> list[list]:
+    """Rows of tiles grouped into bands of at least 2 tiles per thread (a narrow image's rows
+    hold too few tiles to keep every thread busy), each band a list of tile jobs."""
+    xs = [x for x in _spans(W, t, margin) if x[0] < width]
+    rows = [y for y in _spans(H, t, margin) if y[0] < height]
+    per = max(1, -(-2 * torch.get_num_threads() // len(xs)))
+    return [[(y, x) for y in rows[i : i + per] for x in xs] for i in range(0, len(rows), per)]
+
+
+@torch.inference_mode()
+def _bands(decoder, codes: list[torch.Tensor], t: int, height: int, width: int):
     runner = _runner(decoder)
     margin = getattr(decoder, "TILE_MARGIN", DECODER_MARGIN)  # a decoder kind states its own
-    out = np.empty((height, width, 3), dtype=np.uint8)
-    t = _tile_size(H, W, tile, DEFAULT_TILE)
-    if t is None:
-        t = max(H, W)
+    H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
+    for jobs in _row_groups(H, W, t, margin, height, width):
+        b0, b1 = jobs[0][0][0], min(jobs[-1][0][1], height)
+        band = np.empty((b1 - b0, width, 3), dtype=np.uint8)
 
-    def run(job):
-        (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) = job
-        th, tw = min(y1, height) - y0, min(x1, width) - x0
-        with torch.inference_mode():  # per thread
-            if runner is not None:
-                block = _to_uint8_block(runner.region(codes, y0, y1, x0, x1)[0], th, tw)
-            else:
-                sub = [
-                    c[:, :, cy0 >> (s + 1) : cy1 >> (s + 1), cx0 >> (s + 1) : cx1 >> (s + 1)]
-                    for s, c in enumerate(codes)
-                ]
-                x_hat = decoder(sub)[0, :, y0 - cy0 : y0 - cy0 + th, x0 - cx0 : x0 - cx0 + tw]
-                block = x_hat.clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0)
-        out[y0 : y0 + th, x0 : x0 + tw] = block.numpy()
+        def run(job, b0=b0, band=band):
+            (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) = job
+            th, tw = min(y1, height) - y0, min(x1, width) - x0
+            with torch.inference_mode():  # per thread
+                if runner is not None:
+                    block = _to_uint8_block(runner.region(codes, y0, y1, x0, x1)[0], th, tw)
+                else:
+                    sub = [
+                        c[:, :, cy0 >> (s + 1) : cy1 >> (s + 1), cx0 >> (s + 1) : cx1 >> (s + 1)]
+                        for s, c in enumerate(codes)
+                    ]
+                    x_hat = decoder(sub)[0, :, y0 - cy0 : y0 - cy0 + th, x0 - cx0 : x0 - cx0 + tw]
+                    block = x_hat.clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0)
+            band[y0 - b0 : y0 - b0 + th, x0 : x0 + tw] = block.numpy()
 
-    _run_tiles(
-        [(ys, xs) for ys in _spans(H, t, margin) if ys[0] < height for xs in _spans(W, t, margin) if xs[0] < width],
-        run,
-    )
-    return out
+        _run_tiles(jobs, run)
+        yield band

@@ -340,3 +340,51 @@ def test_decoder_fast_path_follows_in_place_weight_changes():
         want = dec([torch.from_numpy(c[None]) for c in codes])[0].clamp(0, 1).mul(255).permute(1, 2, 0).numpy()
     assert not np.array_equal(before, after)
     assert np.abs(after - want).max() <= 0.5 + 1e-3
+
+
+def test_decode_bands_join_to_the_whole_decode_and_stream_png_in_bounded_memory(tmp_path):
+    import io
+    import tracemalloc
+
+    from PIL import Image
+
+    from maxswitch import image
+
+    m = load_model(DEFAULT_MODEL)
+    rgb = np.asarray(make_image(800, 2400, seed=3))  # 7 x 19 tiles of 128
+    data = maxswitch.encode(rgb, m, coding="zstd")
+    whole, h = codec.decode_array(data, m, tile=128)
+    tracemalloc.start()
+    try:
+        h, bands = codec.decode_bands(data, m, tile=128)
+        before = tracemalloc.get_traced_memory()[0]  # the switches are decoded by now
+        tracemalloc.reset_peak()
+        with open(tmp_path / "o.png", "wb") as f:
+            for chunk in image.png_chunks(bands, h.kind, rows=32, size=(h.height, h.width)):
+                f.write(chunk)
+        extra = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert extra < whole.nbytes / 3, f"{extra} bytes beyond the switches for a {whole.nbytes}-byte image"
+    got = np.asarray(Image.open(io.BytesIO((tmp_path / "o.png").read_bytes())).convert("RGB"))
+    np.testing.assert_array_equal(got, whole)
+
+
+def test_cli_streams_large_png_decodes_with_the_same_pixels(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from maxswitch import image
+    from maxswitch.cli import cli
+
+    rgb = np.asarray(make_image(300, 200, seed=4))
+    (tmp_path / "a.msw").write_bytes(maxswitch.encode(rgb))
+    whole, _ = codec.decode_array((tmp_path / "a.msw").read_bytes(), tile=64)
+    monkeypatch.setattr(image, "STREAM_PNG_PIXELS", 1000)
+    calls = []
+    real = image.png_chunks
+    monkeypatch.setattr(image, "png_chunks", lambda *a, **k: calls.append(k) or real(*a, **k))
+    r = CliRunner().invoke(cli, ["decode", str(tmp_path / "a.msw"), str(tmp_path / "a.png"), "--tile", "64", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert calls and calls[0].get("size") == (200, 300)  # the band-by-band path ran
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png").convert("RGB")), whole)
