@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch lies on this project's machines in /opt/wheels; elsewhere pip takes it from PyPI.
 PIP_FLAGS ?= $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: install demo test test-all lint format reproduce reproduce-train bench clean
+.PHONY: install demo test test-all lint format man reproduce reproduce-train bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ test: install
 	$(PY) -m pytest -q
 
 # ruff: lint and formatting check (run by .ci/run); `make format` rewrites the files.
-LINTED := maxswitch tests benchmarks fuzz examples
+LINTED := maxswitch tests benchmarks fuzz examples tools
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
@@ -33,6 +33,10 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix $(LINTED)
 	$(VENV)/bin/ruff format $(LINTED)
+
+# the man pages (docs/man/*.1) from the CLI's help; a test fails when they are out of date
+man: install
+	$(PY) tools/make_man.py
 
 test-all: install
 	$(PY) -m pytest -q -m ''

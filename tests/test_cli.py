@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import make_image, run_cli
@@ -124,8 +125,14 @@ def test_unknown_model_exit_1(env, img, tmp_path):
 
 
 def test_version_models_and_module_entry(env):
+    import tomllib
+
+    from maxswitch import __version__
+
     r = run_cli("--version", env=env)
-    assert r.returncode == 0 and b"0.1.0" in r.stdout
+    assert r.returncode == 0 and __version__.encode() in r.stdout
+    with open(Path(__file__).parents[1] / "pyproject.toml", "rb") as f:
+        assert tomllib.load(f)["project"]["version"] == __version__
     r = run_cli("models", "--json", env=env)
     assert json.loads(r.stdout)["models"][0]["name"] == "tiny-4-6-8"
     r = run_cli("models", env=env)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, make_image, run_cli
@@ -259,3 +260,14 @@ def test_bench_json_to_stdout(env, pngs, tiny_model):
     d = json.loads(r.stdout)
     assert d["name"].startswith("maxswitch") and "Rate and distortion" in r.stderr.decode()
     assert not (folder / "-").exists()
+
+
+def test_man_pages_are_those_of_the_cli():
+    """docs/man/*.1 are generated from the CLI's help (tools/make_man.py): a change to an
+    option or a help text must come with `make man`."""
+    pytest.importorskip("click_man")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "tools" / "make_man.py"), "--check"], capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    page = (root / "docs" / "man" / "maxswitch-encode.1").read_text()
+    assert ".SH OPTIONS" in page and "--output-dir" in page.replace("\\-", "-")
