@@ -58,7 +58,9 @@ def main():
             [
                 "encoder network",
                 "v2 context encode",
+                "v2 ANS encode",
                 "v2 context decode",
+                "v2 ANS decode",
                 "v1 pack+zstd",
                 "v1 unzstd+unpack",
                 "decoder network",
@@ -74,6 +76,13 @@ def main():
             t, back = best(lambda payload=payload: entropy.decode(m.context, payload, H, W))
             assert all((p == q).all() for p, q in zip(codes, back))
             tot["v2 context decode"] += t
+            # the entropy coder alone: constriction given the frequencies the model computed
+            for tile in entropy.tiles(H, W):
+                steps = entropy.tile_steps(m.context, entropy._tile_codes(codes, tile))
+                t, words = best(lambda steps=steps: entropy.ans_encode(steps))
+                tot["v2 ANS encode"] += t
+                t, _ = best(lambda words=words, steps=steps: entropy.ans_decode(words, [f for _, f in steps]))
+                tot["v2 ANS decode"] += t
             t, z = best(lambda codes=codes: sw.compress(sw.pack(codes)))
             tot["v1 pack+zstd"] += t
             t, _ = best(
@@ -89,8 +98,10 @@ def main():
         rows = [
             ("encoder network", tot["encoder network"], enc_v2),
             ("context model + ANS, encode", tot["v2 context encode"], enc_v2),
+            ("of which ANS (constriction)", tot["v2 ANS encode"], enc_v2),
             ("**encode, v2**", enc_v2, enc_v2),
             ("context model + ANS, decode", tot["v2 context decode"], dec_v2),
+            ("of which ANS (constriction)", tot["v2 ANS decode"], dec_v2),
             ("decoder network", tot["decoder network"], dec_v2),
             ("**decode, v2**", dec_v2, dec_v2),
             ("encode, v1 (pack + zstd)", enc_v1, enc_v1),

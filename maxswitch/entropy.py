@@ -61,8 +61,12 @@ def _passes(model: ContextModel, codes: list[np.ndarray]):
 
 def encode_tile(model: ContextModel, codes: list[np.ndarray]) -> np.ndarray:
     """One tile's switches (3 arrays (C_s, h_s, w_s) uint8) -> its ANS words (uint32)."""
-    cs = _constriction()
-    family = cs.stream.model.Categorical(perfect=False)
+    return ans_encode(tile_steps(model, codes))
+
+
+def tile_steps(model: ContextModel, codes: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The context model's part of ``encode_tile``: per step in decoding order, the symbols
+    (n,) int32 and their integer frequencies (n, 4) float64."""
     work = [c.copy() for c in codes]
     steps = []
     for coder, c, k, ys, xs, last in _passes(model, work):
@@ -71,10 +75,26 @@ def encode_tile(model: ContextModel, codes: list[np.ndarray]) -> np.ndarray:
         steps.append((sym, f.astype(np.float64)))
         if last:
             coder.finish_channel(c)
+    return steps
+
+
+def ans_encode(steps: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The entropy coder's part of ``encode_tile``: steps -> ANS words (uint32)."""
+    cs = _constriction()
+    family = cs.stream.model.Categorical(perfect=False)
     enc = cs.stream.stack.AnsCoder()
     for sym, f in reversed(steps):
         enc.encode_reverse(sym, family, f)
     return enc.get_compressed()
+
+
+def ans_decode(words: np.ndarray, freqs: list[np.ndarray]) -> list[np.ndarray]:
+    """The entropy coder alone, for measuring its share of decoding: words and the
+    frequencies of every step (as ``tile_steps`` gives them) -> the symbols of each step."""
+    cs = _constriction()
+    family = cs.stream.model.Categorical(perfect=False)
+    dec = cs.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+    return [np.asarray(dec.decode(family, f)) for f in freqs]
 
 
 def decode_tile(model: ContextModel, words: np.ndarray, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
