@@ -15,7 +15,7 @@ import threading
 import click
 
 from . import __version__
-from .config import DECODER_KINDS, DEFAULT_CODING, DEFAULT_MODEL, LADDER
+from .config import CONTEXT_MINUTES, DECODER_KINDS, DEFAULT_CODING, DEFAULT_MODEL, LADDER, TRAIN_MINUTES
 from .config import ZSTD_LEVEL as ZSTD_LEVEL_DEFAULT
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
@@ -168,7 +168,11 @@ def _options(*decorators):
 
 
 def _training_options(minutes_default: float, val_help: str):
-    """Data selection and budget options of ``train`` and ``train-context`` (one definition)."""
+    """Data selection and budget options of ``train`` and ``train-context`` (one definition).
+
+    Their parameter names are the keywords of ``train.decoder_setup`` and ``train.context_setup``,
+    which check them (``_training_errors`` turns a bad one into a usage error on its option).
+    """
     return _options(
         click.option("--split", default=None, help="Named split of DATA_DIR (holdout-train, lfw-train, ...)."),
         click.option("--val", "val_dir", default=None, help=val_help),
@@ -177,7 +181,7 @@ def _training_options(minutes_default: float, val_help: str):
             "--minutes",
             type=click.FloatRange(min=0, min_open=True),
             default=None,
-            help=f"Time budget (default {minutes_default:g} unless --steps).",
+            help=f"Time budget in minutes (default {minutes_default:g} unless --steps).",
         ),
         click.option("--steps", type=click.IntRange(1), default=None, help="Step budget (repeatable with --seed)."),
         click.option("--batch", type=click.IntRange(1), default=16, show_default=True, help="Global batch (crops)."),
@@ -839,7 +843,7 @@ def bench(
 )
 @click.option("--encoder-seed", type=int, default=0, show_default=True)
 @click.option("--encoder-from", default=None, help="Reuse the encoder of this model (name or path).")
-@_training_options(20, "Validation folder (its first 24 images, held in memory).")
+@_training_options(TRAIN_MINUTES, "Validation folder (its first 24 images, held in memory).")
 @click.option("--resize", type=click.IntRange(8), default=None, help="Resize training images to this square size.")
 @click.option("--patch", type=click.IntRange(8), default=96, show_default=True, help="Crop side (multiple of 8).")
 @click.option(
@@ -865,36 +869,7 @@ def bench(
     "-t", "--threads", type=click.IntRange(1, 256), default=2, show_default=True, help="CPU threads for training."
 )
 @click.option("--amp", is_flag=True, help="Mixed precision (bf16 autocast) for the decoder; CUDA only.")
-def train(
-    data_dir,
-    output,
-    name,
-    arch,
-    decoder,
-    widths,
-    pool,
-    encoder_seed,
-    encoder_from,
-    split,
-    val_dir,
-    val_split,
-    resize,
-    minutes,
-    steps,
-    patch,
-    batch,
-    lr,
-    seed,
-    model_version,
-    checkpoint,
-    checkpoint_every,
-    resume,
-    force,
-    threads,
-    device,
-    amp,
-    workers,
-):
+def train(data_dir, output, name, val_dir, split, val_split, resize, model_version, resume, force, **settings):
     """Train a decoder on the switches of DATA_DIR's images and write a model asset.
 
     DATA_DIR: a folder (searched recursively) or a text file listing image paths, one per
@@ -902,69 +877,26 @@ def train(
     grow with the dataset. Many processes: torchrun --nproc_per_node=N -m maxswitch train ...
     (--batch is the global batch); docs/TRAINING.md, "Training on a cluster".
     """
-    from .dataset import default_workers
-    from .nets import ModelConfig, parse_channels
-    from .train import Recipe, TrainError
+    from .train import decoder_setup
     from .train import train as run_training
-    from .zoo import load_model, valid_name
 
-    if not valid_name(name):
-        raise click.BadParameter("use lower-case letters, digits, '.', '_' and '-'", param_hint="--name")
-    try:
-        channels = parse_channels(arch)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--arch") from None
-    try:
-        wid = parse_channels(widths)
-    except ValueError:
-        raise click.BadParameter(
-            f"decoder widths must be 3 values in 1..512, got {widths!r}", param_hint="--widths"
-        ) from None
-    if patch % 8:
-        raise click.BadParameter(f"must be a multiple of 8, got {patch}", param_hint="--patch")
-    ck = checkpoint or output + ".ckpt"
-    if not resume and not force:
-        for p in (output, ck):
-            if os.path.exists(p):
-                raise Failure(f"{p} already exists (use -f to replace it, or --resume to continue)")
-    encoder = None
-    if encoder_from:
-        src = load_model(encoder_from)
-        if tuple(src.config.channels) != channels:
-            raise click.BadParameter(f"{encoder_from} has channels {src.config.channels}, not {channels}")
-        encoder, encoder_seed = src.encoder, src.config.encoder_seed
-    cfg = ModelConfig(channels, decoder, wid, pool, encoder_seed)
-    recipe = Recipe(
-        patch=patch,
-        batch=batch,
-        lr=lr,
-        steps=steps,
-        minutes=None if steps and minutes is None else (minutes or 20.0),
-        seed=seed,
-        threads=threads or 2,
-        device=device,
-        amp=amp,
-        workers=default_workers() if workers is None else workers,
-        checkpoint_every_s=checkpoint_every,
-    )
-    try:
+    with _training_errors("use -f to replace it, or --resume to continue"):
+        setup = decoder_setup(name, output, resume=resume, replace=force, **settings)
         run_training(
             data_dir,
             output,
             name,
-            cfg,
-            recipe,
+            setup.config,
+            setup.recipe,
             val_dir=val_dir,
-            encoder=encoder,
+            encoder=setup.encoder,
             split=split,
             val_split=val_split,
             resize=resize,
-            checkpoint=checkpoint or output + ".ckpt",
+            checkpoint=setup.checkpoint,
             resume=resume,
             version=model_version,
         )
-    except TrainError as e:
-        raise Failure(str(e)) from None
 
 
 @cli.command("train-context")
@@ -972,7 +904,7 @@ def train(
 @click.argument("data_dir", metavar="DATA_DIR")
 @click.option("-o", "--output", required=True, help="Model asset to write: MODEL plus its context model.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-@_training_options(10, "Folder whose images (the first 24) measure the trained coder.")
+@_training_options(CONTEXT_MINUTES, "Folder whose images (the first 24) measure the trained coder.")
 @click.option(
     "--patch", type=click.IntRange(16), default=64, show_default=True, help="Crop side in pixels (multiple of 8)."
 )
@@ -988,87 +920,49 @@ def train(
     help="Version recorded in OUTPUT (default: MODEL's version + 1: a new context model is a new asset).",
 )
 @_common_threads
-def train_context_cmd(
-    model,
-    data_dir,
-    output,
-    force,
-    split,
-    val_dir,
-    val_split,
-    minutes,
-    steps,
-    batch,
-    patch,
-    symbols,
-    lr,
-    hidden,
-    seed,
-    model_version,
-    threads,
-    device,
-    workers,
-):
+def train_context_cmd(model, data_dir, output, force, split, val_dir, val_split, symbols, model_version, **settings):
     """Fit the learned context model (format v2's entropy model) to MODEL's switches on DATA_DIR.
 
     DATA_DIR: a folder (searched recursively) or a text file listing image paths. Crops are
     streamed; torchrun runs it on many processes as it runs train.
     """
-    from .context_train import measure, switch_maps, train_context
-    from .dataset import default_workers
-    from .train import VAL_IMAGES, Recipe, TrainError, list_images, load_rgb, process_place, select_split
-    from .zoo import load_model, save_model
+    from .context_train import train_context_asset
+    from .train import check_outputs, context_setup
 
-    if patch % 8:
-        raise click.BadParameter(f"must be a multiple of 8, got {patch}", param_hint="--patch")
-    try:
-        widths = tuple(int(x) for x in hidden.split(","))
-        if len(widths) != 2 or min(widths) < 1 or max(widths) > 256:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter("two widths in 1..256, e.g. 32,32", param_hint="--hidden") from None
-    if os.path.exists(output) and not force:
-        raise Failure(f"{output} already exists (use -f to overwrite)")
-    m = load_model(model)
-    recipe = Recipe(
-        patch=patch,
-        batch=batch,
-        lr=lr,
-        min_lr=lr / 100,
-        warmup=1,
-        steps=steps,
-        minutes=None if steps else (minutes or 10.0),
-        seed=seed,
-        threads=threads or 2,
-        device=device,
-        workers=default_workers() if workers is None else workers,
-        eval_every=10**9,
-    )
-    main = process_place().main
-    say = (lambda msg: click.echo(f"{m.name}: {msg}", err=True)) if main else (lambda msg: None)
-    try:
-        paths = select_split(list_images(data_dir), split)
-        if not paths:
-            raise TrainError(f"no images found in {data_dir}")
-        say(f"{len(paths)} training images, streamed")
-        cm, record = train_context(
-            m, paths, recipe, hidden=widths, symbols=symbols, log=lambda msg: click.echo(msg, err=True)
+    with _training_errors("use -f to overwrite"):
+        recipe, hidden = context_setup(**settings)
+        check_outputs([output], replace=force)
+        train_context_asset(
+            model,
+            data_dir,
+            output,
+            recipe,
+            hidden=hidden,
+            symbols=symbols,
+            split=split,
+            val_dir=val_dir,
+            val_split=val_split,
+            version=model_version,
+            log=lambda msg: click.echo(msg, err=True),
         )
-    except TrainError as e:
+
+
+@contextlib.contextmanager
+def _training_errors(exists_hint: str):
+    """The training library's errors as the CLI reports them: a bad setting is a usage error on
+    its option (exit 2; the setting ``encoder_from`` is ``--encoder-from``), an output that exists
+    (with ``exists_hint``) and any other data problem a failure (exit 1)."""
+    from .dataset import DataError
+    from .train import OutputExistsError, SettingError
+
+    try:
+        yield
+    except SettingError as e:
+        raise click.BadParameter(str(e), param_hint="--" + e.setting.replace("_", "-")) from None
+    except OutputExistsError as e:
+        raise Failure(f"{e} ({exists_hint})") from None
+    except DataError as e:
         raise Failure(str(e)) from None
-    if not main:
-        return
-    record.update(train_dir=os.path.basename(os.path.normpath(data_dir)), split=split, train_images=len(paths))
-    if val_dir:
-        vpaths = select_split(list_images(val_dir), val_split)[:VAL_IMAGES]
-        val = switch_maps(m, load_rgb(vpaths), flips=False)
-        if val:
-            record["val_bits_per_switch"] = round(measure(cm, val), 4)
-            say(f"validation {record['val_bits_per_switch']} bits/switch (real coder, {len(val)} images)")
-    meta_record = dict(m.meta.get("record", {}), context=record)
-    version = model_version or m.version + 1
-    save_model(output, m.name, version, m.config, m.encoder, m.decoder, meta_record, context=cm)
-    say(f"wrote {output}")
 
 
 @contextlib.contextmanager

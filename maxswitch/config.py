@@ -20,3 +20,7 @@ LADDER = (
 # Format v2 codes the padded image in independent tiles of CONTEXT_TILE x CONTEXT_TILE pixels
 # (part of the format: docs/FORMAT.md; read by entropy.py and by format.max_payload).
 CONTEXT_TILE = 512
+
+# Training time budgets in minutes when no step budget is given (`maxswitch train`, `train-context`).
+TRAIN_MINUTES = 20.0
+CONTEXT_MINUTES = 10.0

@@ -4,13 +4,16 @@ integers the coder uses, fitted by cross-entropy (bits) on the switches of train
 Every symbol of a crop is scored at once ("teacher forcing"): its context is built from the
 true codes with exactly the availability rules of the decoder (phases, earlier channels,
 parents), so the loss is the code length the coder will spend, up to the integer rounding
-that the fake quantisation already models. The loop is ``train.fit``; used by ``maxswitch
-train-context`` and ``benchmarks/train_zoo.py``.
+that the fake quantisation already models. The loop is ``train.fit``; ``train_context`` is
+used by ``benchmarks/train_zoo.py``, ``train_context_asset`` (data folder in, asset out) by
+``maxswitch train-context``.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import numpy as np
 import torch
@@ -279,3 +282,62 @@ def train_context(
         return cm, record
     finally:
         T.stop_processes()
+
+
+def train_context_asset(
+    model,
+    data: str,
+    output: str,
+    recipe,
+    *,
+    hidden=(32, 32),
+    symbols: int = 4096,
+    split: str | None = None,
+    val_dir: str | None = None,
+    val_split: str | None = None,
+    version: int | None = None,
+    log=None,
+) -> dict:
+    """Fit a context model to ``model``'s switches on the images of ``data`` (a folder or a list
+    file) and write ``output``: the model with its new context model, as version ``version``
+    (default: the model's version + 1: a new context model is a new asset).
+
+    Args:
+        model: a model name or asset path (``zoo.load_model``).
+        recipe: ``train.context_setup``'s recipe.
+        val_dir, val_split: images (the first ``train.VAL_IMAGES``) whose real code length
+            goes into the record.
+        log: progress lines (rank 0); default stderr.
+
+    Returns:
+        The context model's training record. Under torchrun every process calls this; rank 0 writes.
+
+    Raises:
+        dataset.DataError (train.TrainError): no usable images, bad split or settings.
+        zoo.ModelError: the model cannot be loaded.
+    """
+    from . import train as T
+    from .zoo import load_model, save_model
+
+    m = load_model(model)
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    main = T.process_place().main
+    say = (lambda msg: log(f"{m.name}: {msg}")) if main else (lambda msg: None)
+    paths = T.select_split(T.list_images(data), split)
+    if not paths:
+        raise T.TrainError(f"no images found in {data}")
+    say(f"{len(paths)} training images, streamed")
+    cm, record = train_context(m, paths, recipe, hidden=hidden, symbols=symbols, log=log)
+    if not main:
+        return record
+    record.update(train_dir=os.path.basename(os.path.normpath(data)), split=split, train_images=len(paths))
+    if val_dir:
+        vpaths = T.select_split(T.list_images(val_dir), val_split)[: T.VAL_IMAGES]
+        val = switch_maps(m, T.load_rgb(vpaths), flips=False)
+        if val:
+            record["val_bits_per_switch"] = round(measure(cm, val), 4)
+            say(f"validation {record['val_bits_per_switch']} bits/switch (real coder, {len(val)} images)")
+    meta_record = dict(m.meta.get("record", {}), context=record)
+    save_model(output, m.name, version or m.version + 1, m.config, m.encoder, m.decoder, meta_record, context=cm)
+    say(f"wrote {output}")
+    return record

@@ -30,28 +30,49 @@ import torch
 import torch.distributed as td
 import torch.nn.functional as F
 
-from .dataset import IMAGE_EXTS, DataError, SwitchCrops, loader, read_rgb
-from .dataset import list_images as _list_images
+from .config import CONTEXT_MINUTES, TRAIN_MINUTES
+from .dataset import DataError, SwitchCrops, default_workers, list_images, loader, read_rgb
 from .image import ImageError
-from .nets import Encoder, ModelConfig, build_decoder
+from .nets import Encoder, ModelConfig, build_decoder, parse_channels
 from .zoo import save_model
 
-__all__ = ["IMAGE_EXTS", "SPLITS", "Recipe", "TrainError", "fit", "train"]
+__all__ = [
+    "SPLITS",
+    "OutputExistsError",
+    "Recipe",
+    "SettingError",
+    "TrainError",
+    "check_outputs",
+    "context_setup",
+    "decoder_setup",
+    "fit",
+    "list_images",
+    "train",
+]
 
 SPLITS = ("holdout-train", "holdout-val", "lfw-train", "lfw-test")
 VAL_IMAGES = 24  # validation images held in memory (full images, switches precomputed)
 
 
 class TrainError(DataError):
-    """A training input problem: empty folder, unreadable images, bad options."""
+    """A training input problem: empty folder, unreadable images, bad settings."""
 
 
-def list_images(source: str | Path) -> list[Path]:
-    """Images of a folder (recursively) or of a list file, sorted (``dataset.list_images``)."""
-    try:
-        return _list_images(source)
-    except DataError as e:
-        raise TrainError(str(e)) from None
+class SettingError(TrainError):
+    """A training setting that cannot be used. ``setting`` names it as the keyword argument of
+    ``decoder_setup`` or ``context_setup`` does (the CLI maps it to its option)."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(message)
+        self.setting = setting
+
+
+class OutputExistsError(TrainError):
+    """A file that a run would write exists, and neither replacing nor resuming was asked for."""
+
+    def __init__(self, path: str):
+        super().__init__(f"{path} already exists")
+        self.path = path
 
 
 def select_split(paths: list[Path], split: str | None) -> list[Path]:
@@ -117,7 +138,7 @@ def first_usable(paths: list[Path], patch: int, resize: int | None, want: int = 
             raise TrainError(f"none of the {len(paths)} image files could be read")
         raise TrainError(
             f"no image is at least {patch} x {patch} pixels ({small} too small, {unreadable} unreadable); "
-            "use a smaller --patch"
+            "use a smaller crop side (patch)"
         )
     return out
 
@@ -136,7 +157,7 @@ def resolve_device(name: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise TrainError(f"unsupported device {name!r} (auto, cpu, cuda or cuda:N)")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda: no CUDA device is available to torch here")
+        raise TrainError(f"device {name}: no CUDA device is available to torch here")
     return dev
 
 
@@ -167,7 +188,7 @@ def check_batch(recipe: "Recipe", place: Dist) -> None:
     """The global batch must split evenly; checked on every rank before the processes join,
     so that a bad value fails everywhere instead of leaving the other ranks waiting."""
     if recipe.batch % place.world:
-        raise TrainError(f"--batch {recipe.batch} is not divisible by the {place.world} processes")
+        raise TrainError(f"the global batch of {recipe.batch} crops is not divisible by the {place.world} processes")
 
 
 def start_processes(place: Dist, device: torch.device) -> torch.device:
@@ -183,6 +204,196 @@ def start_processes(place: Dist, device: torch.device) -> torch.device:
 def stop_processes() -> None:
     if td.is_available() and td.is_initialized():
         td.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def _budget(steps: int | None, minutes: float | None, default_minutes: float) -> float | None:
+    """The time budget: ``minutes``, else none when a step budget is given, else the default."""
+    if steps is not None and minutes is None:
+        return None
+    return minutes or default_minutes
+
+
+def _recipe(patch, batch, lr, steps, minutes, default_minutes, seed, threads, device, workers, **more) -> "Recipe":
+    """A Recipe from plain values, each checked (a SettingError names the one that is wrong)."""
+    if patch < 8:
+        raise SettingError("patch", f"must be at least 8, got {patch}")
+    if patch % 8:
+        raise SettingError("patch", f"must be a multiple of 8, got {patch}")
+    for setting, value, low in (
+        ("batch", batch, 1),
+        ("steps", steps, 1),
+        ("threads", threads, 1),
+        ("workers", workers, 0),
+    ):
+        if value is not None and value < low:
+            raise SettingError(setting, f"must be at least {low}, got {value}")
+    for setting, value in (("lr", lr), ("minutes", minutes)):
+        if value is not None and not value > 0:
+            raise SettingError(setting, f"must be above 0, got {value}")
+    return Recipe(
+        patch=patch,
+        batch=batch,
+        lr=lr,
+        steps=steps,
+        minutes=_budget(steps, minutes, default_minutes),
+        seed=seed,
+        threads=threads or 2,
+        device=device,
+        workers=default_workers() if workers is None else workers,
+        **more,
+    )
+
+
+def check_outputs(paths, replace: bool = False) -> None:
+    """Refuse to start a run whose outputs exist (unless ``replace``): fail before training, not after.
+
+    Raises:
+        OutputExistsError: the first of ``paths`` that exists.
+    """
+    if not replace:
+        for p in paths:
+            if os.path.exists(p):
+                raise OutputExistsError(p)
+
+
+@dataclass(frozen=True)
+class DecoderSetup:
+    """What ``train`` needs besides the data: the model's description, the recipe, the encoder
+    to reuse (None: a random one drawn from ``config.encoder_seed``) and the checkpoint file."""
+
+    config: ModelConfig
+    recipe: "Recipe"
+    encoder: Encoder | None
+    checkpoint: str
+
+
+def decoder_setup(
+    name: str,
+    output: str,
+    *,
+    arch: str = "16,16,16",
+    decoder: str = "direct",
+    widths: str = "64,48,32",
+    pool: str = "max",
+    encoder_seed: int = 0,
+    encoder_from: str | None = None,
+    patch: int = 96,
+    batch: int = 16,
+    lr: float = 2e-3,
+    steps: int | None = None,
+    minutes: float | None = None,
+    seed: int = 0,
+    threads: int | None = 2,
+    device: str = "auto",
+    amp: bool = False,
+    workers: int | None = None,
+    checkpoint: str | None = None,
+    checkpoint_every: float = 180.0,
+    resume: bool = False,
+    replace: bool = False,
+) -> DecoderSetup:
+    """Check a decoder run's settings, given as plain values (``arch`` and ``widths`` as
+    ``"C1,C2,C3"``), and turn them into a ``DecoderSetup`` for ``train``.
+
+    ``minutes`` defaults to ``config.TRAIN_MINUTES`` unless ``steps`` is given; ``workers`` to
+    ``dataset.default_workers()``; ``checkpoint`` to ``OUTPUT.ckpt``. Unless ``resume`` or
+    ``replace``, neither the output nor the checkpoint may exist. ``encoder_from`` (a model
+    name or asset path) lends its encoder, which must have ``arch``'s channels.
+
+    Raises:
+        SettingError: a setting that cannot be used (``setting`` says which).
+        OutputExistsError: the output or the checkpoint exists.
+        zoo.ModelError: ``encoder_from`` cannot be loaded.
+    """
+    from .config import DECODER_KINDS
+    from .zoo import load_model, valid_name
+
+    if not valid_name(name):
+        raise SettingError("name", f"model name {name!r}: use lower-case letters, digits, '.', '_' and '-'")
+    try:
+        channels = parse_channels(arch)
+    except ValueError as e:
+        raise SettingError("arch", str(e)) from None
+    try:
+        wid = parse_channels(widths)
+    except ValueError:
+        raise SettingError("widths", f"decoder widths must be 3 values in 1..512, got {widths!r}") from None
+    if decoder not in DECODER_KINDS:
+        raise SettingError("decoder", f"unknown decoder {decoder!r} (known: {', '.join(DECODER_KINDS)})")
+    if pool not in ("max", "avg"):
+        raise SettingError("pool", f"unknown pooling {pool!r} (max or avg)")
+    recipe = _recipe(
+        patch,
+        batch,
+        lr,
+        steps,
+        minutes,
+        TRAIN_MINUTES,
+        seed,
+        threads,
+        device,
+        workers,
+        amp=amp,
+        checkpoint_every_s=checkpoint_every,
+    )
+    ck = checkpoint or output + ".ckpt"
+    check_outputs([output, ck], replace=resume or replace)
+    encoder = None
+    if encoder_from:
+        src = load_model(encoder_from)
+        if tuple(src.config.channels) != channels:
+            raise SettingError("encoder_from", f"{encoder_from} has channels {src.config.channels}, not {channels}")
+        encoder, encoder_seed = src.encoder, src.config.encoder_seed
+    return DecoderSetup(ModelConfig(channels, decoder, wid, pool, encoder_seed), recipe, encoder, ck)
+
+
+def context_setup(
+    *,
+    hidden: str = "32,32",
+    patch: int = 64,
+    batch: int = 16,
+    lr: float = 2e-3,
+    steps: int | None = None,
+    minutes: float | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    device: str = "auto",
+    workers: int | None = None,
+) -> tuple["Recipe", tuple[int, int]]:
+    """Check a context-model run's settings (``hidden`` as ``"W1,W2"``); return its Recipe (no
+    warm-up, decay to lr / 100, no periodic evaluation; ``minutes`` defaults to
+    ``config.CONTEXT_MINUTES`` unless ``steps`` is given) and the two hidden widths.
+
+    Raises:
+        SettingError: a setting that cannot be used (``setting`` says which).
+    """
+    try:
+        widths = tuple(int(x) for x in hidden.split(","))
+        if len(widths) != 2 or min(widths) < 1 or max(widths) > 256:
+            raise ValueError
+    except ValueError:
+        raise SettingError("hidden", f"two hidden widths in 1..256 are needed (e.g. 32,32), got {hidden!r}") from None
+    if patch < 16:
+        raise SettingError("patch", f"must be at least 16, got {patch}")
+    recipe = _recipe(
+        patch,
+        batch,
+        lr,
+        steps,
+        minutes,
+        CONTEXT_MINUTES,
+        seed,
+        threads,
+        device,
+        workers,
+        min_lr=lr / 100,
+        warmup=1,
+        eval_every=10**9,
+    )
+    return recipe, widths  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -436,7 +647,7 @@ def train(
     place = process_place()
     device = resolve_device(recipe.device)
     if recipe.amp and device.type != "cuda":
-        raise TrainError("--amp needs a CUDA device (bf16 autocast on the CPU is slower, not faster)")
+        raise TrainError("amp (bf16 autocast) needs a CUDA device: on the CPU it is slower, not faster")
     say = (log or (lambda m: print(m, file=sys.stderr, flush=True))) if place.main else (lambda m: None)
     torch.set_num_threads(recipe.threads)
     paths = select_split(list_images(train_dir), split)

@@ -129,3 +129,93 @@ def test_train_context_writes_the_next_version_with_a_working_context_model(fold
 
     data = codec.encode(make_image(40, 32), m, coding="context")
     assert codec.decode(data, m).size == (40, 32)
+
+
+# ------------------------------------------------------------------ settings (the library behind the CLI)
+
+
+def test_decoder_setup_builds_the_config_and_recipe_the_cli_used_to(tmp_path):
+    from maxswitch import config
+    from maxswitch.dataset import default_workers
+    from maxswitch.nets import ModelConfig
+    from maxswitch.train import Recipe, decoder_setup
+
+    out = str(tmp_path / "m.safetensors")
+    s = decoder_setup("m-4-4-4", out, arch="4x4x4", widths="8,8,8", decoder="mirror", pool="avg", encoder_seed=3)
+    assert s.config == ModelConfig((4, 4, 4), "mirror", (8, 8, 8), "avg", 3)
+    assert s.checkpoint == out + ".ckpt" and s.encoder is None
+    assert s.recipe == Recipe(patch=96, minutes=config.TRAIN_MINUTES, device="auto", workers=default_workers())
+    # a step budget alone has no time budget; both are kept when both are given
+    assert decoder_setup("m", out, steps=5).recipe.minutes is None
+    assert decoder_setup("m", out, steps=5, minutes=2.5).recipe.minutes == 2.5
+    assert decoder_setup("m", out, checkpoint="c.ckpt", workers=0, threads=None).recipe.threads == 2
+
+
+@pytest.mark.parametrize(
+    "kw, setting",
+    [
+        ({"name": "Bad Name"}, "name"),
+        ({"arch": "4,4"}, "arch"),
+        ({"widths": "8,8"}, "widths"),
+        ({"decoder": "nope"}, "decoder"),
+        ({"pool": "min"}, "pool"),
+        ({"patch": 30}, "patch"),
+        ({"patch": 0}, "patch"),
+        ({"batch": 0}, "batch"),
+        ({"steps": 0}, "steps"),
+        ({"lr": 0.0}, "lr"),
+        ({"minutes": -1.0}, "minutes"),
+        ({"workers": -1}, "workers"),
+    ],
+)
+def test_decoder_setup_names_the_bad_setting_without_cli_flags(tmp_path, kw, setting):
+    from maxswitch.errors import MaxswitchError
+    from maxswitch.train import SettingError, decoder_setup
+
+    kw = {"name": "m", **kw}
+    with pytest.raises(SettingError) as e:
+        decoder_setup(kw.pop("name"), str(tmp_path / "m.safetensors"), **kw)
+    assert e.value.setting == setting and "--" not in str(e.value) and isinstance(e.value, MaxswitchError)
+
+
+def test_decoder_setup_refuses_existing_outputs_unless_asked(tmp_path, tiny_model):
+    from maxswitch.train import OutputExistsError, SettingError, decoder_setup
+
+    out = tmp_path / "m.safetensors"
+    (tmp_path / "m.safetensors.ckpt").write_bytes(b"")
+    with pytest.raises(OutputExistsError, match="m.safetensors.ckpt already exists") as e:
+        decoder_setup("m", str(out))
+    assert "--" not in str(e.value)
+    decoder_setup("m", str(out), resume=True)
+    decoder_setup("m", str(out), replace=True)
+    lent = decoder_setup("m", str(out), replace=True, arch="4,6,8", encoder_from=str(tiny_model[0]))
+    assert lent.encoder is not None and lent.config.channels == (4, 6, 8)
+    with pytest.raises(SettingError, match="has channels") as e:
+        decoder_setup("m", str(out), replace=True, arch="4,4,4", encoder_from=str(tiny_model[0]))
+    assert e.value.setting == "encoder_from"
+
+
+def test_context_setup(tmp_path):
+    from maxswitch import config
+    from maxswitch.train import SettingError, context_setup
+
+    recipe, hidden = context_setup(hidden="16,8", lr=1e-3, workers=0)
+    assert hidden == (16, 8) and recipe.patch == 64 and recipe.minutes == config.CONTEXT_MINUTES
+    assert recipe.min_lr == 1e-5 and recipe.warmup == 1 and recipe.threads == 2
+    assert context_setup(steps=3)[0].minutes is None
+    for kw, setting in (({"hidden": "32"}, "hidden"), ({"hidden": "0,4"}, "hidden"), ({"patch": 8}, "patch")):
+        with pytest.raises(SettingError) as e:
+            context_setup(**kw)
+        assert e.value.setting == setting
+
+
+def test_train_context_cli_reports_bad_settings_on_their_option(folder, tmp_path, tiny_model):
+    out = tmp_path / "ctx.safetensors"
+    base = ["train-context", str(tiny_model[0]), str(folder), "-o", str(out)]
+    r = CliRunner().invoke(cli, [*base, "--hidden", "32"])
+    assert r.exit_code == 2 and "--hidden" in r.output
+    r = CliRunner().invoke(cli, [*base, "--patch", "20"])
+    assert r.exit_code == 2 and "multiple of 8" in r.output
+    out.write_bytes(b"")
+    r = CliRunner().invoke(cli, [*base, "--steps", "1"])
+    assert r.exit_code == 1 and "already exists (use -f to overwrite)" in r.output
