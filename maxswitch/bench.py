@@ -64,7 +64,8 @@ def raw_bpp(channels) -> float:
 
 
 def list_images(folder: str | Path) -> tuple[list[str], list[str]]:
-    """Files under ``folder``, recursively, sorted by relative path.
+    """Files under ``folder``, recursively, sorted by relative path (``imagefiles.walk``: the
+    rule training uses too).
 
     Returns:
         (images, others): relative POSIX paths of files with an extension Pillow opens,
@@ -73,21 +74,11 @@ def list_images(folder: str | Path) -> tuple[list[str], list[str]]:
     Raises:
         BenchError: ``folder`` is not a folder.
     """
-    from PIL import Image
+    from .imagefiles import walk
 
-    root = Path(folder)
-    if not root.is_dir():
+    if not Path(folder).is_dir():
         raise BenchError(f"{folder} is not a folder")
-    opens = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-    images, others = [], []
-    for dirpath, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for f in files:
-            if f.startswith("."):
-                continue
-            rel = (Path(dirpath) / f).relative_to(root).as_posix()
-            (images if Path(f).suffix.lower() in opens else others).append(rel)
-    return sorted(images), sorted(others)
+    return walk(folder)
 
 
 # ---------------------------------------------------------------- per image

@@ -28,8 +28,8 @@ import torch
 
 from . import image as imagelib
 from .errors import MaxswitchError
+from .imagefiles import walk
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
 MARGIN = 8  # pixels of context around a crop: a stage-3 switch reads 7 pixels beyond its window
 
 
@@ -38,29 +38,22 @@ class DataError(MaxswitchError):
 
 
 def list_images(source: str | Path) -> list[Path]:
-    """Image files of a folder (recursively, hidden files skipped) or of a text file listing
-    one path per line (relative paths are relative to the list's folder; ``#`` comments).
-    Sorted by path in byte order, so a split is the same on every machine."""
+    """Image files of a folder (recursively; which files: ``imagefiles``, the rule bench uses too)
+    or of a text file listing one path per line (relative paths are relative to the list's
+    folder; ``#`` comments). Sorted by path in byte order, so a split is the same on every machine."""
     source = Path(source)
     if source.is_dir():
-        paths = [
-            p
-            for p in source.rglob("*")
-            if p.suffix.lower() in IMAGE_EXTS
-            and not any(part.startswith(".") for part in p.relative_to(source).parts)
-            and p.is_file()
-        ]
-    elif source.is_file():
-        try:
-            lines = source.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataError(f"{source}: not a readable list of image paths ({e})") from None
-        paths = [source.parent / s for s in (x.strip() for x in lines) if s and not s.startswith("#")]
-    elif not source.exists():
+        return [source / rel for rel in walk(source)[0]]
+    if not source.exists():
         raise DataError(f"{source}: no such folder or file")
-    else:
+    if not source.is_file():
         raise DataError(f"{source} is not a folder or a file listing image paths")
-    return sorted(paths, key=lambda p: str(p).encode())
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{source}: not a readable list of image paths ({e})") from None
+    paths = [source.parent / s for s in (x.strip() for x in lines) if s and not s.startswith("#")]
+    return sorted(paths, key=os.fsencode)
 
 
 def read_rgb(path: Path, resize: int | None = None) -> np.ndarray:

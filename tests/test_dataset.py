@@ -102,3 +102,21 @@ def test_loader_with_workers_gives_the_samples_of_the_index(folder, model):
     assert batch["image"].shape == (4, 3, 32, 32) and batch["codes"][2].shape == (4, 8, 4, 4)
     for i, g in enumerate(range(8, 12)):
         assert torch.equal(batch["image"][i], ds[g]["image"])
+
+
+def test_bench_and_training_pick_the_same_files(tmp_path):
+    """One rule (imagefiles.walk): Pillow's extensions in any case, nothing hidden, regular files only."""
+    from maxswitch import bench
+
+    d = tmp_path / "mixed"
+    for rel in ["b/z.PNG", "a.jpg", "a-b.png", "a/c.gif", "d.tif", ".hidden.png", ".cache/x.png", "b/.y.jpg"]:
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        make_image(16, 16, seed=len(rel)).save(d / rel, format="PNG")
+    (d / "notes.txt").write_text("not an image")
+    (d / "folder.png").mkdir()  # a folder with an image's name
+    (d / "gone.png").symlink_to(d / "missing.png")  # a dangling link
+    images, others = bench.list_images(d)
+    assert images == ["a-b.png", "a.jpg", "a/c.gif", "b/z.PNG", "d.tif"]  # byte order: '-' < '.' < '/'
+    assert others == ["notes.txt"]
+    assert dataset.list_images(d) == [d / rel for rel in images]
+    assert [p.relative_to(d).as_posix() for p in dataset.list_images(str(d))] == images
