@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 
 from . import metrics
 from .errors import MaxswitchError
+from .progress import Progress as Progress  # the CLI's progress callback for run() (tqdm)
 
 DEFAULT_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100)
 QUALITY_RANGE = {"jpeg": (1, 100), "webp": (0, 100)}
@@ -530,43 +530,3 @@ def run(
         threads,
         time.perf_counter() - t0,
     )
-
-
-# ---------------------------------------------------------------- summaries
-
-
-# ---------------------------------------------------------------- progress
-
-
-class Progress:
-    """A progress bar on a stream (stderr): redrawn in place on a terminal, a line per tenth otherwise."""
-
-    def __init__(self, stream=None, width: int = 28):
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.width, self.t0, self.last_tenth = width, time.monotonic(), -1
-
-    @staticmethod
-    def _clock(s: float) -> str:
-        s = int(round(s))
-        return f"{s // 60}:{s % 60:02d}"
-
-    def __call__(self, done: int, total: int, name: str) -> None:
-        el = time.monotonic() - self.t0
-        left = el / done * (total - done) if done else 0.0
-        fill = self.width * done // total
-        bar = f"bench [{'#' * fill}{'.' * (self.width - fill)}] {done}/{total} {self._clock(el)} elapsed"
-        if done < total:
-            bar += f", ~{self._clock(left)} left"
-        if self.tty:
-            self.stream.write("\r\x1b[K" + bar + (" " + name if done < total else "") + ("\n" if done == total else ""))
-            self.stream.flush()
-        elif done * 10 // total > self.last_tenth:
-            self.last_tenth = done * 10 // total
-            self.stream.write(bar + "\n")
-            self.stream.flush()
-
-    def clear(self) -> None:
-        """Clear the bar's line so that a warning prints on a line of its own."""
-        if self.tty:
-            self.stream.write("\r\x1b[K")

@@ -128,6 +128,15 @@ def _f(v, digits: int) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], markdown: bool, left: int = 1) -> str:
+    """Rows of text cells as a table: the first ``left`` columns left-aligned, the rest right.
+
+    Kept by hand (7 lines) rather than from a library: its layout is that of docs/bench-*.md,
+    generated from it. tabulate 0.10 (tried): "github" pads every cell and drops the ``---:``
+    alignment markers (numbers no longer right-aligned where the Markdown is rendered), "pipe"
+    pads and writes ``:---`` markers, "simple" strips the indentation of the matched-baseline rows
+    and spaces columns differently; rich draws box characters. Each would rewrite the docs' tables
+    and add a dependency for what this does in 7 lines.
+    """
     if markdown:
         sep = ["---" if i < left else "---:" for i in range(len(header))]
         return "\n".join("| " + " | ".join(r) + " |" for r in [header, sep] + rows)

@@ -34,6 +34,7 @@ from .config import CONTEXT_MINUTES, TRAIN_MINUTES
 from .dataset import DataError, SwitchCrops, default_workers, list_images, loader, read_rgb
 from .image import ImageError
 from .nets import Encoder, ModelConfig, build_decoder, parse_channels
+from .progress import bar
 from .zoo import save_model
 
 __all__ = [
@@ -542,7 +543,7 @@ def fit(
             rate = (step - step0) / max(time.time() - t_run, 1e-9)
             db = f" (~{10 * math.log10(1 / max(res.loss_ema, 1e-10)):.2f} dB)" if unit == "mse" else ""
             say(
-                f"{name}: {_bar(progress)} step {step}{'/' + str(recipe.steps) if recipe.steps else ''} "
+                f"{name}: {bar(progress)} step {step}{'/' + str(recipe.steps) if recipe.steps else ''} "
                 f"{elapsed / 60:5.1f} min  {unit} {res.loss_ema:.5f}{db}  {rate:.2f} steps/s  "
                 f"lr {opt.param_groups[0]['lr']:.2e}"
             )
@@ -564,12 +565,6 @@ def fit(
     if res.bad_files:
         say(f"{name}: {res.bad_files} unusable file(s) skipped in all (one warning each per process)")
     return res
-
-
-def _bar(progress: float, width: int = 20) -> str:
-    """A text progress bar such as ``[#####...............]  25%``."""
-    done = int(round(min(max(progress, 0.0), 1.0) * width))
-    return f"[{'#' * done}{'.' * (width - done)}] {100 * min(progress, 1.0):3.0f}%"
 
 
 # ----------------------------------------------------------------------------- decoders
