@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from maxswitch.config import LADDER  # noqa: E402
-from maxswitch.zoo import edit_manifest  # noqa: E402
+from maxswitch.zoo import set_figures  # noqa: E402
 
 
 def means(path: str) -> dict:
@@ -68,14 +68,7 @@ def main():
             f["bsds_test_images"] = b[f"{name}@auto"]["n"]
         figures[name] = f
         print(name, f, file=sys.stderr)
-
-    def put(man: dict) -> dict:
-        for m in man["models"]:
-            if m["name"] in figures:
-                m["figures"] = figures[m["name"]]
-        return man
-
-    edit_manifest(put)
+    set_figures(figures)
 
 
 if __name__ == "__main__":

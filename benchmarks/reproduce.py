@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from maxswitch import codec, metrics  # noqa: E402
 from maxswitch.train import list_images, load_rgb, select_split  # noqa: E402
-from maxswitch.zoo import edit_manifest, load_model, manifest  # noqa: E402
+from maxswitch.zoo import load_model, manifest, set_figures  # noqa: E402
 
 RESULTS = ROOT / "docs" / "RESULTS.md"
 FACE_SIZE = 128
@@ -318,16 +318,6 @@ def _replace_marked(text: str, name: str, body: str) -> str:
     return re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
 
 
-def update_manifest(figures: dict) -> None:
-    def put(man: dict) -> dict:
-        for m in man["models"]:
-            if m["name"] in figures:
-                m["figures"] = figures[m["name"]]
-        return man
-
-    edit_manifest(put)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", help="folder holding kodak/, test-bsds500/ and faces-lfw/")
@@ -348,7 +338,7 @@ def main():
         text = RESULTS.read_text() if RESULTS.exists() else "# Results\n"
         RESULTS.write_text(replace_section(text, name, body))
         if figures:
-            update_manifest(figures)
+            set_figures(figures)
         print(f"reproduce: table {name} written", file=sys.stderr)
     write_manifest_tables()
 

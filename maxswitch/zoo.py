@@ -343,6 +343,27 @@ def edit_manifest(change) -> None:
     _LOADED.clear()
 
 
+def set_figures(figures: dict[str, dict]) -> list[str]:
+    """Replace the measured ``figures`` of the manifest's models named in ``figures`` (name -> figures;
+    written by ``benchmarks/reproduce.py`` and ``benchmarks/ladder_figures.py``). Other entries and
+    names the manifest does not list are left alone.
+
+    Returns:
+        The names whose figures were written, in manifest order.
+    """
+    written: list[str] = []
+
+    def put(man: dict) -> dict:
+        for m in man["models"]:
+            if m["name"] in figures:
+                m["figures"] = figures[m["name"]]
+                written.append(m["name"])
+        return man
+
+    edit_manifest(put)
+    return written
+
+
 def model_for_quality(q: int) -> str:
     """The model of ladder rung ``q`` (1 = cheapest .. len(LADDER)); see ``config.LADDER``."""
     from .config import LADDER

@@ -78,3 +78,20 @@ def test_a_damaged_copy_of_a_shipped_model_is_refused_by_path(tmp_path):
     ok = tmp_path / "ok.safetensors"
     ok.write_bytes(src.read_bytes())
     assert zoo.load_model(str(ok)).name == zoo.DEFAULT_MODEL
+
+
+def test_set_figures_replaces_only_the_named_models_figures(tmp_path, monkeypatch):
+    """The one writer of measured figures (benchmarks/reproduce.py and ladder_figures.py)."""
+    import json
+
+    man = {"schema": 1, "models": [{"name": "a", "figures": {"bpp": 1}}, {"name": "b"}, {"name": "c", "x": 2}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    monkeypatch.setenv("MAXSWITCH_MODELS", str(tmp_path))
+    assert zoo.set_figures({"c": {"psnr": 30.0}, "a": {"bpp": 0.5}, "missing": {"bpp": 9}}) == ["a", "c"]
+    got = json.loads((tmp_path / "manifest.json").read_text())
+    assert got["models"] == [
+        {"name": "a", "figures": {"bpp": 0.5}},
+        {"name": "b"},
+        {"name": "c", "x": 2, "figures": {"psnr": 30.0}},
+    ]
+    assert got["schema"] == 1
