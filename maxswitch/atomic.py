@@ -13,6 +13,7 @@ What an output path may be (the rule of zstd and gzip, written in docs/SECURITY.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import tempfile
@@ -108,17 +109,31 @@ def _mkstemp(folder: str) -> tuple[int, str]:
 
 
 def write_atomic(path: str, data, overwrite: bool = False) -> None:
-    """Write ``data`` (bytes, or an iterable of byte strings written in turn) to ``path`` atomically.
+    """Write ``data`` to ``path`` atomically: bytes, an iterable of byte strings written in turn,
+    or a callable that writes into the (seekable) file object it is given, as Pillow's ``save``
+    does (then an output of hundreds of MB is not first built in memory).
 
     Raises:
         OutputExists: ``path`` exists and ``overwrite`` is false.
         UnsafeOutput: ``path`` is a symbolic link or another file that must not be replaced.
         OSError: the folder is missing or not writable, the disk is full, ...
     """
-    chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if callable(data):
+        writer = data
+    else:
+        chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+
+        def writer(f):
+            for piece in chunks:
+                f.write(piece)
+
     if check_target(path, overwrite) == "stream":
         fd = os.open(path, os.O_WRONLY)
         try:
+            if callable(data):  # the writer may seek: build the bytes first
+                buf = io.BytesIO()
+                data(buf)
+                chunks = [buf.getbuffer()]
             for piece in chunks:
                 write_all(fd, piece)
         finally:
@@ -129,8 +144,7 @@ def write_atomic(path: str, data, overwrite: bool = False) -> None:
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
-            for piece in chunks:
-                f.write(piece)
+            writer(f)
             f.flush()
             os.fsync(f.fileno())
         if not overwrite:

@@ -530,9 +530,14 @@ def decode(
         del data  # checked and its switches decoded: the network runs band by band below
         t2 = time.perf_counter()
         fmt_out = image.format_for(out)
+        image.check_fits(fmt_out, h.width, h.height)  # before the network runs
         if fmt_out == "PNG" and ref is None and h.width * h.height > image.STREAM_PNG_PIXELS:
             # decoded and written band by band: the image is never held whole (docs/SECURITY.md)
             rgb, payload = None, image.png_chunks(bands, h.kind, size=(h.height, h.width))
+        elif ref is None:  # into Pillow band by band (no whole numpy copy beside Pillow's), then
+            # straight into the output file rather than a buffer of the whole encoded image
+            im, rgb = image.bands_to_pil(bands, h.kind, (h.height, h.width)), None
+            payload = image.save(im, fmt_out) if out == "-" else (lambda f: image.save(im, fmt_out, f))
         else:
             rgb = codec.join_bands(bands, h.height, h.width)
             payload = image.save(image.to_pil(rgb, h.kind), fmt_out)

@@ -263,6 +263,9 @@ def decode_array(
     return join_bands(bands, h.height, h.width), h
 
 
+LAZY_SWITCH_PIXELS = 32_000_000  # v2 images above this decode their switches row of tiles by row of tiles
+
+
 def decode_bands(
     data,
     model=None,
@@ -272,9 +275,15 @@ def decode_bands(
     threads: int | None = None,
 ):
     """``decode_array`` without ever holding the decoded image: (header, bands), where bands
-    yields uint8 (rows, width, 3) from the top (``tiling.decode_bands``). The file is read,
-    checked and its switches decoded before this returns, so a damaged file raises here and
-    not half-way through a writer. For very large outputs (``image.png_chunks``)."""
+    yields uint8 (rows, width, 3) from the top (``tiling.decode_bands``).
+
+    The file is read and checked (CRC, sizes, model, and for zstd files the whole payload's
+    checksum) before this returns. The switches are not held whole either: zstd files keep
+    them packed (2 bits each) and unpack a band at a time; context-coded files over
+    ``LAZY_SWITCH_PIXELS`` decode a row of tiles when a band first needs it, so a damaged
+    tile there raises ``PayloadError`` from the iterator, part-way through (``write_atomic``
+    then removes its temporary file); smaller ones are decoded whole here.
+    """
     from .tiling import decode_bands as bands
 
     set_threads(threads)
@@ -282,7 +291,16 @@ def decode_bands(
     m = resolve_model(h, model)  # before inflating: the header must agree with the model
     if m.decoder is None:
         raise CodecError(f"model {m.name} has no decoder")
-    codes = _unpack(h, payload, m)
+    H, W = h.padded
+    if h.coding == fmt.CODING_CONTEXT:
+        from . import entropy
+
+        if h.width * h.height > LAZY_SWITCH_PIXELS:
+            codes = entropy.RowDecoder(m.context, payload, H, W)
+        else:
+            codes = entropy.decode(m.context, payload, H, W)
+    else:
+        codes = sw.PackedRows(sw.decompress(payload, h.raw_size), sw.shapes(H, W, h.channels))
     del payload
     return h, bands(m.decoder, codes, tile, (h.height, h.width))
 

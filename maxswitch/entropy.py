@@ -175,13 +175,60 @@ def iter_tiles(payload, height: int, width: int):
         raise PayloadError(f"{n - pos} unexpected bytes after the last tile of the payload")
 
 
+def _decode_tiles(model: ContextModel, items: list) -> list[list[np.ndarray]]:
+    """Decode ((y0, y1, x0, x1), words) tiles, on threads as ``encode`` does; results in order."""
+    C = model.channels
+
+    def one(item):
+        (y0, y1, x0, x1), words = item
+        return decode_tile(model, words, [(c, (y1 - y0) >> (s + 1), (x1 - x0) >> (s + 1)) for s, c in enumerate(C)])
+
+    return _map(one, items)
+
+
 def decode(model: ContextModel, payload, height: int, width: int) -> list[np.ndarray]:
     """The v2 payload of a padded ``height`` x ``width`` image -> its switches."""
     C = model.channels
     out = [np.zeros((c, height >> (s + 1), width >> (s + 1)), np.uint8) for s, c in enumerate(C)]
-    for (y0, y1, x0, x1), words in iter_tiles(payload, height, width):
-        shapes = [(c, (y1 - y0) >> (s + 1), (x1 - x0) >> (s + 1)) for s, c in enumerate(C)]
-        part = decode_tile(model, words, shapes)
+    items = list(iter_tiles(payload, height, width))
+    for ((y0, y1, x0, x1), _), part in zip(items, _decode_tiles(model, items)):
         for s in range(3):
             out[s][:, y0 >> (s + 1) : y1 >> (s + 1), x0 >> (s + 1) : x1 >> (s + 1)] = part[s]
     return out
+
+
+class RowDecoder:
+    """The switches of a v2 payload decoded one row of tiles at a time, as rows are asked for.
+
+    ``rows(p0, p1)`` (pixel rows of the padded image, multiples of 8, asked for in increasing
+    order) gives what ``decode`` would give for those rows; rows of tiles that lie wholly
+    above a request are forgotten, so memory holds about two rows of tiles, not the image.
+    The payload's tile structure is checked when the object is made; a damaged tile raises
+    ``PayloadError`` when its row is first needed.
+    """
+
+    def __init__(self, model: ContextModel, payload, height: int, width: int):
+        self.model, self.size = model, (height, width)  # the padded image's (H, W)
+        self.by_row: dict[int, list] = {}
+        for item in iter_tiles(payload, height, width):
+            self.by_row.setdefault(item[0][0] // TILE, []).append(item)
+        self.done: dict[int, list[np.ndarray]] = {}
+
+    def _row(self, r: int) -> list[np.ndarray]:
+        if r not in self.done:
+            items = self.by_row[r]
+            parts = _decode_tiles(self.model, items)
+            self.done[r] = [np.concatenate([p[s] for p in parts], axis=2) for s in range(3)]
+        return self.done[r]
+
+    def rows(self, p0: int, p1: int) -> list[np.ndarray]:
+        first, last = p0 // TILE, (p1 - 1) // TILE
+        for r in [r for r in self.done if r < first]:
+            del self.done[r]
+        parts = [self._row(r) for r in range(first, last + 1)]
+        out = []
+        for s in range(3):
+            a = parts[0][s] if len(parts) == 1 else np.concatenate([p[s] for p in parts], axis=1)
+            lo = (p0 - first * TILE) >> (s + 1)
+            out.append(a[:, lo : lo + ((p1 - p0) >> (s + 1))])
+        return out

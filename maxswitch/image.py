@@ -207,6 +207,21 @@ def to_pil(rgb: np.ndarray, kind: int) -> Image.Image:
     return im
 
 
+def bands_to_pil(bands, kind: int, size: tuple[int, int]) -> Image.Image:
+    """``to_pil`` of the image made of uint8 (rows, W, 3) bands from the top (``tiling.decode_bands``),
+    pasted one by one into the Pillow image: the decoded array is never held whole beside it.
+    ``size`` is (H, W)."""
+    grey = kind in (KIND_GREY, KIND_GREY_ALPHA)
+    im = Image.new("L" if grey else "RGB", (size[1], size[0]))
+    y = 0
+    for band in bands:
+        im.paste(to_pil(np.ascontiguousarray(band), kind), (0, y))
+        y += band.shape[0]
+    if y != size[0]:
+        raise ValueError(f"bands hold {y} rows, the image has {size[0]}")
+    return im
+
+
 _FORMATS = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -295,22 +310,27 @@ def _png_rows(z, chunk, piece: np.ndarray, rows: int, w: int, grey: bool):
             yield chunk(b"IDAT", out)
 
 
-def save(im: Image.Image, fmt: str) -> bytes:
-    """Encode a Pillow image to bytes in ``fmt`` (lossless PNG by default).
+def check_fits(fmt: str, width: int, height: int) -> None:
+    """Raise ImageError if a ``width`` x ``height`` image is larger than ``fmt`` can hold
+    (checked before decoding as well as in ``save``)."""
+    limit = MAX_SIDE_OF.get(fmt)
+    if limit and max(width, height) > limit:
+        raise ImageError(f"{width}x{height} is too large for {fmt} (at most {limit} pixels per side); decode to .png")
+
+
+def save(im: Image.Image, fmt: str, fp=None):
+    """Encode a Pillow image in ``fmt`` (lossless PNG by default) into the file object ``fp``,
+    or, without one, return its bytes as a view of the buffer Pillow wrote.
 
     Raises:
         ImageError: the image is larger than the format can hold.
     """
-    limit = MAX_SIDE_OF.get(fmt)
-    if limit and max(im.size) > limit:
-        raise ImageError(
-            f"{im.width}x{im.height} is too large for {fmt} (at most {limit} pixels per side); decode to .png"
-        )
-    buf = io.BytesIO()
+    check_fits(fmt, im.width, im.height)
+    buf = io.BytesIO() if fp is None else fp
     if fmt == "JPEG":
         im.save(buf, fmt, quality=95)
     elif fmt == "WEBP":
         im.save(buf, fmt, lossless=True)
     else:
         im.save(buf, fmt)
-    return buf.getvalue()
+    return buf.getbuffer() if fp is None else None

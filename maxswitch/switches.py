@@ -103,6 +103,38 @@ def unpack(data, stage_shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
     return out
 
 
+class PackedRows:
+    """The switches of a padded image kept packed (2 bits each), unpacked a band of rows at a time.
+
+    For decoding images too large to hold one byte per switch (672 MB at the default pixel
+    limit): ``rows(p0, p1)`` gives what ``unpack`` would give, sliced to pixel rows
+    [p0, p1) of the padded image (multiples of 8).
+    """
+
+    def __init__(self, data, stage_shapes: list[tuple[int, int, int]]):
+        n = sum(int(np.prod(s)) for s in stage_shapes)
+        if len(data) != -(-2 * n // 8):
+            raise PayloadError(f"packed switches are {len(data)} bytes, expected {-(-2 * n // 8)}")
+        self.packed = np.frombuffer(data, dtype=np.uint8)
+        self.shapes = list(stage_shapes)
+        self.offsets = np.cumsum([0] + [int(np.prod(s)) for s in stage_shapes])[:-1].tolist()
+        self.size = (stage_shapes[0][1] * 2, stage_shapes[0][2] * 2)  # the padded image's (H, W)
+
+    def rows(self, p0: int, p1: int) -> list[np.ndarray]:
+        """Per stage s, uint8 (C_s, (p1 - p0) / 2^(s+1), W / 2^(s+1)): the codes of pixel rows [p0, p1)."""
+        out = []
+        for s, ((C, h, w), off) in enumerate(zip(self.shapes, self.offsets)):
+            r0, r1 = p0 >> (s + 1), min(h, p1 >> (s + 1))
+            n = (r1 - r0) * w
+            band = np.empty((C, r1 - r0, w), np.uint8)
+            for c in range(C):
+                start = off + (c * h + r0) * w
+                words = _UNPACK_LUT[self.packed[start // 4 : -(-(start + n) // 4)]]
+                band[c] = words.view(np.uint8)[start % 4 : start % 4 + n].reshape(r1 - r0, w)
+            out.append(band)
+        return out
+
+
 def compress(packed: bytes, level: int = ZSTD_LEVEL) -> bytes:
     """Code packed switches as one zstd frame (content size and checksum on)."""
     c = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)

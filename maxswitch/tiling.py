@@ -248,18 +248,33 @@ def decode_bands(decoder, codes, tile: int | None = None, size: tuple[int, int] 
     """``decode_tiled``'s pixels one row of tiles at a time: yields uint8 (rows, width, 3)
     bands, top to bottom, whose concatenation is ``decode_tiled(decoder, codes, tile, size)``.
 
-    The image is never held whole: memory beyond the switches is one band (a writer that
-    streams, such as ``image.png_chunks``, keeps a 16000 x 16000 decode under 2 GB). The
-    size and tile checks run before the first band is asked for.
+    ``codes`` is the 3 switch maps, or a source of rows of them (an object with ``size``, the
+    padded (H, W), and ``rows(p0, p1)`` giving the 3 maps of pixel rows [p0, p1):
+    ``switches.PackedRows``, ``entropy.RowDecoder``). With a source the switches are never
+    held whole either: memory is a band and its context, whatever the image's size (a
+    16000 x 16000 decode to PNG stays near 0.5 GB; docs/SECURITY.md). Each band's tiles see
+    the same context as in a whole-image decode, so the pixels do not depend on the source.
+    The size and tile checks run before the first band is asked for.
     """
     _tune_malloc()
-    codes = _as_code_tensors(codes)
-    H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
+    src = codes if hasattr(codes, "rows") else _ArrayRows(_as_code_tensors(codes))
+    H, W = src.size
     height, width = size or (H, W)
     if not (0 < height <= H and 0 < width <= W):
         raise ValueError(f"size {height}x{width} does not fit the padded size {H}x{W}")
     t = _tile_size(H, W, tile, DEFAULT_TILE)
-    return _bands(decoder, codes, t or max(H, W), height, width)
+    return _bands(decoder, src, t or max(H, W), height, width)
+
+
+class _ArrayRows:
+    """Whole switch maps, as a source of rows (``decode_bands``)."""
+
+    def __init__(self, codes: list[torch.Tensor]):
+        self.codes = codes
+        self.size = (codes[0].shape[-2] * 2, codes[0].shape[-1] * 2)
+
+    def rows(self, p0: int, p1: int) -> list[torch.Tensor]:
+        return [c[:, :, p0 >> (s + 1) : p1 >> (s + 1)] for s, c in enumerate(self.codes)]
 
 
 def _row_groups(H: int, W: int, t: int, margin: int, height: int, width: int) -> list[list]:
@@ -272,23 +287,28 @@ def _row_groups(H: int, W: int, t: int, margin: int, height: int, width: int) ->
 
 
 @torch.inference_mode()
-def _bands(decoder, codes: list[torch.Tensor], t: int, height: int, width: int):
+def _bands(decoder, src, t: int, height: int, width: int):
     runner = _runner(decoder)
     margin = getattr(decoder, "TILE_MARGIN", DECODER_MARGIN)  # a decoder kind states its own
-    H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
+    H, W = src.size
     for jobs in _row_groups(H, W, t, margin, height, width):
         b0, b1 = jobs[0][0][0], min(jobs[-1][0][1], height)
+        # the band's switches with the context its tiles read: the tile spans' context rows,
+        # which also cover the fast runner's reach (TILE_MARGIN pixels); c0 is a multiple of 8
+        c0, c1 = jobs[0][0][2], jobs[-1][0][3]
+        codes = [c if isinstance(c, torch.Tensor) else torch.from_numpy(c) for c in src.rows(c0, c1)]
+        codes = [c if c.ndim == 4 else c[None] for c in codes]
         band = np.empty((b1 - b0, width, 3), dtype=np.uint8)
 
-        def run(job, b0=b0, band=band):
+        def run(job, b0=b0, band=band, codes=codes, c0=c0):
             (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) = job
             th, tw = min(y1, height) - y0, min(x1, width) - x0
             with torch.inference_mode():  # per thread
                 if runner is not None:
-                    block = _to_uint8_block(runner.region(codes, y0, y1, x0, x1)[0], th, tw)
+                    block = _to_uint8_block(runner.region(codes, y0 - c0, y1 - c0, x0, x1)[0], th, tw)
                 else:
                     sub = [
-                        c[:, :, cy0 >> (s + 1) : cy1 >> (s + 1), cx0 >> (s + 1) : cx1 >> (s + 1)]
+                        c[:, :, (cy0 - c0) >> (s + 1) : (cy1 - c0) >> (s + 1), cx0 >> (s + 1) : cx1 >> (s + 1)]
                         for s, c in enumerate(codes)
                     ]
                     x_hat = decoder(sub)[0, :, y0 - cy0 : y0 - cy0 + th, x0 - cx0 : x0 - cx0 + tw]

@@ -140,3 +140,25 @@ def test_sampled_training_scores_the_same_symbols_as_the_full_pass():
             full = float(m.bits(codes[s], codes[s + 1 :]))
             every = torch.arange(codes[s].numel())
             assert float(m.bits_sampled(codes[s], codes[s + 1 :], every)) == pytest.approx(full, rel=1e-5)
+
+
+def test_row_decoder_gives_the_decoded_rows_and_forgets_old_ones(monkeypatch):
+    monkeypatch.setattr(entropy, "TILE", 64)  # 3 rows x 2 columns of tiles
+    torch.manual_seed(0)
+    model = random_context((3, 4, 5), seed=2)
+    rng = np.random.default_rng(5)
+    H, W = 176, 96
+    codes = [rng.integers(0, 4, (c, H >> (s + 1), W >> (s + 1)), dtype=np.uint8) for s, c in enumerate((3, 4, 5))]
+    payload = entropy.encode(model, codes)
+    src = entropy.RowDecoder(model, payload, H, W)
+    for p0, p1 in [(0, 96), (32, 128), (96, 176), (168, 176)]:
+        got = src.rows(p0, p1)
+        for s in range(3):
+            np.testing.assert_array_equal(got[s], codes[s][:, p0 >> (s + 1) : p1 >> (s + 1)])
+        assert len(src.done) <= 2
+    bad = bytearray(payload)
+    bad[-3] ^= 0x5A  # inside the last row's last tile
+    src = entropy.RowDecoder(model, bytes(bad), H, W)
+    src.rows(0, 64)  # the rows before the damage decode
+    with pytest.raises(PayloadError):
+        src.rows(128, 176)

@@ -64,3 +64,19 @@ def test_shapes():
     assert sw.shapes(16, 24, (4, 5, 6)) == [(4, 8, 12), (5, 4, 6), (6, 2, 3)]
     with pytest.raises(ValueError):
         sw.shapes(12, 16, (1, 1, 1))
+
+
+@pytest.mark.parametrize("H,W,channels", [(40, 24, (3, 5, 7)), (64, 8, (1, 2, 3)), (16, 40, (4, 4, 4))])
+def test_packed_rows_are_the_unpacked_rows(H, W, channels):
+    rng = np.random.default_rng(H + W)
+    shapes = sw.shapes(H, W, channels)
+    codes = [rng.integers(0, 4, s, dtype=np.uint8) for s in shapes]
+    src = sw.PackedRows(sw.pack(codes), shapes)
+    assert src.size == (H, W)
+    for p0 in range(0, H, 8):
+        for p1 in range(p0 + 8, H + 1, 8):
+            got = src.rows(p0, p1)
+            for s, (g, c) in enumerate(zip(got, codes)):
+                np.testing.assert_array_equal(g, c[:, p0 >> (s + 1) : p1 >> (s + 1)])
+    with pytest.raises(sw.PayloadError):
+        sw.PackedRows(bytes(3), shapes)

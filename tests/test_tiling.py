@@ -388,3 +388,70 @@ def test_cli_streams_large_png_decodes_with_the_same_pixels(tmp_path, monkeypatc
     assert r.exit_code == 0, r.output
     assert calls and calls[0].get("size") == (200, 300)  # the band-by-band path ran
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png").convert("RGB")), whole)
+
+
+@pytest.mark.parametrize("ext,grey", [(".tif", False), (".webp", False), (".bmp", True)])
+def test_cli_non_png_outputs_pasted_band_by_band_have_the_decoded_pixels(tmp_path, ext, grey):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from maxswitch.cli import cli
+
+    rgb = np.asarray(make_image(300, 200, seed=5))
+    src = Image.fromarray(rgb).convert("L") if grey else Image.fromarray(rgb)
+    (tmp_path / "a.msw").write_bytes(maxswitch.encode(src))
+    want = maxswitch.decode((tmp_path / "a.msw").read_bytes(), tile=64)  # the whole-array path
+    r = CliRunner().invoke(
+        cli, ["decode", str(tmp_path / "a.msw"), str(tmp_path / f"a{ext}"), "--tile", "64", "--quiet"]
+    )
+    assert r.exit_code == 0, r.output
+    got = Image.open(tmp_path / f"a{ext}")
+    assert got.mode == want.mode == ("L" if grey else "RGB")
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+@pytest.mark.parametrize("coding", ["zstd", "context"])
+def test_switches_decoded_band_by_band_give_the_same_pixels(monkeypatch, coding):
+    from maxswitch import entropy
+
+    monkeypatch.setattr(entropy, "TILE", 128)  # several rows of context tiles (encode and decode alike)
+    m = load_model(DEFAULT_MODEL)
+    rgb = np.asarray(make_image(200, 330, seed=12))
+    data = maxswitch.encode(rgb, m, coding=coding)
+    whole, _ = codec.decode_array(data, m, tile=64)
+    monkeypatch.setattr(codec, "LAZY_SWITCH_PIXELS", 0)  # v2 too: rows of tiles decoded as bands need them
+    h, bands = codec.decode_bands(data, m, tile=64)
+    np.testing.assert_array_equal(codec.join_bands(bands, h.height, h.width), whole)
+
+
+def test_damage_found_part_way_through_a_banded_decode_leaves_no_output(monkeypatch, tmp_path, capsys):
+    import zlib
+
+    from maxswitch import entropy, image
+    from maxswitch.cli import main
+
+    monkeypatch.setattr(entropy, "TILE", 128)
+    data = bytearray(maxswitch.encode(np.asarray(make_image(200, 330, seed=12)), coding="context"))
+    data[len(data) - 4 - 3] ^= 0x5A  # in the last tile, then the CRC made right again
+    data[-4:] = zlib.crc32(bytes(data[:-4])).to_bytes(4, "little")
+    (tmp_path / "bad.msw").write_bytes(bytes(data))
+    monkeypatch.setattr(codec, "LAZY_SWITCH_PIXELS", 0)
+    monkeypatch.setattr(image, "STREAM_PNG_PIXELS", 0)
+    rc = main(["decode", str(tmp_path / "bad.msw"), str(tmp_path / "o.png"), "--tile", "64"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "corrupt" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.msw"]  # no output, no temporary
+
+
+def test_write_atomic_takes_a_writer_that_seeks(tmp_path):
+    from maxswitch.atomic import write_atomic
+
+    def writer(f):
+        f.write(b"xxxx-body")
+        f.seek(0)
+        f.write(b"head")
+
+    write_atomic(str(tmp_path / "o.bin"), writer)
+    assert (tmp_path / "o.bin").read_bytes() == b"head-body"
+    write_atomic(os.devnull, writer, overwrite=True)  # a device: written through, from a buffer
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.bin"]
