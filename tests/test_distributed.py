@@ -173,7 +173,9 @@ def test_bad_input_is_one_line_on_every_rank_and_no_rank_hangs(folder, tmp_path,
     r = _run(_args(folder, tmp_path / "x.safetensors", *extra), nproc=2, timeout=120)
     assert r.returncode != 0
     lines = [x for x in r.stderr.splitlines() if x.startswith("maxswitch: error")]
-    assert len(lines) == 2 and all(words in x for x in lines), r.stderr[-2000:]
+    # one line per rank that got to say it: torchrun stops the other rank as soon as one fails,
+    # so on a loaded machine the slower rank may be stopped before its check (seen in CI)
+    assert 1 <= len(lines) <= 2 and all(words in x for x in lines), r.stderr[-2000:]
     # torchrun itself then reports the failed workers with a traceback of its own; none of ours
     assert not [x for x in r.stderr.splitlines() if "File" in x and "/maxswitch/" in x]
     assert not (tmp_path / "x.safetensors").exists()
@@ -183,4 +185,5 @@ def test_empty_folder_on_every_rank(tmp_path):
     (tmp_path / "empty").mkdir()
     r = _run(_args(tmp_path / "empty", tmp_path / "x.safetensors", "--steps", "2"), nproc=2, timeout=120)
     lines = [x for x in r.stderr.splitlines() if x.startswith("maxswitch: error")]
-    assert r.returncode != 0 and len(lines) == 2 and all("no images found" in x for x in lines)
+    assert r.returncode != 0 and 1 <= len(lines) <= 2 and all("no images found" in x for x in lines), r.stderr
+    assert not [x for x in r.stderr.splitlines() if "File" in x and "/maxswitch/" in x]
