@@ -237,7 +237,7 @@ def init_worker(model_keys: tuple[str, ...], threads: int) -> None:
 def split_key(key: str) -> tuple[str, str | None]:
     """``NAME@CODING`` -> (NAME, CODING); a key without ``@`` -> (key, None: the model's default)."""
     name, sep, coding = key.rpartition("@")
-    if not sep or coding not in ("auto", "context", "zstd"):
+    if not sep or coding not in ("auto", "context", "table", "zstd"):
         return key, None
     return name, coding
 
@@ -418,9 +418,11 @@ def resolve_models(keys) -> list[ModelInfo]:
             raise BenchError(f"model {m.name} has no decoder and cannot be benchmarked")
         if coding == "context" and m.context is None:
             raise BenchError(f"model {m.name} has no context model (use {m.name}@zstd)")
+        if coding == "table" and m.table is None:
+            raise BenchError(f"model {m.name} has no context tables (use {m.name}@context or @zstd)")
         seen.add(shown)
         entry = shipped(m.name) or {}
-        used = coding or ("auto" if m.context is not None else "zstd")
+        used = coding or ("auto" if m.context is not None or m.table is not None else "zstd")
         out.append(
             ModelInfo(shown, k, tuple(m.config.channels), m.version, m.sha256, entry.get("family", "user"), used)
         )

@@ -367,11 +367,12 @@ def _encode_default_output(path: str) -> str:
 @click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
 @click.option(
     "--coding",
-    type=click.Choice(["auto", "context", "zstd"]),
+    type=click.Choice(["auto", "context", "table", "zstd"]),
     default=DEFAULT_CODING,
     show_default=True,
-    help="Payload coding: context (format v2, the model's learned context model), zstd (format v1), or "
-    "auto: both, keeping the smaller file.",
+    help="Payload coding: table (format v2, the model's context tables: fast), context (format v2, the "
+    "model's MLP context model: smallest, slow), zstd (format v1), or auto: the model's fastest learned "
+    "coding and zstd, keeping the smaller file.",
 )
 @click.option(
     "--level",
@@ -433,6 +434,8 @@ def encode(
     )
     if coding == "context" and m.context is None:
         raise Failure(f"model {m.name} has no context model; use --coding zstd")
+    if coding == "table" and m.table is None:
+        raise Failure(f"model {m.name} has no context tables; use --coding context or zstd")
 
     def job(inp, out):
         _check_output(out, force, inp)
@@ -629,7 +632,7 @@ def models(as_json):
         cell = lambda k, fmt: format(f[k], fmt) if f.get(k) is not None else "-"  # noqa: E731
         tag = "  (default)" if m["name"] == DEFAULT_MODEL else ""
         rung = str(LADDER.index(m["name"]) + 1) if m["name"] in LADDER else "-"
-        coding = "context" if m.get("context_digest") else "zstd"
+        coding = "table" if m.get("table_digest") else "context" if m.get("context_digest") else "zstd"
         click.echo(
             f"{m['name']:26} {m['version']:>3} {rung:>2} {','.join(map(str, m['channels'])):>10} {m['family']:16} "
             f"{coding:7} {2 * m['switches_per_pixel']:7.2f} {cell('bpp', '.3f'):>6} {cell('psnr', '.2f'):>6} "
@@ -670,7 +673,7 @@ def _check_output_path(path: str, option: str, folder_ok: bool = False) -> None:
 @click.option("--ladder", is_flag=True, help="Benchmark the -q ladder (the natural-image models of -q 1..N).")
 @click.option(
     "--coding",
-    type=click.Choice(["default", "auto", "context", "zstd", "both"]),
+    type=click.Choice(["default", "auto", "context", "table", "zstd", "both"]),
     default="default",
     show_default=True,
     help="Payload coding of each model (default: encode's default, auto); both: every model twice, as two "
@@ -758,12 +761,12 @@ def bench(
     if coding != "default":
         from .zoo import shipped
 
-        def has_context(key: str) -> bool:  # shipped models say so in the manifest; paths are tried
+        def has_coding(key: str, c: str) -> bool:  # shipped models say so in the manifest; paths are tried
             entry = shipped(key)
-            return entry is None or bool(entry.get("context_digest"))
+            return c not in ("context", "table") or entry is None or bool(entry.get(f"{c}_digest"))
 
         wanted = ("auto", "zstd") if coding == "both" else (coding,)
-        models = tuple(f"{m}@{c}" for m in models for c in wanted if c != "context" or has_context(m))
+        models = tuple(f"{m}@{c}" for m in models for c in wanted if has_coding(m, c))
     try:
         sweep = tuple(int(q) for q in qualities.split(",") if q.strip())
     except ValueError:

@@ -59,8 +59,13 @@ def _passes(model: ContextModel, codes: list[np.ndarray]):
             yield coder, c, k, ys, xs, last
 
 
-def encode_tile(model: ContextModel, codes: list[np.ndarray]) -> np.ndarray:
-    """One tile's switches (3 arrays (C_s, h_s, w_s) uint8) -> its ANS words (uint32)."""
+def encode_tile(model, codes: list[np.ndarray]) -> np.ndarray:
+    """One tile's switches (3 arrays (C_s, h_s, w_s) uint8) -> its ANS words (uint32).
+
+    ``model`` is a ``ContextModel`` (coding 2) or a ``tables.TableModel`` (coding 3, which
+    codes its own tiles); the tiles and the payload layout are the same for both."""
+    if hasattr(model, "encode_tile"):
+        return model.encode_tile(codes)
     return ans_encode(tile_steps(model, codes))
 
 
@@ -103,6 +108,11 @@ def decode_tile(model: ContextModel, words: np.ndarray, shapes: list[tuple[int, 
     Raises:
         PayloadError: the words do not decode to exactly these switches (corrupt payload).
     """
+    if hasattr(model, "decode_tile"):
+        try:
+            return model.decode_tile(words, shapes)
+        except (ValueError, RuntimeError) as e:  # ContextError included
+            raise PayloadError(f"payload does not decode: {e}") from None
     cs = _constriction()
     family = cs.stream.model.Categorical(perfect=False)
     codes = [np.zeros(s, np.uint8) for s in shapes]

@@ -44,8 +44,10 @@ MAGIC = b"\x89MSW\r\n\x1a\n"
 VERSION = 2  # the newest version this module reads
 CODING_ZSTD = 1
 CODING_CONTEXT = 2
-CODINGS = {CODING_ZSTD: "zstd", CODING_CONTEXT: "context-ans"}
-VERSION_OF_CODING = {CODING_ZSTD: 1, CODING_CONTEXT: 2}
+CODING_TABLE = 3
+CODINGS = {CODING_ZSTD: "zstd", CODING_CONTEXT: "context-ans", CODING_TABLE: "context-table"}
+VERSION_OF_CODING = {CODING_ZSTD: 1, CODING_CONTEXT: 2, CODING_TABLE: 2}
+LEARNED_CODINGS = (CODING_CONTEXT, CODING_TABLE)  # codings whose payload needs the model's tables
 KINDS = {1: "grey", 2: "grey+alpha", 3: "rgb", 4: "rgb+alpha"}
 BIT_DEPTHS = (8, 16, 32)
 DIGEST_BYTES = 16
@@ -194,8 +196,8 @@ def max_payload(h: Header) -> int:
     lying header before reading or allocating its payload.
 
     Coding 1: zstd's worst case for ``R`` bytes (raw blocks, 3 bytes each per 128 KiB, frame
-    header and checksum). Coding 2: every switch at the smallest probability, 2^-24 (24 bits),
-    plus each tile's word count and the coder's final state.
+    header and checksum). Codings 2 and 3: every switch at the smallest probability, 2^-24
+    (24 bits; coding 3's is 2^-16), plus each tile's word count and the coder's final state.
     """
     if h.coding == CODING_ZSTD:
         r = raw_size(h.width, h.height, h.channels)  # the formula, whatever the R field says

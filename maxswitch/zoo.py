@@ -102,7 +102,8 @@ class Model:
         sha256: SHA-256 of the asset file.
         encoder_digest: ``Encoder.digest()``, the identity recorded in .msw files.
         meta: the full description stored in the file.
-        context: ``context.ContextModel`` for payload coding 2, or None (zstd only).
+        context: ``context.ContextModel`` for payload coding 2, or None.
+        table: ``tables.TableModel`` for payload coding 3, or None.
     """
 
     name: str
@@ -114,15 +115,29 @@ class Model:
     encoder_digest: str
     meta: dict
     context: object = None
+    table: object = None
 
     @property
     def context_digest(self) -> str | None:
         """SHA-256 (hex) of the context model, or None."""
         return self.meta.get("context_digest") if self.context is not None else None
 
+    @property
+    def table_digest(self) -> str | None:
+        """SHA-256 (hex) of the context tables, or None."""
+        return self.meta.get("table_digest") if self.table is not None else None
+
 
 def save_model(
-    path: str | Path, name: str, version: int, config, encoder, decoder, record: dict | None = None, context=None
+    path: str | Path,
+    name: str,
+    version: int,
+    config,
+    encoder,
+    decoder,
+    record: dict | None = None,
+    context=None,
+    table=None,
 ) -> str:
     """Write a model asset atomically; return its SHA-256.
 
@@ -147,6 +162,9 @@ def save_model(
     if context is not None:
         tensors.update(context.tensors())
         meta["context_digest"] = context.digest()
+    if table is not None:
+        tensors.update(table.tensors())
+        meta["table_digest"] = table.digest()
     data = save(tensors, metadata={"maxswitch": json.dumps(meta, sort_keys=True)})
     from .atomic import write_atomic
 
@@ -171,7 +189,7 @@ def _build(data: bytes, sha: str) -> Model:
         raise ModelError(f"malformed model asset: {e}") from None
     enc = Encoder(cfg.channels, cfg.pool)
     enc_sd = {k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}
-    unknown = [k for k in tensors if not k.startswith(("encoder.", "decoder.", "context."))]
+    unknown = [k for k in tensors if not k.startswith(("encoder.", "decoder.", "context.", "table."))]
     if unknown:
         raise ModelError(f"malformed model asset: unknown tensor {unknown[0]}")
     dec_sd = {k[len("decoder.") :]: v for k, v in tensors.items() if k.startswith("decoder.")}
@@ -197,7 +215,18 @@ def _build(data: bytes, sha: str) -> Model:
             raise ModelError(f"malformed context model: {e}") from None
         if meta.get("context_digest") != ctx.digest():
             raise ModelError("model's context weights do not match the digest recorded in the asset")
-    return Model(meta["name"], int(meta["version"]), cfg, enc, dec, sha, digest, meta, ctx)
+    table = None
+    if any(k.startswith("table.") for k in tensors):
+        from .context import ContextError
+        from .tables import TableModel
+
+        try:
+            table = TableModel.from_tensors(cfg.channels, tensors)
+        except ContextError as e:
+            raise ModelError(f"malformed context tables: {e}") from None
+        if meta.get("table_digest") != table.digest():
+            raise ModelError("model's context tables do not match the digest recorded in the asset")
+    return Model(meta["name"], int(meta["version"]), cfg, enc, dec, sha, digest, meta, ctx, table)
 
 
 _LOADED: dict[str, Model] = {}
@@ -296,6 +325,7 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
         "raw_bits_per_pixel_value": round(2 * sum(c / 4 ** (s + 1) for s, c in enumerate(chans)) / 3, 4),
         "encoder_digest": meta["encoder_digest"],
         "context_digest": meta.get("context_digest"),
+        "table_digest": meta.get("table_digest"),
         "training": {
             k: rec.get(k)
             for k in (
@@ -313,6 +343,7 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
             if k in rec
         },
         "context_training": rec.get("context"),
+        "table_training": rec.get("table"),
         "figures": figures if figures is not None else (shipped(meta["name"]) or {}).get("figures", {}),
     }
 

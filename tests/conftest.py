@@ -50,10 +50,33 @@ def random_context(channels, seed: int = 0, hidden=(8, 6)):
     return ContextModel(tuple(channels), stages)
 
 
+def random_table(channels, seed: int = 0, max_features: int = 3):
+    """Context tables (coding 3) with random causal features and random frequencies, drawn by
+    numpy (the same on every machine)."""
+    from maxswitch.tables import MAX_FEATURES, TableModel, card
+    from maxswitch.tables_fit import candidates
+
+    rng = np.random.default_rng(seed)
+    feats, qs, offsets = [], [], [0]
+    for s in range(3):
+        for c in range(channels[s]):
+            for k in range(4):
+                cand = candidates(channels, s, c, k)
+                pick = [int(f) for f in rng.permutation(cand)[: rng.integers(0, max_features + 1)]]
+                feats.append(pick + [-1] * (MAX_FEATURES - len(pick)))
+                n = int(np.prod([card(f) for f in pick]))
+                raw = rng.integers(1, 1000, (n, 4)).astype(np.float64)
+                q = np.floor(raw / raw.sum(1, keepdims=True) * (65536 - 4)).astype(np.int64) + 1
+                q[:, 0] += 65536 - q.sum(1)
+                qs.append(q.astype(np.uint16))
+                offsets.append(offsets[-1] + n)
+    return TableModel(tuple(channels), np.array(feats), np.array(offsets), np.concatenate(qs))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    """A small untrained model asset (channels 4,6,8) with a random integer context model,
-    written to a temp folder with a manifest."""
+    """A small untrained model asset (channels 4,6,8) with a random integer context model and
+    random context tables, written to a temp folder with a manifest."""
     import torch
 
     from maxswitch.nets import Encoder, ModelConfig, build_decoder
@@ -65,7 +88,16 @@ def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
     dec = build_decoder(cfg)
     path = d / "tiny-4-6-8.safetensors"
-    sha = save_model(path, "tiny-4-6-8", 1, cfg, enc, dec.eval(), context=random_context(cfg.channels))
+    sha = save_model(
+        path,
+        "tiny-4-6-8",
+        1,
+        cfg,
+        enc,
+        dec.eval(),
+        context=random_context(cfg.channels),
+        table=random_table(cfg.channels, seed=1),
+    )
     entry = {
         "name": "tiny-4-6-8",
         "version": 1,
@@ -102,3 +134,17 @@ def run_cli(*args, input: bytes | None = None, env=None, cwd=None):
         cwd=cwd,
         timeout=300,
     )
+
+
+def switches_digest_in_fresh_process(path, models_dir) -> str:
+    """SHA-256 of the switches that another Python process, with 2 torch threads, decodes from
+    the .msw file at ``path`` (models from ``models_dir``): goldens must not depend on the process."""
+    code = (
+        "import hashlib, sys, torch; torch.set_num_threads(2); from maxswitch import codec; "
+        "p = codec.parse(open(sys.argv[1], 'rb').read()); "
+        "print(hashlib.sha256(b''.join(c.tobytes() for c in p.codes)).hexdigest())"
+    )
+    env = dict(os.environ, MAXSWITCH_MODELS=str(models_dir))
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()

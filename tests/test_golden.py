@@ -17,7 +17,7 @@ import os
 
 import pytest
 import torch
-from conftest import EXAMPLE, ROOT, run_cli
+from conftest import EXAMPLE, ROOT, run_cli, switches_digest_in_fresh_process
 
 import maxswitch
 from maxswitch import zoo
@@ -92,24 +92,9 @@ def test_tiny_model_v2_golden_across_threads_and_tiles(tiny_zoo):
 def test_tiny_model_v2_golden_decodes_in_a_fresh_process_to_the_v1_switches(tiny_model, tiny_zoo):
     """The v2 golden, decoded by another process with 2 threads, holds exactly the switches of
     the v1 golden (decoded here, with zstd, by a different path)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import hashlib, sys, torch; torch.set_num_threads(2); from maxswitch import codec; "
-        "p = codec.parse(open(sys.argv[1], 'rb').read()); "
-        "print(hashlib.sha256(b''.join(c.tobytes() for c in p.codes)).hexdigest())"
-    )
-    env = dict(os.environ, MAXSWITCH_MODELS=str(tiny_model[0].parent))
-    r = subprocess.run(
-        [sys.executable, "-c", code, str(EXPECTED / "example.tiny-4-6-8.v2.msw")],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert r.returncode == 0, r.stderr
+    got = switches_digest_in_fresh_process(EXPECTED / "example.tiny-4-6-8.v2.msw", tiny_model[0].parent)
     v1 = maxswitch.codec.parse((EXPECTED / "example.tiny-4-6-8.msw").read_bytes())
-    assert r.stdout.strip() == hashlib.sha256(b"".join(c.tobytes() for c in v1.codes)).hexdigest()
+    assert got == hashlib.sha256(b"".join(c.tobytes() for c in v1.codes)).hexdigest()
 
 
 def test_shipped_model_v2_golden_and_v1_switches(monkeypatch):
