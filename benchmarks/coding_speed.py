@@ -44,12 +44,14 @@ def main():
     ap.add_argument("-m", "--model", default=DEFAULT_MODEL)
     ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--limit", type=int, default=8)
+    ap.add_argument("--coding", choices=["context", "table"], default="context", help="the learned coding to time")
     a = ap.parse_args()
     paths = sorted(Path(a.folder).glob("*.png"))[: a.limit] if a.folder else [ROOT / "examples" / "example.png"]
     imgs = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     m = load_model(a.model)
+    learned = m.table if a.coding == "table" else m.context
     px = sum(x.shape[0] * x.shape[1] for x in imgs) / 1e6
-    print(f"{a.model}, {len(imgs)} images, {px:.2f} MP in all\n")
+    print(f"{a.model}, coding {a.coding}, {len(imgs)} images, {px:.2f} MP in all\n")
     print("| threads | stage | seconds | MP/s | share |")
     print("| ---: | --- | ---: | ---: | ---: |")
     for th in a.threads:
@@ -71,14 +73,14 @@ def main():
             H, W = -(-x.shape[0] // 8) * 8, -(-x.shape[1] // 8) * 8
             t, codes = best(lambda x=x: codec.compute_switches(m, x))
             tot["encoder network"] += t
-            t, payload = best(lambda codes=codes: entropy.encode(m.context, codes))
+            t, payload = best(lambda codes=codes: entropy.encode(learned, codes))
             tot["v2 context encode"] += t
-            t, back = best(lambda payload=payload: entropy.decode(m.context, payload, H, W))
+            t, back = best(lambda payload=payload: entropy.decode(learned, payload, H, W))
             assert all((p == q).all() for p, q in zip(codes, back))
             tot["v2 context decode"] += t
             # the entropy coder alone: constriction given the frequencies the model computed
             for tile in entropy.tiles(H, W):
-                steps = entropy.tile_steps(m.context, entropy._tile_codes(codes, tile))
+                steps = entropy.tile_steps(learned, entropy._tile_codes(codes, tile))
                 t, words = best(lambda steps=steps: entropy.ans_encode(steps))
                 tot["v2 ANS encode"] += t
                 t, _ = best(lambda words=words, steps=steps: entropy.ans_decode(words, [f for _, f in steps]))
@@ -97,10 +99,10 @@ def main():
         dec_v1 = tot["v1 unzstd+unpack"] + tot["decoder network"]
         rows = [
             ("encoder network", tot["encoder network"], enc_v2),
-            ("context model + ANS, encode", tot["v2 context encode"], enc_v2),
+            (f"{a.coding} model + ANS, encode", tot["v2 context encode"], enc_v2),
             ("of which ANS (constriction)", tot["v2 ANS encode"], enc_v2),
             ("**encode, v2**", enc_v2, enc_v2),
-            ("context model + ANS, decode", tot["v2 context decode"], dec_v2),
+            (f"{a.coding} model + ANS, decode", tot["v2 context decode"], dec_v2),
             ("of which ANS (constriction)", tot["v2 ANS decode"], dec_v2),
             ("decoder network", tot["decoder network"], dec_v2),
             ("**decode, v2**", dec_v2, dec_v2),

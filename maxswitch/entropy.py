@@ -69,9 +69,11 @@ def encode_tile(model, codes: list[np.ndarray]) -> np.ndarray:
     return ans_encode(tile_steps(model, codes))
 
 
-def tile_steps(model: ContextModel, codes: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The context model's part of ``encode_tile``: per step in decoding order, the symbols
-    (n,) int32 and their integer frequencies (n, 4) float64."""
+def tile_steps(model, codes: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The model's part of ``encode_tile``: per step in decoding order, the symbols (n,) int32
+    and their integer frequencies (n, 4) float64 (a table model gives them as one step)."""
+    if hasattr(model, "tile_steps"):
+        return [model.tile_steps(codes)]
     work = [c.copy() for c in codes]
     steps = []
     for coder, c, k, ys, xs, last in _passes(model, work):

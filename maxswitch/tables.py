@@ -152,6 +152,14 @@ class TableModel:
         """One tile's switches (3 arrays (C_s, h_s, w_s) uint8) -> its ANS words (uint32)."""
         import constriction
 
+        syms, freqs = self.tile_steps(codes)
+        enc = constriction.stream.stack.AnsCoder()
+        enc.encode_reverse(syms, constriction.stream.model.Categorical(perfect=False), freqs)
+        return enc.get_compressed()
+
+    def tile_steps(self, codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The tables' part of ``encode_tile``: every symbol of the tile in decoding order (n,)
+        int32 and its frequencies (n, 4) float64, as the entropy coder takes them."""
         n = sum(a.size for a in codes)
         syms = np.empty(n, np.int32)
         rows = np.empty(n, _I32)
@@ -167,9 +175,7 @@ class TableModel:
                     syms[o : o + m].reshape(sym.shape)[...] = sym
                     self._rows(self.table_index(s, c, k), pad, parent, c, k, rows[o : o + m].reshape(sym.shape))
                     o += m
-        enc = constriction.stream.stack.AnsCoder()
-        enc.encode_reverse(syms, constriction.stream.model.Categorical(perfect=False), self._f24[rows])
-        return enc.get_compressed()
+        return syms, self._f24[rows]
 
     def decode_tile(self, words: np.ndarray, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
         """Inverse of ``encode_tile``. Raises ValueError or RuntimeError (from constriction) or
