@@ -36,10 +36,11 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-contexts", type=int, default=TableRecipe.max_contexts)
     ap.add_argument("--alpha", type=float, default=TableRecipe.alpha)
+    ap.add_argument("--samples-per-context", type=int, default=TableRecipe.samples_per_context)
     a = ap.parse_args()
     m = load_model(a.model)
     paths = list_images(a.data)
-    recipe = TableRecipe(alpha=a.alpha, max_contexts=a.max_contexts)
+    recipe = TableRecipe(alpha=a.alpha, max_contexts=a.max_contexts, samples_per_context=a.samples_per_context)
     t0 = time.time()
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     table = fit_tables(m, images, recipe, workers=a.workers, log=lambda s: print(s, flush=True))
