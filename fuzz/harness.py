@@ -81,7 +81,11 @@ def setup(workdir: str | None = None) -> dict:
     torch.manual_seed(0)
     dec = build_decoder(cfg).eval()
     path = d / f"{MODEL_NAME}.safetensors"
-    sha = zoo.save_model(path, MODEL_NAME, 1, cfg, enc, dec, context=_random_context(CHANNELS))
+    from maxswitch.tables import TableModel
+
+    sha = zoo.save_model(
+        path, MODEL_NAME, 1, cfg, enc, dec, context=_random_context(CHANNELS), table=TableModel.random(CHANNELS, seed=5)
+    )
     entry = {
         "name": MODEL_NAME,
         "version": 1,
@@ -111,8 +115,8 @@ def setup(workdir: str | None = None) -> dict:
         ]
     ):
         seeds.append(_image(w, h, i, mode))
-    # format v1 seeds first (tests index them), then the same pictures in format v2
-    seeds = [codec.encode(x, model, coding=c) for c in ("zstd", "context") for x in seeds]
+    # format v1 seeds first (tests index them), then the same pictures in format v2 (codings 2 and 3)
+    seeds = [codec.encode(x, model, coding=c) for c in ("zstd", "context", "table") for x in seeds]
     _state.update(seeds=seeds, models_dir=str(d), model=model)
     return _state
 

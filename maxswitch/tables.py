@@ -74,6 +74,28 @@ class TableModel:
                 r *= card(f)
             self._steps.append((feats, strides, int(self.offsets[t])))
 
+    @classmethod
+    def random(cls, channels, seed: int = 0, max_features: int = 3) -> "TableModel":
+        """Tables with random causal features and random frequencies, drawn by numpy from
+        ``seed`` (the same on every machine): for tests and fuzzing, as ``Encoder.random``."""
+        from .tables_fit import candidates
+
+        rng = np.random.default_rng(seed)
+        feats, qs, offsets = [], [], [0]
+        for s in range(3):
+            for c in range(channels[s]):
+                for k in range(4):
+                    cand = candidates(channels, s, c, k)
+                    pick = [int(f) for f in rng.permutation(cand)[: rng.integers(0, max_features + 1)]]
+                    feats.append(pick + [-1] * (MAX_FEATURES - len(pick)))
+                    n = int(np.prod([card(f) for f in pick]))
+                    raw = rng.integers(1, 1000, (n, 4)).astype(np.float64)
+                    q = np.floor(raw / raw.sum(1, keepdims=True) * ((1 << Q_BITS) - 4)).astype(np.int64) + 1
+                    q[:, 0] += (1 << Q_BITS) - q.sum(1)
+                    qs.append(q.astype(np.uint16))
+                    offsets.append(offsets[-1] + n)
+        return cls(tuple(channels), np.array(feats), np.array(offsets), np.concatenate(qs))
+
     def table_index(self, s: int, c: int, k: int) -> int:
         return table_index(self.channels, s, c, k)
 

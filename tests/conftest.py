@@ -51,26 +51,10 @@ def random_context(channels, seed: int = 0, hidden=(8, 6)):
 
 
 def random_table(channels, seed: int = 0, max_features: int = 3):
-    """Context tables (coding 3) with random causal features and random frequencies, drawn by
-    numpy (the same on every machine)."""
-    from maxswitch.tables import MAX_FEATURES, TableModel, card
-    from maxswitch.tables_fit import candidates
+    """Context tables (coding 3) with random causal features and frequencies (``TableModel.random``)."""
+    from maxswitch.tables import TableModel
 
-    rng = np.random.default_rng(seed)
-    feats, qs, offsets = [], [], [0]
-    for s in range(3):
-        for c in range(channels[s]):
-            for k in range(4):
-                cand = candidates(channels, s, c, k)
-                pick = [int(f) for f in rng.permutation(cand)[: rng.integers(0, max_features + 1)]]
-                feats.append(pick + [-1] * (MAX_FEATURES - len(pick)))
-                n = int(np.prod([card(f) for f in pick]))
-                raw = rng.integers(1, 1000, (n, 4)).astype(np.float64)
-                q = np.floor(raw / raw.sum(1, keepdims=True) * (65536 - 4)).astype(np.int64) + 1
-                q[:, 0] += 65536 - q.sum(1)
-                qs.append(q.astype(np.uint16))
-                offsets.append(offsets[-1] + n)
-    return TableModel(tuple(channels), np.array(feats), np.array(offsets), np.concatenate(qs))
+    return TableModel.random(channels, seed, max_features)
 
 
 @pytest.fixture(scope="session")
