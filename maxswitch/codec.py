@@ -5,7 +5,7 @@ decode:  format.read -> payload decoding -> Decoder -> crop -> image
 
 Payload codings: ``"context"`` (format version 2, coding 2: the model's learned MLP context
 model and an ANS coder, ``context.py``, ``entropy.py``), ``"table"`` (format version 2, coding
-3: context tables of counts and the same coder, ``tables.py``, about 9 times faster for 3 to 5 %
+3: context tables of counts and the same coder, ``tables.py``, 4 to 5 times faster for about 4 %
 more bits), ``"zstd"`` (format version 1, packed switches in a zstd frame, ``switches.py``).
 ``"auto"``, the default, codes with the model's fastest learned coding (tables where it has
 them, else its context model) and with zstd, and keeps the smaller file.
