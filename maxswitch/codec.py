@@ -207,14 +207,21 @@ def parse(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS, mod
     return Parsed(h, _unpack(h, payload, m), len(payload), len(data))
 
 
-def _unpack(h: fmt.Header, payload: bytes, model: Model | None) -> list[np.ndarray]:
+def _unpack(h: fmt.Header, payload: bytes, model: Model | None, rows: bool = False):
+    """A verified payload's switches: 3 arrays (C_s, H/2^s, W/2^s), or with ``rows`` a source of
+    rows for ``tiling.decode_bands`` where that saves memory: zstd switches kept packed
+    (``switches.PackedRows``), context tiles of images over ``LAZY_SWITCH_PIXELS`` decoded when
+    their rows are first needed (``entropy.RowDecoder``)."""
     H, W = h.padded
     if h.coding in fmt.LEARNED_CODINGS:
         from . import entropy
 
+        if rows and h.width * h.height > LAZY_SWITCH_PIXELS:
+            return entropy.RowDecoder(_learned(h, model), payload, H, W)
         return entropy.decode(_learned(h, model), payload, H, W)
     packed = sw.decompress(payload, h.raw_size)
-    return sw.unpack(packed, sw.shapes(H, W, h.channels))
+    shapes = sw.shapes(H, W, h.channels)
+    return sw.PackedRows(packed, shapes) if rows else sw.unpack(packed, shapes)
 
 
 def _learned(h: fmt.Header, m: Model):
@@ -307,16 +314,7 @@ def decode_bands(
     m = resolve_model(h, model)  # before inflating: the header must agree with the model
     if m.decoder is None:
         raise CodecError(f"model {m.name} has no decoder")
-    H, W = h.padded
-    if h.coding in fmt.LEARNED_CODINGS:
-        from . import entropy
-
-        if h.width * h.height > LAZY_SWITCH_PIXELS:
-            codes = entropy.RowDecoder(_learned(h, m), payload, H, W)
-        else:
-            codes = entropy.decode(_learned(h, m), payload, H, W)
-    else:
-        codes = sw.PackedRows(sw.decompress(payload, h.raw_size), sw.shapes(H, W, h.channels))
+    codes = _unpack(h, payload, m, rows=True)
     del payload
     return h, bands(m.decoder, codes, tile, (h.height, h.width))
 

@@ -78,8 +78,6 @@ class TableModel:
     def random(cls, channels, seed: int = 0, max_features: int = 3) -> "TableModel":
         """Tables with random causal features and random frequencies, drawn by numpy from
         ``seed`` (the same on every machine): for tests and fuzzing, as ``Encoder.random``."""
-        from .tables_fit import candidates
-
         rng = np.random.default_rng(seed)
         feats, qs, offsets = [], [], [0]
         for s in range(3):
@@ -110,7 +108,6 @@ class TableModel:
         if len(q) and (q.min() < 1 or not (q.sum(axis=1) == 1 << Q_BITS).all()):
             raise ContextError("context table rows must be positive integers summing to 2^16")
         for s, C in enumerate(self.channels):
-            up = self.channels[s + 1] if s < 2 else 0
             for c in range(C):
                 for k in range(4):
                     t = self.table_index(s, c, k)
@@ -119,9 +116,9 @@ class TableModel:
                     feats = row[:n]
                     if any(f >= 0 for f in row[n:]) or len(set(feats)) != n:
                         raise ContextError("context table features are malformed")
+                    allowed = set(candidates(self.channels, s, c, k))
                     for f in feats:
-                        ok = (f < 8 and AVAILABLE[k][f]) or 8 <= f < 8 + c or 8 + C <= f < 8 + C + up
-                        if not ok:
+                        if f not in allowed:
                             raise ContextError(f"context table feature {f} is not causal for stage {s + 1}")
                     if self.offsets[t + 1] - self.offsets[t] != int(np.prod([card(f) for f in feats])):
                         raise ContextError("context table sizes do not match their features")
@@ -223,6 +220,14 @@ class TableModel:
         if not dec.is_empty():
             raise ContextError("payload has data left after its last switch (corrupt)")
         return [np.ascontiguousarray(a) for a in inner]
+
+
+def candidates(channels, s: int, c: int, k: int) -> list[int]:
+    """The features a (stage s, channel c, phase k) table may read: those decoded before it
+    (the module docstring's rule; ``TableModel.check`` refuses any other, the fit chooses among them)."""
+    C = channels[s]
+    up = channels[s + 1] if s < 2 else 0
+    return [d for d in range(8) if AVAILABLE[k][d]] + list(range(8, 8 + c)) + list(range(8 + C, 8 + C + up))
 
 
 def table_index(channels, s: int, c: int, k: int) -> int:

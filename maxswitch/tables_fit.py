@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .context import AVAILABLE, PHASES
-from .tables import MAX_FEATURES, Q_BITS, TableModel, _pad, card, feature, table_index
+from .context import PHASES
+from .tables import MAX_FEATURES, Q_BITS, TableModel, _pad, candidates, card, feature, table_index
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,6 @@ class TableRecipe:
     samples_per_context: int = 20  # and at least this many training samples per row
     min_gain: float = 0.002  # a feature must shorten the held-out code by this fraction
     val_fraction: float = 0.2
-
-
-def candidates(channels, s: int, c: int, k: int) -> list[int]:
-    """The features a (stage s, channel c, phase k) table may use (``tables.py``'s numbering)."""
-    C = channels[s]
-    up = channels[s + 1] if s < 2 else 0
-    return [d for d in range(8) if AVAILABLE[k][d]] + list(range(8, 8 + c)) + list(range(8 + C, 8 + C + up))
 
 
 def samples(tiles: list[list[np.ndarray]], channels, s: int, c: int, k: int) -> tuple[np.ndarray, dict]:
@@ -115,8 +108,11 @@ def quantise(P: np.ndarray) -> np.ndarray:
     return (f + 1).astype(np.uint16)
 
 
-def _fit_one(args):
-    tiles, split, channels, recipe, key = args
+_JOB: dict = {}  # the tiles and settings of a fit, set before the worker processes fork (not pickled per table)
+
+
+def _fit_one(key):
+    tiles, split, channels, recipe = (_JOB[k] for k in ("tiles", "split", "channels", "recipe"))
     s, c, k = key
     sym, F = samples(tiles, channels, s, c, k)
     vsym, VF = sym[split[key] :], {f: v[split[key] :] for f, v in F.items()}
@@ -148,14 +144,17 @@ def fit_tables(model, images: list, recipe: TableRecipe = TableRecipe(), workers
     for s, c, k in keys:
         py, px = PHASES[k]
         split[(s, c, k)] = sum(tc[s][c, py::2, px::2].size for tc in tiles[:n_train_tiles])
-    jobs = [(tiles, split, channels, recipe, key) for key in keys]
-    if workers > 1:
-        import multiprocessing as mp
+    _JOB.update(tiles=tiles, split=split, channels=channels, recipe=recipe)
+    try:
+        if workers > 1:
+            import multiprocessing as mp
 
-        with mp.get_context("fork").Pool(workers) as pool:
-            results = list(pool.imap(_fit_one, jobs, chunksize=4))
-    else:
-        results = [_fit_one(j) for j in jobs]
+            with mp.get_context("fork").Pool(workers) as pool:
+                results = list(pool.imap(_fit_one, keys, chunksize=4))
+        else:
+            results = [_fit_one(key) for key in keys]
+    finally:
+        _JOB.clear()
     T = len(keys)
     features = np.full((T, MAX_FEATURES), -1, np.int64)
     by_t = {}

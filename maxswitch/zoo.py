@@ -205,28 +205,28 @@ def _build(data: bytes, sha: str) -> Model:
     digest = enc.digest()
     if meta.get("encoder_digest") != digest:
         raise ModelError("model's encoder weights do not match the digest recorded in the asset")
-    ctx = None
-    if any(k.startswith("context.") for k in tensors):
-        from .context import ContextError, ContextModel
+    from .context import ContextModel
+    from .tables import TableModel
 
-        try:
-            ctx = ContextModel.from_tensors(cfg.channels, tensors)
-        except ContextError as e:
-            raise ModelError(f"malformed context model: {e}") from None
-        if meta.get("context_digest") != ctx.digest():
-            raise ModelError("model's context weights do not match the digest recorded in the asset")
-    table = None
-    if any(k.startswith("table.") for k in tensors):
-        from .context import ContextError
-        from .tables import TableModel
-
-        try:
-            table = TableModel.from_tensors(cfg.channels, tensors)
-        except ContextError as e:
-            raise ModelError(f"malformed context tables: {e}") from None
-        if meta.get("table_digest") != table.digest():
-            raise ModelError("model's context tables do not match the digest recorded in the asset")
+    ctx = _learned_part(ContextModel, "context", "context model", cfg, tensors, meta)
+    table = _learned_part(TableModel, "table", "context tables", cfg, tensors, meta)
     return Model(meta["name"], int(meta["version"]), cfg, enc, dec, sha, digest, meta, ctx, table)
+
+
+def _learned_part(cls, prefix: str, what: str, cfg, tensors: dict, meta: dict):
+    """The asset's ``prefix.*`` tensors as a ``cls`` (a context model or context tables), checked
+    against the digest its metadata records; None if the asset has none."""
+    from .context import ContextError
+
+    if not any(k.startswith(prefix + ".") for k in tensors):
+        return None
+    try:
+        part = cls.from_tensors(cfg.channels, tensors)
+    except ContextError as e:
+        raise ModelError(f"malformed {what}: {e}") from None
+    if meta.get(f"{prefix}_digest") != part.digest():
+        raise ModelError(f"model's {what} does not match the digest recorded in the asset")
+    return part
 
 
 _LOADED: dict[str, Model] = {}
