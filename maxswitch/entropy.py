@@ -140,10 +140,15 @@ def _workers() -> int:
     return max(1, torch.get_num_threads())
 
 
-def _map(fn, items: list) -> list:
-    """``[fn(x) for x in items]``, on threads when there are several tiles and threads: the heavy
-    parts (torch, numpy, constriction) release the GIL; results keep their order."""
-    n = min(_workers(), len(items))
+def _map(fn, items: list, model) -> list:
+    """``[fn(x) for x in items]``, on threads when there are several tiles and threads and the
+    model's tiles gain from them; results keep their order.
+
+    The MLP's tiles do (their heavy parts, torch's layers, release the GIL). The context tables'
+    do not: their work is many short numpy calls and constriction, which holds the GIL, and two
+    threads made both encoding and decoding slower on the 2-core machine of docs/PERFORMANCE.md
+    (Kodak and a 16-tile image alike), so ``TableModel.tile_threads`` is False."""
+    n = min(_workers(), len(items)) if getattr(model, "tile_threads", True) else 1
     if n <= 1:
         return [fn(x) for x in items]
     from concurrent.futures import ThreadPoolExecutor
@@ -164,7 +169,7 @@ def encode(model: ContextModel, codes: list[np.ndarray]) -> bytes:
 
     The bytes do not depend on the number of threads: tiles are independent."""
     H, W = codes[0].shape[1] * 2, codes[0].shape[2] * 2
-    parts = _map(lambda t: encode_tile(model, _tile_codes(codes, t)), tiles(H, W))
+    parts = _map(lambda t: encode_tile(model, _tile_codes(codes, t)), tiles(H, W), model)
     out = bytearray()
     for words in parts:
         out += _U32.pack(len(words)) + words.astype("<u4").tobytes()
@@ -195,7 +200,7 @@ def _decode_tiles(model: ContextModel, items: list) -> list[list[np.ndarray]]:
         (y0, y1, x0, x1), words = item
         return decode_tile(model, words, [(c, (y1 - y0) >> (s + 1), (x1 - x0) >> (s + 1)) for s, c in enumerate(C)])
 
-    return _map(one, items)
+    return _map(one, items, model)
 
 
 def decode(model: ContextModel, payload, height: int, width: int) -> list[np.ndarray]:

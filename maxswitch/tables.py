@@ -20,7 +20,10 @@ The context index is the mixed-radix number ``sum_i v_i * R_i`` with ``R_0 = 1``
 4 codes are ``q[offsets[t] + index] / 2^16``: integers ``q >= 1`` summing to 2^16 in every row.
 constriction's ``Categorical(perfect=False)`` is given the frequencies ``256 q - 1`` (summing
 to 2^24 - 4, the convention of coding 2), which it turns into exactly ``q / 2^16``
-(docs/FORMAT.md). Nothing here is computed in floating point but that exact conversion.
+(docs/FORMAT.md). They are passed as float32: every value, partial sum and the sum are integers
+below 2^24, so constriction's float arithmetic on them is exact in float32 as in float64 and
+gives the same words (its scale is exactly 1). The context indices are computed in float32
+too (a matrix product and multiply-adds of integers whose sums stay below 2^24: exact).
 
 Tensors of a model asset (``table.*``): ``features`` int32 (T, MAX_FEATURES), -1 after the
 last feature of a table; ``offsets`` int64 (T + 1,); ``q`` uint16 (N, 4). Fitting the tables
@@ -37,6 +40,7 @@ import numpy as np
 from .context import AVAILABLE, DIRS, PHASES, UNKNOWN, ContextError
 
 MAX_FEATURES = 8
+MAX_ROWS = 1 << 24  # row numbers stay exact in float32 (tile_steps)
 Q_BITS = 16
 _I32 = np.int32
 
@@ -59,13 +63,16 @@ class TableModel:
     offsets: np.ndarray
     q: np.ndarray
 
+    tile_threads = False  # tiles are coded one after the other (entropy._map says why)
+
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
         self.check()
-        # what the coder reads per table: the feature list, the strides and the first row; and
-        # every row's frequencies as constriction takes them (float64 holding 256 q - 1 exactly)
-        self._f24 = self.q.astype(np.float64) * 256 - 1
-        self._steps = []
+        # every row's frequencies as constriction takes them: float32 (N, 4) holding 256 q - 1
+        # exactly, also seen as one 16-byte item per row (one row is then one fast 1-D take)
+        self._f4 = self.q.astype(np.float32) * 256 - 1
+        self._f4_rows = self._f4.view(np.complex128).reshape(-1)
+        self._steps = []  # per table: its features, their strides and its first row (decoding)
         for t in range(len(self.features)):
             feats = [int(f) for f in self.features[t] if f >= 0]
             strides, r = [], 1
@@ -73,6 +80,31 @@ class TableModel:
                 strides.append(r)
                 r *= card(f)
             self._steps.append((feats, strides, int(self.offsets[t])))
+        self._plans = {(s, k): self._plan(s, k) for s in range(3) for k in range(4)}
+
+    def _plan(self, s: int, k: int):
+        """The tables of phase k of every channel of stage s as arrays (encoding computes all
+        the channels of a phase at once): ``W`` float32 (C_s, C_s + C_s+1 + 1), the stride of
+        each same-stage and parent channel in each channel's index and, last, its first row;
+        and per neighbour direction that any of these tables reads, (d, strides float32 (C_s, 1, 1))."""
+        C = self.channels[s]
+        up = self.channels[s + 1] if s < 2 else 0
+        W = np.zeros((C, C + up + 1), np.float32)
+        nb = np.zeros((8, C, 1, 1), np.float32)
+        for c in range(C):
+            feats, strides, first = self._steps[self.table_index(s, c, k)]
+            W[c, -1] = first
+            for f, r in zip(feats, strides):
+                if f < 8:
+                    nb[f, c] = r
+                else:
+                    W[c, f - 8] = r
+        return W, [(d, nb[d]) for d in range(8) if nb[d].any()]
+
+    def freqs(self, rows: np.ndarray) -> np.ndarray:
+        """Frequency rows (n,) (any integer dtype) -> their frequencies (n, 4) float32, as the
+        entropy coder takes them."""
+        return self._f4_rows.take(rows.astype(np.intp, copy=False)).view(np.float32).reshape(-1, 4)
 
     @classmethod
     def random(cls, channels, seed: int = 0, max_features: int = 3) -> "TableModel":
@@ -104,6 +136,8 @@ class TableModel:
             raise ContextError("context tables do not match the channel plan")
         if self.q.ndim != 2 or self.q.shape[1] != 4 or self.offsets[0] != 0 or self.offsets[-1] != len(self.q):
             raise ContextError("context tables are malformed")
+        if len(self.q) > MAX_ROWS:
+            raise ContextError(f"context tables have more than {MAX_ROWS} rows")
         q = self.q.astype(np.int64)
         if len(q) and (q.min() < 1 or not (q.sum(axis=1) == 1 << Q_BITS).all()):
             raise ContextError("context table rows must be positive integers summing to 2^16")
@@ -178,23 +212,43 @@ class TableModel:
 
     def tile_steps(self, codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The tables' part of ``encode_tile``: every symbol of the tile in decoding order (n,)
-        int32 and its frequencies (n, 4) float64, as the entropy coder takes them."""
+        int32 and its frequencies (n, 4) float32, as the entropy coder takes them.
+
+        The encoder knows every switch, so unlike ``decode_tile`` it computes the rows of all
+        the channels of a (stage, phase) at once: ``W @ [codes; parent codes; 1]`` for the
+        channel features and first rows, plus one multiply-add per neighbour direction.
+        """
         n = sum(a.size for a in codes)
+        rows = np.empty(n, np.float32)  # integers below 2^24 (offsets[-1] <= 2^24 is checked)
         syms = np.empty(n, np.int32)
-        rows = np.empty(n, _I32)
         o = 0
         for s in (2, 1, 0):
-            pad = _pad(codes[s])
-            parent = codes[s + 1] if s < 2 else None
-            for c in range(codes[s].shape[0]):
-                for k in range(4):
-                    py, px = PHASES[k]
-                    sym = codes[s][c, py::2, px::2]
-                    m = sym.size
-                    syms[o : o + m].reshape(sym.shape)[...] = sym
-                    self._rows(self.table_index(s, c, k), pad, parent, c, k, rows[o : o + m].reshape(sym.shape))
-                    o += m
-        return syms, self._f24[rows]
+            a = codes[s]
+            C, h, w = a.shape
+            pad = _pad(a)
+            parent = codes[s + 1] if s < 2 else np.empty((0, h, w), np.uint8)
+            m = C * h * w
+            # decoding order in a stage: channel, then phase, then the phase's windows row-major
+            r_s, sym_s = rows[o : o + m].reshape(C, h * w), syms[o : o + m].reshape(C, h * w)
+            j = 0
+            for k, (py, px) in enumerate(PHASES):
+                ny, nx = (h - py + 1) // 2, (w - px + 1) // 2
+                W, neighbours = self._plans[s, k]
+                x = np.empty((W.shape[1], ny, nx), np.float32)
+                x[:C] = a[:, py::2, px::2]
+                x[C:-1] = parent[:, :ny, :nx]  # the parent of window (py + 2i, px + 2j) is (i, j)
+                x[-1] = 1
+                sym_s[:, j : j + ny * nx] = x[:C].reshape(C, -1)
+                r = r_s[:, j : j + ny * nx]
+                _matmul(W, x.reshape(len(x), -1), r)
+                r3 = r.reshape(C, ny, nx)
+                for d, strides in neighbours:
+                    dy, dx = DIRS[d]
+                    y0, x0 = 1 + py + dy, 1 + px + dx
+                    r3 += pad[:, y0 : y0 + 2 * ny : 2, x0 : x0 + 2 * nx : 2] * strides
+                j += ny * nx
+            o += m
+        return syms, self.freqs(rows)
 
     def decode_tile(self, words: np.ndarray, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
         """Inverse of ``encode_tile``. Raises ValueError or RuntimeError (from constriction) or
@@ -214,7 +268,7 @@ class TableModel:
                     if target.size:
                         rows = np.empty(target.shape, _I32)
                         self._rows(self.table_index(s, c, k), pads[s], parent, c, k, rows)
-                        target[...] = np.asarray(dec.decode(family, self._f24[rows.ravel()]), np.uint8).reshape(
+                        target[...] = np.asarray(dec.decode(family, self.freqs(rows.ravel())), np.uint8).reshape(
                             target.shape
                         )
         if not dec.is_empty():
@@ -251,6 +305,14 @@ def feature(f: int, pad: np.ndarray, parent: np.ndarray | None, c: int, k: int) 
     if f < 8 + C:
         return pad[f - 8, 1 + py : 1 + py + 2 * ny : 2, 1 + px : 1 + px + 2 * nx : 2]
     return parent[f - 8 - C, :ny, :nx]  # phase k's windows (py + 2i, px + 2j) have parent (i, j)
+
+
+def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = a @ b`` in float32 by torch, whose threads are the networks' (numpy's BLAS
+    would start threads of its own beside them: measured 20-30% slower encoding at 2 threads)."""
+    import torch
+
+    torch.matmul(torch.from_numpy(a), torch.from_numpy(b), out=torch.from_numpy(out))
 
 
 def _pad(a: np.ndarray) -> np.ndarray:
