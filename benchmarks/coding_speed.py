@@ -4,7 +4,9 @@
 
 Library calls, wall clock, best of 3 per image, summed over the images; MP/s over the images'
 pixels. Stages: the encoder network (switches), payload coding (context model + ANS for v2,
-pack + zstd for v1), payload decoding, the decoder network. Without a folder the example
+pack + zstd for v1), payload decoding, the decoder network; and the entropy coder's own share
+(constriction for the MLP; the compiled coder's ANS loops for the tables, which on the decoding
+side are timed with every table row given in advance). Without a folder the example
 picture is used. Timings depend on the machine's load: say what else ran when quoting them.
 """
 
@@ -22,7 +24,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch import codec, entropy  # noqa: E402
+from maxswitch import codec, entropy, tablecoder  # noqa: E402
 from maxswitch import switches as sw  # noqa: E402
 from maxswitch.config import DEFAULT_MODEL  # noqa: E402
 from maxswitch.zoo import load_model  # noqa: E402
@@ -50,6 +52,10 @@ def main():
     imgs = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     m = load_model(a.model)
     learned = m.table if a.coding == "table" else m.context
+    compiled = getattr(learned, "compiled", False)
+    coder = "compiled ANS (tablecoder.py)" if compiled else "constriction"
+    if compiled:  # compile (or load numba's cache) before timing
+        entropy.encode(learned, codec.compute_switches(m, imgs[0][:64, :64]))
     px = sum(x.shape[0] * x.shape[1] for x in imgs) / 1e6
     print(f"{a.model}, coding {a.coding}, {len(imgs)} images, {px:.2f} MP in all\n")
     print("| threads | stage | seconds | MP/s | share |")
@@ -78,9 +84,18 @@ def main():
             t, back = best(lambda payload=payload: entropy.decode(learned, payload, H, W))
             assert all((p == q).all() for p, q in zip(codes, back))
             tot["v2 context decode"] += t
-            # the entropy coder alone: constriction given the frequencies the model computed
+            # the entropy coder alone, given the intervals the model computed: the compiled
+            # coder's ANS loops for the tables (tablecoder.py), constriction for the MLP
             for tile in entropy.tiles(H, W):
-                steps = entropy.tile_steps(learned, entropy._tile_codes(codes, tile))
+                tc = entropy._tile_codes(codes, tile)
+                if compiled:
+                    cum, freq = tablecoder.tile_intervals(learned, tc)
+                    t, words = best(lambda cum=cum, freq=freq: tablecoder.ans_encode(cum, freq))
+                    tot["v2 ANS encode"] += t
+                    t, _ = best(lambda words=words, tc=tc: tablecoder.ans_decode(learned, words, tc))
+                    tot["v2 ANS decode"] += t
+                    continue
+                steps = entropy.tile_steps(learned, tc)
                 t, words = best(lambda steps=steps: entropy.ans_encode(steps))
                 tot["v2 ANS encode"] += t
                 t, _ = best(lambda words=words, steps=steps: entropy.ans_decode(words, [f for _, f in steps]))
@@ -100,10 +115,10 @@ def main():
         rows = [
             ("encoder network", tot["encoder network"], enc_v2),
             (f"{a.coding} model + ANS, encode", tot["v2 context encode"], enc_v2),
-            ("of which ANS (constriction)", tot["v2 ANS encode"], enc_v2),
+            (f"of which ANS ({coder})", tot["v2 ANS encode"], enc_v2),
             ("**encode, v2**", enc_v2, enc_v2),
             (f"{a.coding} model + ANS, decode", tot["v2 context decode"], dec_v2),
-            ("of which ANS (constriction)", tot["v2 ANS decode"], dec_v2),
+            (f"of which ANS ({coder})", tot["v2 ANS decode"], dec_v2),
             ("decoder network", tot["decoder network"], dec_v2),
             ("**decode, v2**", dec_v2, dec_v2),
             ("encode, v1 (pack + zstd)", enc_v1, enc_v1),

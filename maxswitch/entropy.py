@@ -144,10 +144,11 @@ def _map(fn, items: list, model) -> list:
     """``[fn(x) for x in items]``, on threads when there are several tiles and threads and the
     model's tiles gain from them; results keep their order.
 
-    The MLP's tiles do (their heavy parts, torch's layers, release the GIL). The context tables'
-    do not: their work is many short numpy calls and constriction, which holds the GIL, and two
-    threads made both encoding and decoding slower on the 2-core machine of docs/PERFORMANCE.md
-    (Kodak and a 16-tile image alike), so ``TableModel.tile_threads`` is False."""
+    The MLP's tiles do (their heavy parts, torch's layers, release the GIL), and so do the context
+    tables' with their compiled coder (``tablecoder.py``, which releases the GIL). The tables'
+    reference path does not: its work is many short numpy calls and constriction, which holds
+    the GIL, and two threads made it slower on the 2-core machine of docs/PERFORMANCE.md, so
+    ``TableModel.tile_threads`` is False there."""
     n = min(_workers(), len(items)) if getattr(model, "tile_threads", True) else 1
     if n <= 1:
         return [fn(x) for x in items]

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import tablecoder
 from .context import AVAILABLE, DIRS, PHASES, UNKNOWN, ContextError
 
 MAX_FEATURES = 8
@@ -63,7 +64,11 @@ class TableModel:
     offsets: np.ndarray
     q: np.ndarray
 
-    tile_threads = False  # tiles are coded one after the other (entropy._map says why)
+    @property
+    def tile_threads(self) -> bool:
+        """Whether tiles gain from threads: with the compiled coder (which releases the GIL) they
+        do; the reference path's short numpy calls and constriction do not (entropy._map)."""
+        return self.compiled
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -81,6 +86,8 @@ class TableModel:
                 r *= card(f)
             self._steps.append((feats, strides, int(self.offsets[t])))
         self._plans = {(s, k): self._plan(s, k) for s in range(3) for k in range(4)}
+        self._layout = tablecoder.layout(self)
+        self.compiled = tablecoder.available()  # False: encode_tile/decode_tile use the reference
 
     def _plan(self, s: int, k: int):
         """The tables of phase k of every channel of stage s as arrays (encoding computes all
@@ -202,7 +209,21 @@ class TableModel:
                 out += v * _I32(r)
 
     def encode_tile(self, codes: list[np.ndarray]) -> np.ndarray:
-        """One tile's switches (3 arrays (C_s, h_s, w_s) uint8) -> its ANS words (uint32)."""
+        """One tile's switches (3 arrays (C_s, h_s, w_s) uint8) -> its ANS words (uint32), by the
+        compiled coder (``tablecoder.py``), or by the reference where numba is missing."""
+        if self.compiled:
+            return tablecoder.encode_tile(self, codes)
+        return self.encode_tile_reference(codes)
+
+    def decode_tile(self, words: np.ndarray, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        """Inverse of ``encode_tile``. Raises ValueError or RuntimeError (from constriction) or
+        ContextError on words that do not decode (the caller turns them into PayloadError)."""
+        if self.compiled:
+            return tablecoder.decode_tile(self, words, shapes)
+        return self.decode_tile_reference(words, shapes)
+
+    def encode_tile_reference(self, codes: list[np.ndarray]) -> np.ndarray:
+        """``encode_tile`` by numpy and constriction: the definition the compiled coder matches."""
         import constriction
 
         syms, freqs = self.tile_steps(codes)
@@ -250,9 +271,8 @@ class TableModel:
             o += m
         return syms, self.freqs(rows)
 
-    def decode_tile(self, words: np.ndarray, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
-        """Inverse of ``encode_tile``. Raises ValueError or RuntimeError (from constriction) or
-        ContextError on words that do not decode (the caller turns them into PayloadError)."""
+    def decode_tile_reference(self, words: np.ndarray, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        """``decode_tile`` by numpy and constriction, one step (stage, channel, phase) at a time."""
         import constriction
 
         family = constriction.stream.model.Categorical(perfect=False)

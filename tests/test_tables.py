@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 from conftest import EXAMPLE, ROOT, make_image, random_table, run_cli, switches_digest_in_fresh_process
+from PIL import Image
 
 import maxswitch
 from maxswitch import codec, entropy, zoo
@@ -30,6 +31,61 @@ def test_round_trip_across_tiles(H, W):
     codes = _codes(H, W, seed=H + W)
     back = entropy.decode(t, entropy.encode(t, codes), H, W)
     assert all((a == b).all() for a, b in zip(codes, back))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_compiled_coder_gives_the_references_words(seed):
+    """tablecoder.py (numba) against the definition (numpy + constriction): same words, and
+    each decodes the other's, on random causal tables of up to 8 features and tiles of odd
+    sizes at every stage (a phase lattice then has an odd row or column)."""
+    rng = np.random.default_rng(seed)
+    channels = tuple(int(c) for c in rng.integers(1, 6, 3))
+    t = random_table(channels, seed=seed, max_features=int(rng.integers(0, MAX_FEATURES + 1)))
+    assert t.compiled
+    h, w = int(rng.integers(1, 24)), int(rng.integers(1, 24))  # stage 3's grid; stages 2, 1: 2x, 4x
+    codes = _codes(8 * h, 8 * w, seed=seed, channels=channels)
+    shapes = [a.shape for a in codes]
+    fast, ref = t.encode_tile(codes), t.encode_tile_reference(codes)
+    assert fast.dtype == ref.dtype == np.uint32 and fast.tolist() == ref.tolist()
+    for back in (t.decode_tile(ref, shapes), t.decode_tile_reference(fast, shapes)):
+        assert all((a == b).all() for a, b in zip(codes, back))
+
+
+def test_compiled_coder_on_the_shipped_tables(monkeypatch):
+    """The default model's tables (845,573 rows, features of every kind) on the example image."""
+    monkeypatch.delenv("MAXSWITCH_MODELS", raising=False)
+    monkeypatch.setattr(zoo, "_LOADED", {})
+    m = zoo.load_model("natural-6-12-24")
+    codes = codec.compute_switches(m, np.asarray(Image.open(EXAMPLE).convert("RGB")))
+    tile = entropy._tile_codes(codes, entropy.tiles(codes[0].shape[1] * 2, codes[0].shape[2] * 2)[0])
+    fast = m.table.encode_tile(tile)
+    assert fast.tolist() == m.table.encode_tile_reference(tile).tolist()
+    back = m.table.decode_tile(fast, [a.shape for a in tile])
+    assert all((a == b).all() for a, b in zip(tile, back))
+
+
+def test_reference_path_round_trip(monkeypatch):
+    """Without numba the reference path codes the tiles (and gives the same payload)."""
+    t = random_table(CH, seed=11)
+    codes = _codes(48, 72, seed=5)
+    fast = entropy.encode(t, codes)
+    monkeypatch.setattr(t, "compiled", False)
+    assert entropy.encode(t, codes) == fast
+    back = entropy.decode(t, fast, 48, 72)
+    assert all((a == b).all() for a, b in zip(codes, back))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_malformed_streams_are_refused_by_both_paths(monkeypatch, compiled):
+    t = random_table(CH, seed=12)
+    codes = _codes(16, 24, seed=1)
+    monkeypatch.setattr(t, "compiled", compiled)
+    words = t.encode_tile(codes)
+    shapes = [a.shape for a in codes]
+    with pytest.raises((ValueError, RuntimeError)):  # a stream never ends with a zero word
+        t.decode_tile(np.append(words, np.uint32(0)), shapes)
+    with pytest.raises((ValueError, RuntimeError)):  # words left after the last switch
+        t.decode_tile(np.concatenate([np.uint32([7, 9]), words]), shapes)
 
 
 def test_probabilities_are_the_tables_ones():
