@@ -92,7 +92,8 @@ def main():
                     cum, freq = tablecoder.tile_intervals(learned, tc)
                     t, words = best(lambda cum=cum, freq=freq: tablecoder.ans_encode(cum, freq))
                     tot["v2 ANS encode"] += t
-                    t, _ = best(lambda words=words, tc=tc: tablecoder.ans_decode(learned, words, tc))
+                    rows = tablecoder.known_rows(learned, tc)
+                    t, _ = best(lambda words=words, rows=rows: tablecoder.ans_decode(words, rows))
                     tot["v2 ANS decode"] += t
                     continue
                 steps = entropy.tile_steps(learned, tc)

@@ -115,14 +115,17 @@ def ans_encode(cum: np.ndarray, freq: np.ndarray) -> np.ndarray:
     return out[: _kernels().ans_push(cum, freq, out)].copy()
 
 
-def ans_decode(model, words: np.ndarray, codes: list[np.ndarray]) -> np.ndarray:
-    """The entropy coder alone on the decoding side: the symbols of ``codes`` (in decoding order)
-    from their words, every table row given in advance (decoding proper finds a step's rows
-    from the steps before it)."""
-    jit = _kernels()
+def known_rows(model, codes: list[np.ndarray]) -> np.ndarray:
+    """Every symbol's table row (n, 4) uint16 in decoding order, as decoding finds them step by
+    step: what ``ans_decode`` is given to time the entropy coder alone."""
     c1, c2, c3, feats, strides, first, q, phases, dirs = _args(model, codes)
-    rows = np.ascontiguousarray(q[jit.tile_rows(c1, c2, c3, feats, strides, first, phases, dirs)])
+    return np.ascontiguousarray(q[_kernels().tile_rows(c1, c2, c3, feats, strides, first, phases, dirs)])
+
+
+def ans_decode(words: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The entropy coder alone on the decoding side: a tile's symbols, in decoding order, from
+    its words and every symbol's table row given in advance (``known_rows``)."""
     out = np.empty(len(rows), np.uint8)
-    if jit.ans_pop(np.ascontiguousarray(words, np.uint32), rows, out):
+    if _kernels().ans_pop(np.ascontiguousarray(words, np.uint32), rows, out):
         raise ValueError("payload has data left after its last switch (corrupt)")
     return out

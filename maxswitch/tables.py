@@ -87,7 +87,18 @@ class TableModel:
             self._steps.append((feats, strides, int(self.offsets[t])))
         self._plans = {(s, k): self._plan(s, k) for s in range(3) for k in range(4)}
         self._layout = tablecoder.layout(self)
-        self.compiled = tablecoder.available()  # False: encode_tile/decode_tile use the reference
+        self._compiled = None  # decided on first use: importing numba costs about 0.2 s
+
+    @property
+    def compiled(self) -> bool:
+        """Whether tiles are coded by the compiled coder (numba importable); False: the reference."""
+        if self._compiled is None:
+            self._compiled = tablecoder.available()
+        return self._compiled
+
+    @compiled.setter
+    def compiled(self, value: bool) -> None:
+        self._compiled = bool(value)
 
     def _plan(self, s: int, k: int):
         """The tables of phase k of every channel of stage s as arrays (encoding computes all
