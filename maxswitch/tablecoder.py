@@ -19,8 +19,9 @@ precision) restated for the one model coding 3 uses, so that its words are const
 - the stream is the pushed words, then the state's nonzero words, least significant first;
 - decoding pops words from the end: the state starts from the last word (which must not be
   zero) and the one before it; each symbol is the interval holding ``state & (2^24 - 1)``,
-  then ``state = (state >> 24) * f + (state & (2^24 - 1)) - c``, refilled with the next word
-  while below 2^32. A tile has decoded cleanly when the state ends at 0 with no word left.
+  then ``state = (state >> 24) * f + (state & (2^24 - 1)) - c``, and if that is below 2^32 and a
+  word is left, ``state = state << 32 | next word``. A tile has decoded cleanly when the state
+  ends at 0 with no word left.
 
 Why not constriction itself: its batched ``Categorical`` builds a model from floats for every
 symbol, about 17-19 ns per switch on the machine of docs/PERFORMANCE.md, and holds the GIL;
