@@ -22,8 +22,7 @@ constriction's ``Categorical(perfect=False)`` is given the frequencies ``256 q -
 to 2^24 - 4, the convention of coding 2), which it turns into exactly ``q / 2^16``
 (docs/FORMAT.md). They are passed as float32: every value, partial sum and the sum are integers
 below 2^24, so constriction's float arithmetic on them is exact in float32 as in float64 and
-gives the same words (its scale is exactly 1). The context indices are computed in float32
-too (a matrix product and multiply-adds of integers whose sums stay below 2^24: exact).
+gives the same words (its scale is exactly 1).
 
 Tensors of a model asset (``table.*``): ``features`` int32 (T, MAX_FEATURES), -1 after the
 last feature of a table; ``offsets`` int64 (T + 1,); ``q`` uint16 (N, 4). Fitting the tables
@@ -41,7 +40,7 @@ from . import tablecoder
 from .context import AVAILABLE, DIRS, PHASES, UNKNOWN, ContextError
 
 MAX_FEATURES = 8
-MAX_ROWS = 1 << 24  # row numbers stay exact in float32 (tile_steps)
+MAX_ROWS = 1 << 24  # a bound on an asset's tables (128 MiB of rows; docs/FORMAT.md)
 Q_BITS = 16
 _I32 = np.int32
 
@@ -85,7 +84,6 @@ class TableModel:
                 strides.append(r)
                 r *= card(f)
             self._steps.append((feats, strides, int(self.offsets[t])))
-        self._plans = {(s, k): self._plan(s, k) for s in range(3) for k in range(4)}
         self._layout = tablecoder.layout(self)
         self._compiled = None  # decided on first use: importing numba costs about 0.2 s
 
@@ -99,25 +97,6 @@ class TableModel:
     @compiled.setter
     def compiled(self, value: bool) -> None:
         self._compiled = bool(value)
-
-    def _plan(self, s: int, k: int):
-        """The tables of phase k of every channel of stage s as arrays (encoding computes all
-        the channels of a phase at once): ``W`` float32 (C_s, C_s + C_s+1 + 1), the stride of
-        each same-stage and parent channel in each channel's index and, last, its first row;
-        and per neighbour direction that any of these tables reads, (d, strides float32 (C_s, 1, 1))."""
-        C = self.channels[s]
-        up = self.channels[s + 1] if s < 2 else 0
-        W = np.zeros((C, C + up + 1), np.float32)
-        nb = np.zeros((8, C, 1, 1), np.float32)
-        for c in range(C):
-            feats, strides, first = self._steps[self.table_index(s, c, k)]
-            W[c, -1] = first
-            for f, r in zip(feats, strides):
-                if f < 8:
-                    nb[f, c] = r
-                else:
-                    W[c, f - 8] = r
-        return W, [(d, nb[d]) for d in range(8) if nb[d].any()]
 
     def freqs(self, rows: np.ndarray) -> np.ndarray:
         """Frequency rows (n,) (any integer dtype) -> their frequencies (n, 4) float32, as the
@@ -243,43 +222,24 @@ class TableModel:
         return enc.get_compressed()
 
     def tile_steps(self, codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """The tables' part of ``encode_tile``: every symbol of the tile in decoding order (n,)
-        int32 and its frequencies (n, 4) float32, as the entropy coder takes them.
-
-        The encoder knows every switch, so unlike ``decode_tile`` it computes the rows of all
-        the channels of a (stage, phase) at once: ``W @ [codes; parent codes; 1]`` for the
-        channel features and first rows, plus one multiply-add per neighbour direction.
-        """
+        """The tables' part of ``encode_tile_reference``: every symbol of the tile in decoding order
+        (n,) int32 and its frequencies (n, 4) float32, as the entropy coder takes them. Step by
+        step, with the same ``_rows`` as decoding (the compiled coder is the fast path)."""
         n = sum(a.size for a in codes)
-        rows = np.empty(n, np.float32)  # integers below 2^24 (offsets[-1] <= 2^24 is checked)
         syms = np.empty(n, np.int32)
+        rows = np.empty(n, _I32)
         o = 0
         for s in (2, 1, 0):
-            a = codes[s]
-            C, h, w = a.shape
-            pad = _pad(a)
-            parent = codes[s + 1] if s < 2 else np.empty((0, h, w), np.uint8)
-            m = C * h * w
-            # decoding order in a stage: channel, then phase, then the phase's windows row-major
-            r_s, sym_s = rows[o : o + m].reshape(C, h * w), syms[o : o + m].reshape(C, h * w)
-            j = 0
-            for k, (py, px) in enumerate(PHASES):
-                ny, nx = (h - py + 1) // 2, (w - px + 1) // 2
-                W, neighbours = self._plans[s, k]
-                x = np.empty((W.shape[1], ny, nx), np.float32)
-                x[:C] = a[:, py::2, px::2]
-                x[C:-1] = parent[:, :ny, :nx]  # the parent of window (py + 2i, px + 2j) is (i, j)
-                x[-1] = 1
-                sym_s[:, j : j + ny * nx] = x[:C].reshape(C, -1)
-                r = r_s[:, j : j + ny * nx]
-                _matmul(W, x.reshape(len(x), -1), r)
-                r3 = r.reshape(C, ny, nx)
-                for d, strides in neighbours:
-                    dy, dx = DIRS[d]
-                    y0, x0 = 1 + py + dy, 1 + px + dx
-                    r3 += pad[:, y0 : y0 + 2 * ny : 2, x0 : x0 + 2 * nx : 2] * strides
-                j += ny * nx
-            o += m
+            pad = _pad(codes[s])
+            parent = codes[s + 1] if s < 2 else None
+            for c in range(codes[s].shape[0]):
+                for k in range(4):
+                    py, px = PHASES[k]
+                    sym = codes[s][c, py::2, px::2]
+                    m = sym.size
+                    syms[o : o + m].reshape(sym.shape)[...] = sym
+                    self._rows(self.table_index(s, c, k), pad, parent, c, k, rows[o : o + m].reshape(sym.shape))
+                    o += m
         return syms, self.freqs(rows)
 
     def decode_tile_reference(self, words: np.ndarray, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
@@ -336,14 +296,6 @@ def feature(f: int, pad: np.ndarray, parent: np.ndarray | None, c: int, k: int) 
     if f < 8 + C:
         return pad[f - 8, 1 + py : 1 + py + 2 * ny : 2, 1 + px : 1 + px + 2 * nx : 2]
     return parent[f - 8 - C, :ny, :nx]  # phase k's windows (py + 2i, px + 2j) have parent (i, j)
-
-
-def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """``out[...] = a @ b`` in float32 by torch, whose threads are the networks' (numpy's BLAS
-    would start threads of its own beside them: measured 20-30% slower encoding at 2 threads)."""
-    import torch
-
-    torch.matmul(torch.from_numpy(a), torch.from_numpy(b), out=torch.from_numpy(out))
 
 
 def _pad(a: np.ndarray) -> np.ndarray:
