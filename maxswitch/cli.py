@@ -851,6 +851,13 @@ def bench(
 )
 @click.option("--encoder-seed", type=int, default=0, show_default=True)
 @click.option("--encoder-from", default=None, help="Reuse the encoder of this model (name or path).")
+@click.option(
+    "--what",
+    default=None,
+    metavar="F,SY,SC",
+    help="Train a decoder that also reads a what part: F x F block means, luma and chroma steps (e.g. 8,4,8).",
+)
+@click.option("--init-from", default=None, help="Start from this model's decoder (same channels and widths).")
 @_training_options(TRAIN_MINUTES, "Validation folder (its first 24 images, held in memory).")
 @click.option("--resize", type=click.IntRange(8), default=None, help="Resize training images to this square size.")
 @click.option("--patch", type=click.IntRange(8), default=96, show_default=True, help="Crop side (multiple of 8).")
@@ -904,6 +911,7 @@ def train(data_dir, output, name, val_dir, split, val_split, resize, model_versi
             checkpoint=setup.checkpoint,
             resume=resume,
             version=model_version,
+            init=setup.init,
         )
 
 

@@ -2,7 +2,7 @@
 so that the CLI's help texts, the library and the docs cannot disagree."""
 
 DEFAULT_MODEL = "natural-6-12-24"
-DECODER_KINDS = ("direct", "mirror")  # nets.DECODERS maps each to its class (docs/RESULTS.md compares them)
+DECODER_KINDS = ("direct", "mirror", "what")  # nets.DECODERS maps each to its class (docs/RESULTS.md compares them)
 ZSTD_LEVEL = 1  # payload coding "zstd": chosen by measurement (docs/PERFORMANCE.md, zstd level)
 DEFAULT_CODING = "auto"  # both codings, the smaller file is kept (zstd alone for models without a context model)
 

@@ -257,7 +257,7 @@ def decode_bands(decoder, codes, tile: int | None = None, size: tuple[int, int] 
     The size and tile checks run before the first band is asked for.
     """
     _tune_malloc()
-    src = codes if hasattr(codes, "rows") else _ArrayRows(_as_code_tensors(codes))
+    src = as_source(codes)
     H, W = src.size
     height, width = size or (H, W)
     if not (0 < height <= H and 0 < width <= W):
@@ -274,7 +274,24 @@ class _ArrayRows:
         self.size = (codes[0].shape[-2] * 2, codes[0].shape[-1] * 2)
 
     def rows(self, p0: int, p1: int) -> list[torch.Tensor]:
-        return [c[:, :, p0 >> (s + 1) : p1 >> (s + 1)] for s, c in enumerate(self.codes)]
+        # a 4th map is a WhatDecoder's what picture, at the scale of stage 3
+        return [c[:, :, p0 >> min(s + 1, 3) : p1 >> min(s + 1, 3)] for s, c in enumerate(self.codes)]
+
+
+def as_source(codes):
+    """A source of switch rows (``decode_bands``) for 3 maps or a source."""
+    return codes if hasattr(codes, "rows") else _ArrayRows(_as_code_tensors(codes))
+
+
+class WithWhat:
+    """A source of switch rows (``decode_bands``) and a what picture uint8 (1, 3, H/8, W/8):
+    each band gets the what picture's rows as a 4th map (``nets.WhatDecoder``)."""
+
+    def __init__(self, src, what: torch.Tensor):
+        self.src, self.what, self.size = src, what, src.size
+
+    def rows(self, p0: int, p1: int) -> list[torch.Tensor]:
+        return [*self.src.rows(p0, p1), self.what[:, :, p0 >> 3 : p1 >> 3]]
 
 
 def _row_groups(H: int, W: int, t: int, margin: int, height: int, width: int) -> list[list]:
