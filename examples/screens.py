@@ -5,8 +5,9 @@ switch-only coding knows nothing there but what the edges around it say (docs/RE
 "Synthetic content"). These pictures are the project's own test set for that case, drawn with
 Pillow's built-in bitmap font, deterministic (no noise, no randomness):
 
-    python examples/screens.py OUT_DIR        # writes OUT_DIR/screen-*.png
+    python examples/screens.py OUT_DIR        # writes OUT_DIR/screen-*.png (the test set)
     maxswitch bench OUT_DIR --ladder          # then measure them
+    python examples/screens.py --train DIR N  # N random screens for training (other pictures)
 """
 
 from __future__ import annotations
@@ -137,6 +138,44 @@ def sheet() -> Image.Image:
     return im
 
 
+def random_screen(seed: int, width: int = 384, height: int = 288) -> Image.Image:
+    """A random screen for training (never one of ``SCREENS``, which are the test set): flat
+    panels, bars, lines, gradients and text in random colours, sizes and places."""
+    rng = np.random.default_rng([seed, 20261202])
+
+    def colour():
+        return tuple(int(v) for v in rng.integers(0, 256, 3))
+
+    if rng.random() < 0.3:  # a gradient background
+        y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+        a, b = np.array(colour(), np.float32), np.array(colour(), np.float32)
+        t = (x / width if rng.random() < 0.5 else y / height)[..., None]
+        im = Image.fromarray(np.clip(a * (1 - t) + b * t, 0, 255).round().astype(np.uint8))
+    else:
+        im = Image.new("RGB", (width, height), colour())
+    d = ImageDraw.Draw(im)
+    for _ in range(int(rng.integers(3, 12))):
+        x0, y0 = int(rng.integers(0, width - 20)), int(rng.integers(0, height - 20))
+        x1, y1 = x0 + int(rng.integers(10, width // 2)), y0 + int(rng.integers(6, height // 2))
+        kind = rng.integers(4)
+        if kind == 0:
+            d.rectangle([x0, y0, x1, y1], fill=colour(), outline=colour() if rng.random() < 0.4 else None)
+        elif kind == 1:
+            d.rounded_rectangle([x0, y0, x1, y1], int(rng.integers(2, 10)), fill=colour())
+        elif kind == 2:
+            d.line([x0, y0, x1, y1], fill=colour(), width=int(rng.integers(1, 4)))
+        else:
+            d.ellipse([x0, y0, x1, y1], fill=colour())
+    fg = colour()
+    for _ in range(int(rng.integers(2, 14))):
+        x, y = int(rng.integers(0, width - 60)), int(rng.integers(0, height - 16))
+        n = int(rng.integers(4, 40))
+        text = "".join(chr(int(c)) for c in rng.integers(33, 127, n))
+        size = int(rng.choice([10, 12, 14, 16, 20, 28]))
+        d.text((x, y), text, fill=fg if rng.random() < 0.6 else colour(), font=ImageFont.load_default(size=size))
+    return im
+
+
 SCREENS = {
     "window": window,
     "chart": chart,
@@ -159,8 +198,24 @@ def write_all(out_dir: str | Path) -> list[Path]:
     return paths
 
 
+def write_training(out_dir: str | Path, n: int) -> list[Path]:
+    """Write ``n`` random training screens as OUT_DIR/train-screen-NNNN.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = out / f"train-screen-{i:04d}.png"
+        random_screen(i).save(p)
+        paths.append(p)
+    return paths
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python examples/screens.py OUT_DIR")
-    for p in write_all(sys.argv[1]):
+    if len(sys.argv) == 4 and sys.argv[1] == "--train":
+        paths = write_training(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 2:
+        paths = write_all(sys.argv[1])
+    else:
+        sys.exit("usage: python examples/screens.py OUT_DIR | --train OUT_DIR N")
+    for p in paths:
         print(p)
