@@ -441,13 +441,13 @@ def info(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> d
         from .parts import HEAD_BYTES
 
         parts_info = {
-            "what": {"block": p.spec.factor, "step_y": p.spec.step_y, "step_c": p.spec.step_c, "bytes": len(p.what)},
+            "what": f"{p.spec.factor}x{p.spec.factor} block means, steps {p.spec.step_y}/{p.spec.step_c}",
             "what_bytes": len(p.what),
             "what_bpp": round(8 * len(p.what) / (h.width * h.height), 4),
             "parts_header_bytes": HEAD_BYTES,
             "switch_checksum": f"{p.checksum:08x}",
         }
-    return parts_info | {
+    return {
         "format_version": h.version,
         "model": h.model,
         "encoder_digest": h.encoder_digest.hex(),
@@ -460,9 +460,9 @@ def info(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> d
         "context_digest": h.context_digest.hex() or None,
         "file_bytes": file_size,
         "header_bytes": len(data) - len(payload),
-        "payload_bytes": payload_size,
+        "payload_bytes": payload_size,  # the switches' part (version 3: without the what part)
         "switches": n,
         "bits_per_switch": round(8 * payload_size / n, 4),
         "bpp": round(8 * file_size / (h.width * h.height), 4),
         "raw_bpp": round(2 * n / (h.width * h.height), 4),
-    }
+    } | parts_info

@@ -314,4 +314,4 @@ def test_cli_info_shows_the_parts(wz, what_zoo, tmp_path):
     r = run_cli("info", f, "--json", env={"MAXSWITCH_MODELS": str(what_zoo)})
     assert r.returncode == 0, r.stderr
     inf = json.loads(r.stdout)
-    assert inf["format_version"] == 3 and inf["what"]["block"] == 8 and inf["what_bytes"] > 0
+    assert inf["format_version"] == 3 and inf["what"].startswith("8x8") and inf["what_bytes"] > 0
