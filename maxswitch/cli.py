@@ -670,7 +670,9 @@ def _check_output_path(path: str, option: str, folder_ok: bool = False) -> None:
     help=f"Model name or asset path; repeat for several (default {DEFAULT_MODEL}).",
 )
 @click.option("--all-models", is_flag=True, help="Benchmark every shipped model.")
-@click.option("--ladder", is_flag=True, help="Benchmark the -q ladder (the natural-image models of -q 1..N).")
+@click.option(
+    "--ladder", is_flag=True, help="Benchmark every ladder: the -q rungs and the switch-only family, one curve each."
+)
 @click.option(
     "--coding",
     type=click.Choice(["default", "auto", "context", "table", "zstd", "both"]),
@@ -754,9 +756,9 @@ def bench(
         if not models:
             raise Failure("no shipped models found")
     if ladder:
-        from .config import LADDER
+        from .config import LADDERS
 
-        models = LADDER
+        models = tuple(m for rungs in LADDERS.values() for m in rungs)
     models = models or (DEFAULT_MODEL,)
     if coding != "default":
         from .zoo import shipped
