@@ -37,6 +37,6 @@ queue_a() {
 queue_b() {
   run what-4-8-16 4,8,16 25 1e-3 --encoder-from natural-4-8-16 --init-from natural-4-8-16
   run what-6-12-24 6,12,24 25 1e-3 --encoder-from natural-6-12-24 --init-from natural-6-12-24
-  run what-3-6-12 3,6,12 40 2e-3 --encoder-seed 36
+  run what-2-6-12 2,6,12 30 2e-3 --encoder-seed 26
 }
 queue_a & queue_b & wait
