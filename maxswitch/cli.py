@@ -990,18 +990,30 @@ def bench(
     help="Write the checkpoint this often (0: after every step).",
 )
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint (it must exist).")
+@click.option(
+    "--keep-checkpoint",
+    is_flag=True,
+    help="Keep the checkpoint once the model is written (default: removed), to continue later with a "
+    "larger budget and --resume.",
+)
 @click.option("-f", "--force", is_flag=True, help="Replace OUTPUT and its checkpoint if they exist.")
 @click.option(
     "-t", "--threads", type=click.IntRange(1, 256), default=2, show_default=True, help="CPU threads for training."
 )
 @click.option("--amp", is_flag=True, help="Mixed precision (bf16 autocast) for the decoder; CUDA only.")
-def train(data_dir, output, name, val_dir, split, val_split, resize, model_version, resume, force, **settings):
+def train(
+    data_dir, output, name, val_dir, split, val_split, resize, model_version, resume, keep_checkpoint, force, **settings
+):
     """Train a decoder on the switches of DATA_DIR's images and write a model asset.
 
     DATA_DIR: a folder (searched recursively) or a text file listing image paths, one per
     line. Crops are decoded and encoded on the fly by worker processes, so memory does not
     grow with the dataset. Many processes: torchrun --nproc_per_node=N -m maxswitch train ...
     (--batch is the global batch); docs/TRAINING.md, "Training on a cluster".
+
+    Progress goes to stderr every few seconds on a terminal and every minute in a log; the
+    warm-up is the first 100 steps or 5% of the budget, whichever ends sooner; a closing line
+    gives the steps, the training loss and the validation PSNR (with --val).
     """
     from .train import decoder_setup
     from .train import train as run_training
@@ -1023,14 +1035,51 @@ def train(data_dir, output, name, val_dir, split, val_split, resize, model_versi
             resume=resume,
             version=model_version,
             init=setup.init,
+            keep_checkpoint=keep_checkpoint,
         )
+
+
+def _new_model_options(what: str):
+    """Output, name and version of a refitted model (``train-context``, ``fit-tables``)."""
+    return _options(
+        click.option(
+            "-o",
+            "--output",
+            required=True,
+            help=f"Model asset to write: MODEL with {what}; a new file, never MODEL itself.",
+        ),
+        click.option(
+            "-f",
+            "--force",
+            is_flag=True,
+            help="Overwrite OUTPUT if it exists (never a model with its own context model or tables).",
+        ),
+        click.option("--name", default=None, help="Name recorded in OUTPUT (default: MODEL's name)."),
+        click.option(
+            "--model-version",
+            "model_version",
+            type=click.IntRange(1),
+            default=None,
+            help="Version recorded in OUTPUT (default: MODEL's version + 1: a refitted model is a new asset).",
+        ),
+    )
+
+
+def _check_new_model(model: str, output: str, name: str | None, force: bool) -> None:
+    """A refit's checks before any work: a valid name, and an output that replaces no model."""
+    from .train import check_new_asset
+    from .zoo import valid_name
+
+    if name is not None and not valid_name(name):
+        raise click.BadParameter(f"{name!r}: use lower-case letters, digits, '.', '_' and '-'", param_hint="--name")
+    with _training_errors("use -f to overwrite"):
+        check_new_asset(model, output, replace=force)
 
 
 @cli.command("train-context")
 @click.argument("model", metavar="MODEL")
 @click.argument("data_dir", metavar="DATA_DIR")
-@click.option("-o", "--output", required=True, help="Model asset to write: MODEL plus its context model.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@_new_model_options("a new context model")
 @_training_options(CONTEXT_MINUTES, "Folder whose images (the first 24) measure the trained coder.")
 @click.option(
     "--patch", type=click.IntRange(16), default=64, show_default=True, help="Crop side in pixels (multiple of 8)."
@@ -1039,26 +1088,27 @@ def train(data_dir, output, name, val_dir, split, val_split, resize, model_versi
     "--symbols", type=click.IntRange(1), default=4096, show_default=True, help="Symbols scored per stage and step."
 )
 @click.option("--hidden", default="32,32", show_default=True, help="Hidden widths of the context MLP.")
-@click.option(
-    "--model-version",
-    "model_version",
-    type=click.IntRange(1),
-    default=None,
-    help="Version recorded in OUTPUT (default: MODEL's version + 1: a new context model is a new asset).",
-)
 @_common_threads
-def train_context_cmd(model, data_dir, output, force, split, val_dir, val_split, symbols, model_version, **settings):
-    """Fit the learned context model (format v2's entropy model) to MODEL's switches on DATA_DIR.
+def train_context_cmd(
+    model, data_dir, output, force, name, split, val_dir, val_split, symbols, model_version, **settings
+):
+    """Fit the learned context model (format v2's entropy model) to MODEL's switches on DATA_DIR
+    and write a new model: MODEL with the new context model, as the next version.
 
+    MODEL is never replaced: the files it coded name its context model and decode only with it.
     DATA_DIR: a folder (searched recursively) or a text file listing image paths. Crops are
     streamed; torchrun runs it on many processes as it runs train.
+
+    \b
+    Example:
+      maxswitch train-context m.safetensors DATA_DIR -o m-v2.safetensors
     """
     from .context_train import train_context_asset
-    from .train import check_outputs, context_setup
+    from .train import context_setup
 
+    _check_new_model(model, output, name, force)
     with _training_errors("use -f to overwrite"):
         recipe, hidden = context_setup(**settings)
-        check_outputs([output], replace=force)
         train_context_asset(
             model,
             data_dir,
@@ -1070,7 +1120,75 @@ def train_context_cmd(model, data_dir, output, force, split, val_dir, val_split,
             val_dir=val_dir,
             val_split=val_split,
             version=model_version,
+            name=name,
             log=lambda msg: click.echo(msg, err=True),
+        )
+
+
+@cli.command("fit-tables")
+@click.argument("model", metavar="MODEL")
+@click.argument("data_dir", metavar="DATA_DIR")
+@_new_model_options("new context tables")
+@click.option("--split", default=None, help="Named split of DATA_DIR (holdout-train, lfw-train, ...).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Processes fitting tables at once (default: one per CPU core).",
+)
+@click.option(
+    "--max-contexts",
+    type=click.IntRange(1),
+    default=16384,
+    show_default=True,
+    help="Rows per table at most (the asset's size).",
+)
+@click.option(
+    "--samples-per-context",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Training samples per table row at least.",
+)
+@click.option(
+    "--alpha", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True, help="Back-off smoothing."
+)
+@click.option("--quiet", is_flag=True, help="No progress (warnings and the closing line still go to stderr).")
+def fit_tables_cmd(
+    model, data_dir, output, force, name, model_version, split, workers, max_contexts, samples_per_context, alpha, quiet
+):
+    """Fit the context tables of payload coding 3 (the fast learned coding: --coding table) to
+    MODEL's switches on DATA_DIR's images and write a new model: MODEL with the new tables.
+
+    The tables are counted, not trained: every image is held in memory; the 300 BSDS500
+    training images take minutes on 2 cores (docs/TRAINING.md). MODEL is never replaced.
+
+    \b
+    Example:
+      maxswitch fit-tables m.safetensors ../shared/data/train-bsds500 -o m-tables.safetensors
+    """
+    from .progress import Progress
+    from .tables_fit import TableRecipe, fit_tables_asset
+
+    _check_new_model(model, output, name, force)
+    recipe = TableRecipe(alpha=alpha, max_contexts=max_contexts, samples_per_context=samples_per_context)
+    bars: dict = {}
+
+    def progress(stage, done, total):
+        bars.setdefault(stage, Progress(desc=f"fit-tables: {stage}"))(done, total, "")
+
+    with _training_errors("use -f to overwrite"):
+        fit_tables_asset(
+            model,
+            data_dir,
+            output,
+            recipe,
+            split=split,
+            name=name,
+            version=model_version,
+            workers=workers or _default_jobs(),
+            log=lambda msg: click.echo(msg, err=True),
+            progress=None if quiet else progress,
         )
 
 
