@@ -13,7 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q $(PIP_FLAGS) -e '.[test]'
 	touch $@
 
+# `man maxswitch`, `man maxswitch-encode`, ... once .venv/bin is on PATH (`. .venv/bin/activate`): man
+# looks beside each PATH folder, in ../share/man; links, so that `make man` updates them
 install: $(VENV)/.installed
+	@mkdir -p $(VENV)/share/man/man1 && ln -sf $(CURDIR)/docs/man/*.1 $(VENV)/share/man/man1/
 
 demo: install
 	@mkdir -p build
