@@ -507,11 +507,11 @@ def encode(
             pick = codec.encode_for_target(loaded, bpp=target_bpp, psnr=target_psnr, ladder=rungs, **kw)
             msw = pick.data
             got = f"{pick.psnr:.2f} dB" if target_psnr is not None else f"{pick.bpp:.3f} bpp"
-            chosen = f"-q {pick.quality} ({got}; {pick.trials} trial encode{'s' * (pick.trials > 1)})"
+            rung = f"-q {pick.quality} ({got}; {pick.trials} trial encode{'s' * (pick.trials > 1)})"
             if not pick.reached:
                 wanted = f"{target_psnr:g} dB" if target_psnr is not None else f"{target_bpp:g} bpp"
                 which = "no rung reaches" if target_psnr is not None else "even -q 1 is over"
-                _say(quiet, f"maxswitch: warning: {_oneline(inp)}: {which} {wanted}; wrote {chosen}")
+                _say(quiet, f"maxswitch: warning: {_oneline(inp)}: {which} {wanted}; wrote {rung}")
         else:
             msw = codec.encode(loaded, rungs[0], **kw)
         t2 = time.perf_counter()
@@ -529,7 +529,7 @@ def encode(
                 quiet,
                 f"{_oneline(inp)}: {inf['width']}x{inf['height']} -> {inf['file_bytes']} bytes, "
                 f"{inf['bpp']:.4f} bpp, {inf['bits_per_switch']:.3f} bits/switch, model {inf['model']}, "
-                f"{inf['coding']}" + (f", {chosen}" if targeted else ""),
+                f"{inf['coding']}" + (f", {rung}" if targeted else ""),
             )
 
     _make_output_dir(output_dir)
@@ -639,7 +639,13 @@ def decode(
     _Batch(pairs, verbose, jobs).run(job)
 
 
-_MEASURE_FORMAT = {"psnr": ".2f", "rmse": ".4f", "ssim": ".4f", "ms_ssim": ".4f"}  # decode --compare and compare
+_MEASURE_FORMAT = {
+    "psnr": ".2f",
+    "rmse": ".4f",
+    "ssim": ".4f",
+    "ms_ssim": ".4f",
+    "block_psnr": ".2f",
+}  # as decode --compare
 
 
 def _distortion(ref, rgb, kind: int) -> dict:
@@ -698,7 +704,7 @@ def compare(a, b, as_json, max_pixels):
         click.echo(json.dumps(d, indent=2))
         return
     for k, v in d.items():  # as decode --compare prints them; --json gives every digit
-        click.echo(f"{k:8} {'-' if v is None else format(v, _MEASURE_FORMAT.get(k, 'g'))}")
+        click.echo(f"{k:10} {'-' if v is None else format(v, _MEASURE_FORMAT.get(k, 'g'))}")
 
 
 @cli.command()

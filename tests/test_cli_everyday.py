@@ -135,6 +135,7 @@ def test_compare_prints_what_decode_compare_prints(env, tmp_path):
     lines = dict(line.split() for line in r.stdout.decode().splitlines())
     assert psnr and lines["psnr"] == psnr.group(1).decode() and lines["ssim"] == psnr.group(2).decode()
     assert re.fullmatch(r"\d\.\d{4}", lines["rmse"]) and lines["ms_ssim"] == "-"  # too small for MS-SSIM
+    assert all(v == "-" or re.fullmatch(r"(\d+\.\d\d|\d\.\d{4}|inf)", v) for v in lines.values()), lines
 
 
 def test_greyscale_is_measured_as_decode_writes_it(env, tiny_model, tmp_path):
