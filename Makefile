@@ -13,7 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q $(PIP_FLAGS) -e '.[test]'
 	touch $@
 
+# `man maxswitch`, `man maxswitch-encode`, ... once .venv/bin is on PATH (`. .venv/bin/activate`): man
+# looks beside each PATH folder, in ../share/man; links, so that `make man` updates them
 install: $(VENV)/.installed
+	@mkdir -p $(VENV)/share/man/man1 && ln -sf $(CURDIR)/docs/man/*.1 $(VENV)/share/man/man1/
 
 demo: install
 	@mkdir -p build
@@ -51,11 +54,17 @@ reproduce: install
 reproduce-train: install
 	$(PY) benchmarks/train_zoo.py $(DATA) --group all --threads 1
 
-# Rate, distortion and speed of the default model beside JPEG, WebP and PNG: the tables and plots of
-# docs/RESULTS.md, "Rate and distortion: maxswitch bench" (a few minutes for Kodak, more for BSDS500).
+# Rate, distortion and speed of the -q ladder beside JPEG, WebP, PNG and 0.1's ladder: the reports, tables
+# and plot of docs/RESULTS.md, "Rate and distortion: maxswitch bench" (about 6 and 5 minutes on 2 cores).
+BENCH_LADDER := --ladder --coding both -j 2 --markdown
 bench: install
-	$(VENV)/bin/maxswitch bench $(DATA)/kodak --json docs/bench-kodak.json --plot docs/bench-kodak.png --markdown
-	$(VENV)/bin/maxswitch bench $(DATA)/test-bsds500 --json docs/bench-bsds500.json --plot docs/bench-bsds500.png --markdown
+	$(VENV)/bin/maxswitch bench $(DATA)/kodak $(BENCH_LADDER) --reference benchmarks/reference/kodak-maxswitch-0.1.json \
+	  --json docs/bench-ladder-kodak.json --csv docs/bench-ladder-kodak.csv --plot docs/bench-ladder-kodak.png \
+	  > docs/bench-ladder-kodak.md.tmp && mv docs/bench-ladder-kodak.md.tmp docs/bench-ladder-kodak.md
+	$(VENV)/bin/maxswitch bench $(DATA)/test-bsds500 --limit 50 $(BENCH_LADDER) \
+	  --reference benchmarks/reference/test-bsds500-first50-maxswitch-0.1.json \
+	  --json docs/bench-ladder-bsds500.json --csv docs/bench-ladder-bsds500.csv \
+	  > docs/bench-ladder-bsds500.md.tmp && mv docs/bench-ladder-bsds500.md.tmp docs/bench-ladder-bsds500.md
 
 clean:
 	rm -rf build .pytest_cache

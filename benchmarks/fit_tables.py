@@ -1,11 +1,13 @@
-"""Fit a model's context tables (payload coding 3) and write the model asset with them.
+"""Fit a model's context tables (payload coding 3) and write the model asset with them: the same
+fit as ``maxswitch fit-tables`` (``tables_fit.fit_tables_asset``), kept with its earlier arguments.
 
     python benchmarks/fit_tables.py MODEL DATA -o OUT.safetensors [--version V] [--workers 2]
 
 MODEL: a shipped model name or an asset path (its encoder gives the switches; its decoder and
 context model are kept). DATA: a folder of training images (e.g. ../shared/data/train-bsds500,
 never a test set). The asset is written with version V (default: MODEL's + 1) and the fit's
-record (images, recipe, table size, seconds); register it with zoo.register as any model.
+record (images, recipe, table size, seconds); register it with zoo.register as any model. OUT is
+never MODEL itself nor another model holding a context model or tables (``train.check_new_asset``).
 Method and recipe: maxswitch/tables_fit.py; cost: docs/TRAINING.md.
 """
 
@@ -13,18 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch.dataset import list_images  # noqa: E402
-from maxswitch.tables_fit import TableRecipe, fit_tables  # noqa: E402
-from maxswitch.zoo import load_model, save_model  # noqa: E402
+from maxswitch.tables_fit import TableRecipe, fit_tables_asset  # noqa: E402
+from maxswitch.train import check_new_asset  # noqa: E402
 
 
 def main() -> int:
@@ -38,27 +35,18 @@ def main() -> int:
     ap.add_argument("--alpha", type=float, default=TableRecipe.alpha)
     ap.add_argument("--samples-per-context", type=int, default=TableRecipe.samples_per_context)
     a = ap.parse_args()
-    m = load_model(a.model)
-    paths = list_images(a.data)
+    check_new_asset(a.model, a.output, replace=True)
     recipe = TableRecipe(alpha=a.alpha, max_contexts=a.max_contexts, samples_per_context=a.samples_per_context)
-    t0 = time.time()
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    table = fit_tables(m, images, recipe, workers=a.workers, log=lambda s: print(s, flush=True))
-    sec = time.time() - t0
-    record = dict(
-        m.meta.get("record", {}),
-        table={
-            "data": Path(a.data).name,
-            "images": len(paths),
-            "recipe": recipe.__dict__,
-            "contexts": int(len(table.q)),
-            "seconds": round(sec, 1),
-            "workers": a.workers,
-        },
+    fit_tables_asset(
+        a.model,
+        a.data,
+        a.output,
+        recipe,
+        version=a.version,
+        workers=a.workers,
+        log=lambda s: print(s, flush=True),
+        progress=lambda stage, done, total: print(f"{stage} {done}/{total}", flush=True) if done == total else None,
     )
-    version = a.version if a.version is not None else m.version + 1
-    save_model(a.output, m.name, version, m.config, m.encoder, m.decoder, record, context=m.context, table=table)
-    print(f"{a.output}: {m.name} v{version}, {len(table.q)} contexts ({2 * table.q.size} bytes), {sec:.0f} s")
     return 0
 
 

@@ -124,14 +124,18 @@ class ImageResult:
 
 
 class _Trials:
-    """One image through one Pillow codec: each quality is encoded once, decoded and measured on demand."""
+    """One image through one Pillow codec: each quality is encoded once, decoded and measured on demand.
 
-    def __init__(self, fmt: str, rgb: np.ndarray):
+    ``x`` is uint8 (H, W, 3), or (H, W) for a greyscale image, which is then coded and measured
+    as greyscale (Pillow's JPEG writes one channel; WebP has no grey mode and codes it as RGB)."""
+
+    def __init__(self, fmt: str, x: np.ndarray):
         from PIL import Image
 
-        self.fmt, self.x = fmt, rgb
-        self.im = Image.fromarray(rgb, "RGB")
-        self.h, self.w = rgb.shape[:2]
+        self.fmt, self.x = fmt, x
+        self.mode = "L" if x.ndim == 2 else "RGB"
+        self.im = Image.fromarray(x, self.mode)
+        self.h, self.w = x.shape[:2]
         self._enc: dict = {}
         self._dec: dict = {}
         self._psnr: dict = {}
@@ -153,7 +157,7 @@ class _Trials:
             data = self.encoded(q)[0]
             t0 = time.perf_counter()
             with Image.open(io.BytesIO(data)) as im:
-                x_hat = np.asarray(im.convert("RGB"))
+                x_hat = np.asarray(im.convert(self.mode))
             self._dec[q] = (x_hat, time.perf_counter() - t0)
         return self._dec[q]
 
@@ -267,14 +271,16 @@ def bench_image(root: str, rel: str, qualities: tuple[int, ...], baselines: bool
         return ImageResult(rel, error=str(e))
     except OSError as e:
         return ImageResult(rel, error=e.strerror or str(e))
-    x = loaded.rgb  # (H, W, 3) uint8
+    # measured as `decode` writes it: greyscale images as greyscale (H, W), the others as RGB
+    x = imagelib.as_written(loaded.rgb, loaded.kind)
     h, w = x.shape[:2]
     out = ImageResult(rel)
     for name, m, coding in _WORKER["models"]:
         t0 = time.perf_counter()
         data = codec.encode(loaded, m, max_pixels=max_pixels, coding=coding)
         t1 = time.perf_counter()
-        x_hat, _ = codec.decode_array(data, m, max_pixels=max_pixels)
+        rgb_hat, header = codec.decode_array(data, m, max_pixels=max_pixels)
+        x_hat = imagelib.as_written(rgb_hat, header.kind)
         t2 = time.perf_counter()
         header, payload = fmt.read(data)
         if header.version == fmt.VERSION_WHAT:  # bits per switch count the switches' part only

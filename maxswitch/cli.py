@@ -139,6 +139,18 @@ def _codec_errors():
     return (MaxswitchError,)
 
 
+def _codec_message(e: Exception) -> str:
+    """A library error's message with the hint that names the CLI's flags, if one applies."""
+    from .zoo import UnknownModelError
+
+    if isinstance(e, UnknownModelError):
+        return (
+            f"{e} ('maxswitch models' lists the shipped models; encode -q 1..{len(LADDER)} picks a rung of "
+            "the ladder without naming one)"
+        )
+    return f"{e} (see --max-pixels)" if "over the limit of" in str(e) else str(e)
+
+
 _common_threads = click.option(
     "-t",
     "--threads",
@@ -238,8 +250,8 @@ def _plan_outputs(paths, output, to_stdout, output_dir, default_output, what) ->
     if output_dir is not None:
         if output or to_stdout:
             raise click.UsageError("--output-dir takes no -o or -c")
-        if not os.path.isdir(output_dir):
-            raise click.UsageError(f"output folder {output_dir} does not exist")
+        if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+            raise click.UsageError(f"--output-dir {output_dir} is not a folder")
         if "-" in paths:
             raise click.UsageError("--output-dir reads files, not stdin (-)")
         pairs = [(p, os.path.join(output_dir, os.path.basename(default_output(p)))) for p in paths]
@@ -262,9 +274,21 @@ def _plan_outputs(paths, output, to_stdout, output_dir, default_output, what) ->
     raise click.UsageError(f"{len(paths)} files given: IN [OUT], or --output-dir DIR IN...")
 
 
-def _check_output(path: str, force: bool, input_path: str | None) -> None:
+def _make_output_dir(output_dir: str | None) -> None:
+    """Create ``--output-dir`` (and its parents) when it does not exist yet, once every check
+    that needs no work has passed."""
+    if output_dir is None:
+        return
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as e:
+        raise Failure(f"cannot create folder {output_dir}: {e.strerror or e}") from None
+
+
+def _check_output(path: str, force: bool, input_path: str | None, exists=None) -> None:
     """Refuse an output before any work is done: a terminal, the input itself, a missing
-    folder, a folder, or an existing file without -f."""
+    folder, a folder, or an existing file without -f (``exists(path)``, if given, says so
+    in its own words)."""
     from .atomic import OutputExists, check_target
 
     if path == "-":
@@ -280,7 +304,7 @@ def _check_output(path: str, force: bool, input_path: str | None) -> None:
     try:
         check_target(path, force)
     except OutputExists as e:
-        raise Failure(str(e)) from None
+        raise Failure(exists(path) if exists else str(e)) from None
     except OSError as e:
         raise Failure(f"cannot write {path}: {e.strerror}" if e.strerror else str(e)) from None
 
@@ -302,8 +326,11 @@ class _Batch:
             job(inp, out)
         except (Failure, *_codec_errors()) as e:
             if len(self.pairs) == 1:
-                raise
-            msg = e.format_message() if isinstance(e, click.ClickException) else str(e)
+                if isinstance(e, Failure):
+                    raise
+                # bad data: the one line names the file it came from (stdin: "stdin")
+                raise Failure(f"{'stdin' if inp == '-' else _oneline(inp)}: {_codec_message(e)}") from None
+            msg = e.format_message() if isinstance(e, click.ClickException) else _codec_message(e)
             with self._lock, _STDERR:
                 click.echo(f"maxswitch: error: {_oneline(inp)}: {msg}", err=True)
                 self.failed += 1
@@ -350,7 +377,7 @@ def _encode_default_output(path: str) -> str:
 @click.argument("paths", metavar="IN [OUT]", nargs=-1, required=True)
 @click.option("-o", "--output", default=None, help="Output file (instead of a second argument).")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to stdout.")
-@click.option("--output-dir", default=None, help="Encode every IN into this folder as NAME.msw.")
+@click.option("--output-dir", default=None, help="Encode every IN into this folder (made if missing) as NAME.msw.")
 @click.option(
     "-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Files coded at once (batches)."
 )
@@ -363,6 +390,22 @@ def _encode_default_output(path: str) -> str:
     help=f"A rung of the rate-distortion ladder: 1 (fewest bits) .. {len(LADDER)} (best picture): "
     + ", ".join(f"{i + 1} {n}" for i, n in enumerate(LADDER))
     + ".",
+)
+@click.option(
+    "--target-bpp",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="BPP",
+    help="Per image, the best -q rung whose file is at most BPP bits per pixel (rungs tried from -q 1 up "
+    f"to the first over the size: at most {len(LADDER)} trial encodes).",
+)
+@click.option(
+    "--target-psnr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="DB",
+    help="Per image, the cheapest -q rung whose decoded image reaches DB dB PSNR (rungs tried from -q 1 up "
+    f"to the first that does: at most {len(LADDER)} trial encodes, each decoded).",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
 @click.option(
@@ -393,6 +436,8 @@ def encode(
     jobs,
     model,
     quality,
+    target_bpp,
+    target_psnr,
     force,
     coding,
     level,
@@ -408,6 +453,7 @@ def encode(
     Examples:
       maxswitch encode photo.png                  # writes photo.msw
       maxswitch encode -q 1 photo.png small.msw   # the cheapest ladder rung
+      maxswitch encode --target-psnr 27 photo.png # the cheapest rung reaching 27 dB
       maxswitch encode --output-dir out/ *.png    # many files, one process
       cat photo.png | maxswitch encode - - > photo.msw
     """
@@ -418,13 +464,18 @@ def encode(
 
     if model is not None and not model.strip():
         raise click.BadParameter("is empty", param_hint="-m")
-    if model and quality:
-        raise click.UsageError("give -m or -q, not both")
+    chosen = [flag for flag, v in (("-m", model), ("-q", quality), ("--target-bpp", target_bpp)) if v]
+    chosen += ["--target-psnr"] if target_psnr else []
+    if len(chosen) > 1:
+        raise click.UsageError(f"give one of -m, -q, --target-bpp and --target-psnr, not {' and '.join(chosen)}")
     pairs = _plan_outputs(paths, output, to_stdout, output_dir, _encode_default_output, "image")
     for _, out in pairs:
         if os.path.splitext(out)[1].lower() in _IMAGE_EXTS:
             raise click.UsageError(f"output {out} has an image extension; .msw files are not images (use NAME.msw)")
-    m = load_model(model_for_quality(quality) if quality else model)
+    targeted = target_bpp is not None or target_psnr is not None
+    rungs = (
+        [load_model(n) for n in LADDER] if targeted else [load_model(model_for_quality(quality) if quality else model)]
+    )
     kw = dict(
         max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS,
         level=level or switches.ZSTD_LEVEL,
@@ -432,10 +483,11 @@ def encode(
         threads=None if jobs > 1 else threads,  # with -j, one torch thread per file
         coding=coding,
     )
-    if coding == "context" and m.context is None:
-        raise Failure(f"model {m.name} has no context model; use --coding zstd")
-    if coding == "table" and m.table is None:
-        raise Failure(f"model {m.name} has no context tables; use --coding context or zstd")
+    for m in rungs:
+        if coding == "context" and m.context is None:
+            raise Failure(f"model {m.name} has no context model; use --coding zstd")
+        if coding == "table" and m.table is None:
+            raise Failure(f"model {m.name} has no context tables; use --coding context or zstd")
 
     def job(inp, out):
         _check_output(out, force, inp)
@@ -443,15 +495,25 @@ def encode(
         data = _read_input(inp, "an image")
         loaded = load_image(data, kw["max_pixels"])
         if loaded.dropped:
-            _say(
-                quiet,
-                f"maxswitch: warning: {_oneline(inp)}: {' and '.join(loaded.dropped)} not kept (a .msw file holds "
-                "switches only; colours decode as sRGB)",
-            )
+            notes = ["a .msw file holds switches only"]
+            notes += ["transparent pixels decode opaque"] if "alpha" in loaded.dropped else []
+            notes += ["colours decode as sRGB"] if "ICC profile" in loaded.dropped else []
+            what = ", ".join(loaded.dropped[:-1]) + " and " * (len(loaded.dropped) > 1) + loaded.dropped[-1]
+            _say(quiet, f"maxswitch: warning: {_oneline(inp)}: {what} not kept ({'; '.join(notes)})")
         if loaded.frames > 1:
             _say(quiet, f"maxswitch: warning: {_oneline(inp)} has {loaded.frames} frames; encoding frame 1 (the first)")
         t1 = time.perf_counter()
-        msw = codec.encode(loaded, m, **kw)
+        if targeted:
+            pick = codec.encode_for_target(loaded, bpp=target_bpp, psnr=target_psnr, ladder=rungs, **kw)
+            msw = pick.data
+            got = f"{pick.psnr:.2f} dB" if target_psnr is not None else f"{pick.bpp:.3f} bpp"
+            rung = f"-q {pick.quality} ({got}; {pick.trials} trial encode{'s' * (pick.trials > 1)})"
+            if not pick.reached:
+                wanted = f"{target_psnr:g} dB" if target_psnr is not None else f"{target_bpp:g} bpp"
+                which = "no rung reaches" if target_psnr is not None else "even -q 1 is over"
+                _say(quiet, f"maxswitch: warning: {_oneline(inp)}: {which} {wanted}; wrote {rung}")
+        else:
+            msw = codec.encode(loaded, rungs[0], **kw)
         t2 = time.perf_counter()
         _write_output(out, msw, force, input_path=inp)
         t3 = time.perf_counter()
@@ -467,24 +529,42 @@ def encode(
                 quiet,
                 f"{_oneline(inp)}: {inf['width']}x{inf['height']} -> {inf['file_bytes']} bytes, "
                 f"{inf['bpp']:.4f} bpp, {inf['bits_per_switch']:.3f} bits/switch, model {inf['model']}, "
-                f"{inf['coding']}",
+                f"{inf['coding']}" + (f", {rung}" if targeted else ""),
             )
 
+    _make_output_dir(output_dir)
     _Batch(pairs, verbose, jobs).run(job)
 
 
 def _default_output(input: str) -> str:
+    """NAME.msw -> NAME.dec.png: never NAME.png, the usual name of the image NAME.msw was encoded from."""
     if input == "-":
         return "-"
     root, ext = os.path.splitext(input)
-    return (root if ext.lower() == ".msw" else input) + ".png"
+    return (root if ext.lower() == ".msw" else input) + ".dec.png"
+
+
+def _decoded_exists(inp: str):
+    """The message for an existing decode output: where it bears IN's own name with an image
+    extension it may be the original image, so the message asks for another name, not -f."""
+
+    def message(out: str) -> str:
+        stem = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
+        if inp != "-" and stem(out) == stem(inp) and os.path.splitext(out)[1].lower() in _IMAGE_EXTS:
+            return (
+                f"{out} already exists and may be the image {os.path.basename(inp)} was encoded from; "
+                f"give another output name (the default is {os.path.basename(_default_output(inp))})"
+            )
+        return f"{out} already exists (use -f to overwrite)"
+
+    return message
 
 
 @cli.command()
 @click.argument("paths", metavar="IN [OUT]", nargs=-1, required=True)
 @click.option("-o", "--output", default=None, help="Output image (its extension picks the format).")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write PNG to stdout.")
-@click.option("--output-dir", default=None, help="Decode every IN into this folder as NAME.png.")
+@click.option("--output-dir", default=None, help="Decode every IN into this folder (made if missing) as NAME.dec.png.")
 @click.option(
     "-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Files decoded at once (batches)."
 )
@@ -499,11 +579,11 @@ def _default_output(input: str) -> str:
 def decode(
     paths, output, to_stdout, output_dir, jobs, model, force, original, tile, threads, max_pixels, verbose, quiet
 ):
-    """Decode .msw files into images (OUT defaults to IN with .png; its extension picks the format).
+    """Decode .msw files into images (OUT defaults to IN with .dec.png; its extension picks the format).
 
     \b
     Examples:
-      maxswitch decode photo.msw                   # writes photo.png
+      maxswitch decode photo.msw                   # writes photo.dec.png
       maxswitch decode photo.msw -c | display -    # to stdout
       maxswitch decode --output-dir out/ *.msw
       maxswitch decode photo.msw x.png --compare photo.png
@@ -524,7 +604,7 @@ def decode(
     ref = load_image(_read_input(original, "an image"), max_pixels or image.DEFAULT_MAX_PIXELS) if original else None
 
     def job(inp, out):
-        _check_output(out, force, inp)
+        _check_output(out, force, inp, exists=_decoded_exists(inp))
         t0 = time.perf_counter()
         limit = max_pixels or image.DEFAULT_MAX_PIXELS
         data = _read_msw(inp, limit)
@@ -544,26 +624,51 @@ def decode(
         else:
             rgb = codec.join_bands(bands, h.height, h.width)
             payload = image.save(image.to_pil(rgb, h.kind), fmt_out)
+            # measured before the output is written: a comparison that fails leaves no file
+            measured = _compare_line(ref, rgb, h.kind, inp)
         _write_output(out, payload, force, input_path=inp)
         t3 = time.perf_counter()
         timing = f"read {1e3 * (t1 - t0):.0f} ms, switches {1e3 * (t2 - t1):.0f} ms, network + write {1e3 * (t3 - t2):.0f} ms"
         if verbose:
             _say(False, f"{_oneline(inp)}: {timing}")
         if ref is not None:
-            _say(False, _compare_line(ref.rgb, rgb, inp))
+            _say(False, measured)
         _say(quiet or out == "-", f"{_oneline(inp)}: decoded {h.width}x{h.height} to {_oneline(out)}")
 
+    _make_output_dir(output_dir)
     _Batch(pairs, verbose, jobs).run(job)
 
 
-def _compare_line(a, b, name: str) -> str:
-    from . import metrics
+_MEASURE_FORMAT = {
+    "psnr": ".2f",
+    "rmse": ".4f",
+    "ssim": ".4f",
+    "ms_ssim": ".4f",
+    "block_psnr": ".2f",
+}  # as decode --compare
 
-    if a.shape != b.shape:
+
+def _distortion(ref, rgb, kind: int) -> dict:
+    """``metrics.distortion`` of a decoded uint8 (H, W, 3) against the loaded original ``ref``,
+    both as ``decode`` writes colour kind ``kind`` (greyscale as greyscale)."""
+    from . import image, metrics
+
+    a, b = image.as_written(ref.rgb, kind), image.as_written(rgb, kind)
+    if a.shape[:2] != b.shape[:2]:
         raise Failure(f"cannot compare: {a.shape[1]}x{a.shape[0]} against {b.shape[1]}x{b.shape[0]}")
-    d = metrics.distortion(a, b)
-    ms = f", MS-SSIM {d['ms_ssim']:.4f}" if d.get("ms_ssim") is not None else ""
-    return f"{_oneline(name)}: PSNR {d['psnr']:.2f} dB, SSIM {d['ssim']:.4f}{ms}"
+    return metrics.distortion(a, b)
+
+
+def _compare_line(ref, rgb, kind: int, name: str) -> str:
+    """``decode --compare``'s line; SSIM and MS-SSIM only where the image is large enough for them."""
+    d = _distortion(ref, rgb, kind)
+    parts = [f"PSNR {d['psnr']:{_MEASURE_FORMAT['psnr']}} dB"]
+    parts += [
+        f"{label} {d[k]:{_MEASURE_FORMAT[k]}}"
+        for k, label in (("ssim", "SSIM"), ("ms_ssim", "MS-SSIM"))
+        if d[k] is not None
+    ]
+    return f"{_oneline(name)}: {', '.join(parts)}"
 
 
 @cli.command()
@@ -572,24 +677,34 @@ def _compare_line(a, b, name: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_common_max_pixels
 def compare(a, b, as_json, max_pixels):
-    """Print PSNR, SSIM and MS-SSIM of image B against image A (either may be a .msw file)."""
+    """Print PSNR, SSIM and MS-SSIM of image B against image A (either may be a .msw file).
+
+    Greyscale images (and .msw files of them, as decode writes them) are measured as greyscale.
+    """
+    import numpy as np
+
     from . import codec, image, metrics
 
     def load(path):
+        """uint8 (H, W, 3) and colour kind: a .msw file as decode writes it, an image as loaded."""
         data = _read_input(path, "an image")
         if data[:8] == b"\x89MSW\r\n\x1a\n":
-            return codec.decode_array(data, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS)[0]
-        return load_image(data, max_pixels or image.DEFAULT_MAX_PIXELS).rgb
+            rgb, h = codec.decode_array(data, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS)
+            return rgb, h.kind
+        loaded = load_image(data, max_pixels or image.DEFAULT_MAX_PIXELS)
+        return loaded.rgb, loaded.kind
 
-    x, y = load(a), load(b)
-    if x.shape != y.shape:
+    x, y = (image.as_written(*load(p)) for p in (a, b))  # greyscale as greyscale (H, W)
+    if x.shape[:2] != y.shape[:2]:
         raise Failure(f"images differ in size: {x.shape[1]}x{x.shape[0]} and {y.shape[1]}x{y.shape[0]}")
+    if x.ndim != y.ndim:  # greyscale against colour: the grey one as RGB
+        x, y = (np.repeat(v[..., None], 3, axis=2) if v.ndim == 2 else v for v in (x, y))
     d = metrics.distortion(x, y)
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
-    for k, v in d.items():
-        click.echo(f"{k:8} {v}")
+    for k, v in d.items():  # as decode --compare prints them; --json gives every digit
+        click.echo(f"{k:10} {'-' if v is None else format(v, _MEASURE_FORMAT.get(k, 'g'))}")
 
 
 @cli.command()
@@ -881,18 +996,30 @@ def bench(
     help="Write the checkpoint this often (0: after every step).",
 )
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint (it must exist).")
+@click.option(
+    "--keep-checkpoint",
+    is_flag=True,
+    help="Keep the checkpoint once the model is written (default: removed), to continue later with a "
+    "larger budget and --resume.",
+)
 @click.option("-f", "--force", is_flag=True, help="Replace OUTPUT and its checkpoint if they exist.")
 @click.option(
     "-t", "--threads", type=click.IntRange(1, 256), default=2, show_default=True, help="CPU threads for training."
 )
 @click.option("--amp", is_flag=True, help="Mixed precision (bf16 autocast) for the decoder; CUDA only.")
-def train(data_dir, output, name, val_dir, split, val_split, resize, model_version, resume, force, **settings):
+def train(
+    data_dir, output, name, val_dir, split, val_split, resize, model_version, resume, keep_checkpoint, force, **settings
+):
     """Train a decoder on the switches of DATA_DIR's images and write a model asset.
 
     DATA_DIR: a folder (searched recursively) or a text file listing image paths, one per
     line. Crops are decoded and encoded on the fly by worker processes, so memory does not
     grow with the dataset. Many processes: torchrun --nproc_per_node=N -m maxswitch train ...
     (--batch is the global batch); docs/TRAINING.md, "Training on a cluster".
+
+    Progress goes to stderr every few seconds on a terminal and every minute in a log; the
+    warm-up is the first 100 steps or 5% of the budget, whichever ends sooner; a closing line
+    gives the steps, the training loss and the validation PSNR (with --val).
     """
     from .train import decoder_setup
     from .train import train as run_training
@@ -914,14 +1041,51 @@ def train(data_dir, output, name, val_dir, split, val_split, resize, model_versi
             resume=resume,
             version=model_version,
             init=setup.init,
+            keep_checkpoint=keep_checkpoint,
         )
+
+
+def _new_model_options(what: str):
+    """Output, name and version of a refitted model (``train-context``, ``fit-tables``)."""
+    return _options(
+        click.option(
+            "-o",
+            "--output",
+            required=True,
+            help=f"Model asset to write: MODEL with {what}; a new file, never MODEL itself.",
+        ),
+        click.option(
+            "-f",
+            "--force",
+            is_flag=True,
+            help="Overwrite OUTPUT if it exists (never a model with its own context model or tables).",
+        ),
+        click.option("--name", default=None, help="Name recorded in OUTPUT (default: MODEL's name)."),
+        click.option(
+            "--model-version",
+            "model_version",
+            type=click.IntRange(1),
+            default=None,
+            help="Version recorded in OUTPUT (default: MODEL's version + 1: a refitted model is a new asset).",
+        ),
+    )
+
+
+def _check_new_model(model: str, output: str, name: str | None, force: bool) -> None:
+    """A refit's checks before any work: a valid name, and an output that replaces no model."""
+    from .train import check_new_asset
+    from .zoo import valid_name
+
+    if name is not None and not valid_name(name):
+        raise click.BadParameter(f"{name!r}: use lower-case letters, digits, '.', '_' and '-'", param_hint="--name")
+    with _training_errors("use -f to overwrite"):
+        check_new_asset(model, output, replace=force)
 
 
 @cli.command("train-context")
 @click.argument("model", metavar="MODEL")
 @click.argument("data_dir", metavar="DATA_DIR")
-@click.option("-o", "--output", required=True, help="Model asset to write: MODEL plus its context model.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@_new_model_options("a new context model")
 @_training_options(CONTEXT_MINUTES, "Folder whose images (the first 24) measure the trained coder.")
 @click.option(
     "--patch", type=click.IntRange(16), default=64, show_default=True, help="Crop side in pixels (multiple of 8)."
@@ -930,26 +1094,27 @@ def train(data_dir, output, name, val_dir, split, val_split, resize, model_versi
     "--symbols", type=click.IntRange(1), default=4096, show_default=True, help="Symbols scored per stage and step."
 )
 @click.option("--hidden", default="32,32", show_default=True, help="Hidden widths of the context MLP.")
-@click.option(
-    "--model-version",
-    "model_version",
-    type=click.IntRange(1),
-    default=None,
-    help="Version recorded in OUTPUT (default: MODEL's version + 1: a new context model is a new asset).",
-)
 @_common_threads
-def train_context_cmd(model, data_dir, output, force, split, val_dir, val_split, symbols, model_version, **settings):
-    """Fit the learned context model (format v2's entropy model) to MODEL's switches on DATA_DIR.
+def train_context_cmd(
+    model, data_dir, output, force, name, split, val_dir, val_split, symbols, model_version, **settings
+):
+    """Fit the learned context model (format v2's entropy model) to MODEL's switches on DATA_DIR
+    and write a new model: MODEL with the new context model, as the next version.
 
+    MODEL is never replaced: the files it coded name its context model and decode only with it.
     DATA_DIR: a folder (searched recursively) or a text file listing image paths. Crops are
     streamed; torchrun runs it on many processes as it runs train.
+
+    \b
+    Example:
+      maxswitch train-context m.safetensors DATA_DIR -o m-v2.safetensors
     """
     from .context_train import train_context_asset
-    from .train import check_outputs, context_setup
+    from .train import context_setup
 
+    _check_new_model(model, output, name, force)
     with _training_errors("use -f to overwrite"):
         recipe, hidden = context_setup(**settings)
-        check_outputs([output], replace=force)
         train_context_asset(
             model,
             data_dir,
@@ -961,7 +1126,75 @@ def train_context_cmd(model, data_dir, output, force, split, val_dir, val_split,
             val_dir=val_dir,
             val_split=val_split,
             version=model_version,
+            name=name,
             log=lambda msg: click.echo(msg, err=True),
+        )
+
+
+@cli.command("fit-tables")
+@click.argument("model", metavar="MODEL")
+@click.argument("data_dir", metavar="DATA_DIR")
+@_new_model_options("new context tables")
+@click.option("--split", default=None, help="Named split of DATA_DIR (holdout-train, lfw-train, ...).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Processes fitting tables at once (default: one per CPU core).",
+)
+@click.option(
+    "--max-contexts",
+    type=click.IntRange(1),
+    default=16384,
+    show_default=True,
+    help="Rows per table at most (the asset's size).",
+)
+@click.option(
+    "--samples-per-context",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Training samples per table row at least.",
+)
+@click.option(
+    "--alpha", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True, help="Back-off smoothing."
+)
+@click.option("--quiet", is_flag=True, help="No progress (warnings and the closing line still go to stderr).")
+def fit_tables_cmd(
+    model, data_dir, output, force, name, model_version, split, workers, max_contexts, samples_per_context, alpha, quiet
+):
+    """Fit the context tables of payload coding 3 (the fast learned coding: --coding table) to
+    MODEL's switches on DATA_DIR's images and write a new model: MODEL with the new tables.
+
+    The tables are counted, not trained: every image is held in memory; the 300 BSDS500
+    training images take minutes on 2 cores (docs/TRAINING.md). MODEL is never replaced.
+
+    \b
+    Example:
+      maxswitch fit-tables m.safetensors ../shared/data/train-bsds500 -o m-tables.safetensors
+    """
+    from .progress import Progress
+    from .tables_fit import TableRecipe, fit_tables_asset
+
+    _check_new_model(model, output, name, force)
+    recipe = TableRecipe(alpha=alpha, max_contexts=max_contexts, samples_per_context=samples_per_context)
+    bars: dict = {}
+
+    def progress(stage, done, total):
+        bars.setdefault(stage, Progress(desc=f"fit-tables: {stage}"))(done, total, "")
+
+    with _training_errors("use -f to overwrite"):
+        fit_tables_asset(
+            model,
+            data_dir,
+            output,
+            recipe,
+            split=split,
+            name=name,
+            version=model_version,
+            workers=workers or _default_jobs(),
+            log=lambda msg: click.echo(msg, err=True),
+            progress=None if quiet else progress,
         )
 
 
@@ -1081,9 +1314,14 @@ def main(argv=None) -> int:
 
     quiet_libraries()
     args = sys.argv[1:] if argv is None else list(argv)
+    complete = os.environ.get("_MAXSWITCH_COMPLETE")
+    if complete:  # shell completion (click reads this variable in cli.main, which is not used here)
+        from click.shell_completion import shell_complete
+
+        return shell_complete(cli, {}, "maxswitch", "_MAXSWITCH_COMPLETE", complete)
     try:
-        if not args:
-            _err("maxswitch: usage error: missing command (see 'maxswitch --help')")
+        if not args:  # the help, on stderr: stdout is for data; a bare command is a usage error (2)
+            click.echo(click.Context(cli, info_name="maxswitch", **cli.context_settings).get_help(), err=True)
             return EXIT_USAGE
         # make_context/invoke rather than cli.main: click's main prints an empty line on Ctrl-C
         with cli.make_context("maxswitch", args) as ctx:
@@ -1121,8 +1359,7 @@ def main(argv=None) -> int:
         return EXIT_FAIL
     except Exception as e:  # noqa: BLE001 - the last line of defence: never a traceback
         if isinstance(e, _codec_errors()):
-            hint = " (see --max-pixels)" if "over the limit of" in str(e) else ""
-            _err(f"maxswitch: error: {e}{hint}")
+            _err(f"maxswitch: error: {_codec_message(e)}")
             return EXIT_FAIL
         if isinstance(e, OSError):
             if e.errno is not None and e.filename is None and _is_stdout_error():

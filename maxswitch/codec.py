@@ -214,6 +214,93 @@ def _what_wrapper(m: Model, rgb: np.ndarray, codes: list[np.ndarray]):
 
 
 @dataclass
+class TargetPick:
+    """The rung ``encode_for_target`` chose for one image.
+
+    Attributes:
+        data: the .msw file of that rung.
+        quality: the rung, 1..len(ladder) (``-q``).
+        bpp: the file's bits per pixel.
+        psnr: its PSNR in dB as ``decode`` writes it (a PSNR target only, else None).
+        reached: whether the target is met (else the nearest rung: the cheapest for a size,
+            the best for a PSNR).
+        trials: trial encodes made (for a PSNR target, each with a decode).
+    """
+
+    data: bytes
+    quality: int
+    bpp: float
+    psnr: float | None
+    reached: bool
+    trials: int
+
+
+def encode_for_target(
+    img,
+    *,
+    bpp: float | None = None,
+    psnr: float | None = None,
+    ladder=None,
+    max_pixels: int = imagelib.DEFAULT_MAX_PIXELS,
+    level: int = sw.ZSTD_LEVEL,
+    tile: int | None = None,
+    threads: int | None = None,
+    coding: str | None = None,
+) -> TargetPick:
+    """Encode an image on the rung of the ladder that meets a target, chosen for this image.
+
+    Rungs are tried from the cheapest (``-q 1``) up, each a trial encode in memory:
+
+    * ``bpp``: the best rung whose whole file is at most ``bpp`` bits per pixel. The search
+      stops at the first rung over the size (the ladder's rates increase along it:
+      tests/test_ladder.py), so it costs that many trial encodes, at most ``len(ladder)``, and
+      no decoding. When even rung 1 is over, rung 1 is returned (``reached`` False).
+    * ``psnr``: the cheapest rung whose decoded image, as ``decode`` writes it, has at least
+      ``psnr`` dB against the image. Each trial is encoded and decoded; the search stops at the
+      first rung that reaches the PSNR, at most ``len(ladder)`` trials. When none does, the rung
+      of the highest PSNR is returned (``reached`` False).
+
+    Args:
+        img: as ``encode``.
+        ladder: model names, cheapest first (default ``config.LADDER``).
+        max_pixels, level, tile, threads, coding: as ``encode``, for every trial.
+
+    Raises:
+        CodecError: neither or both targets, or a target that is not positive.
+    """
+    from . import metrics
+    from .config import LADDER
+
+    if (bpp is None) == (psnr is None):
+        raise CodecError("give one target: a bpp or a PSNR")
+    target = bpp if bpp is not None else psnr
+    if not target > 0:
+        raise CodecError(f"the target must be above 0, got {target}")
+    ladder = tuple(ladder or LADDER)
+    loaded = _as_loaded(img, max_pixels)
+    x = imagelib.as_written(loaded.rgb, loaded.kind) if psnr is not None else None
+    pick = None
+    for q, name in enumerate(ladder, 1):
+        data = encode(loaded, name, max_pixels=max_pixels, level=level, tile=tile, threads=threads, coding=coding)
+        rate = 8 * len(data) / (loaded.width * loaded.height)
+        if bpp is not None:
+            if rate > bpp:
+                pick = pick or TargetPick(data, q, rate, None, False, q)
+                pick.trials = q
+                return pick
+            pick = TargetPick(data, q, rate, None, True, q)
+            continue
+        rgb, h = decode_array(data, name, max_pixels=max_pixels, tile=tile, threads=threads)
+        p = metrics.psnr(x, imagelib.as_written(rgb, h.kind))
+        if pick is None or p > pick.psnr or p >= psnr:
+            pick = TargetPick(data, q, rate, p, p >= psnr, q)
+        if p >= psnr:
+            return pick
+    pick.trials = len(ladder)
+    return pick
+
+
+@dataclass
 class Parsed:
     """A verified .msw file: its header and its decoded switches (C_s, H/2^s, W/2^s)."""
 

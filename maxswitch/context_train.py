@@ -296,11 +296,14 @@ def train_context_asset(
     val_dir: str | None = None,
     val_split: str | None = None,
     version: int | None = None,
+    name: str | None = None,
     log=None,
 ) -> dict:
     """Fit a context model to ``model``'s switches on the images of ``data`` (a folder or a list
-    file) and write ``output``: the model with its new context model, as version ``version``
-    (default: the model's version + 1: a new context model is a new asset).
+    file) and write ``output``: the model with its new context model (and its context tables,
+    which depend on the encoder alone), named ``name`` (default: the model's name), as version
+    ``version`` (default: the model's version + 1: a new context model is a new asset). The
+    caller checks ``output`` first (``train.check_new_asset``: never the model itself).
 
     Args:
         model: a model name or asset path (``zoo.load_model``).
@@ -338,6 +341,12 @@ def train_context_asset(
             record["val_bits_per_switch"] = round(measure(cm, val), 4)
             say(f"validation {record['val_bits_per_switch']} bits/switch (real coder, {len(val)} images)")
     meta_record = dict(m.meta.get("record", {}), context=record)
-    save_model(output, m.name, version or m.version + 1, m.config, m.encoder, m.decoder, meta_record, context=cm)
-    say(f"wrote {output}")
+    version = version or m.version + 1
+    name = name or m.name
+    save_model(output, name, version, m.config, m.encoder, m.decoder, meta_record, context=cm, table=m.table)
+    val = f", validation {record['val_bits_per_switch']} bits/switch" if "val_bits_per_switch" in record else ""
+    say(
+        f"done: {record['steps']} steps in {record['minutes']:.1f} min, training {record['train_bits_per_switch_ema']} "
+        f"bits/switch{val}; wrote {output} ({name} v{version})"
+    )
     return record

@@ -5,7 +5,8 @@ Policy (also in README and docs/FORMAT.md):
 * The encoder always sees 8-bit RGB. Greyscale is replicated to three channels; palette and
   CMYK images are converted to RGB; 16-bit and 32-bit integer images are scaled to 8 bits;
   EXIF orientation is applied first, so the image is coded as it is displayed.
-* Alpha is dropped (switches carry no transparency): RGBA and LA decode as RGB and L.
+* Alpha is dropped (switches carry no transparency): RGBA and LA decode as RGB and L; ``load``
+  reports it among ``dropped`` when some pixel was not opaque, so the caller can warn.
 * The colour kind of the input (grey or colour, with or without alpha) is recorded in the
   file so that a greyscale input decodes to a greyscale image.
 * Animated images: the first frame is coded; ``load`` reports the frame count so the caller
@@ -45,8 +46,9 @@ class LoadedImage:
         kind: one of the KIND_* ids (colour kind of the source).
         bit_depth: bits per sample of the source (8 or 16).
         frames: number of frames in the source (first one is used).
-        dropped: metadata the source carried that a .msw file does not keep
-            ("ICC profile", "EXIF"; EXIF orientation is applied to the pixels first).
+        dropped: what the source carried that a .msw file does not keep: "alpha" (some
+            pixel not opaque), "ICC profile", "EXIF" (EXIF orientation is applied to the
+            pixels first).
     """
 
     rgb: np.ndarray
@@ -108,6 +110,16 @@ def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, int]:
         raise ImageError(f"cannot convert image mode {mode} to RGB: {e}") from None
 
 
+def _transparent(im: Image.Image) -> bool:
+    """Whether a loaded image has a pixel that is not opaque: an alpha band below 255 somewhere,
+    or a transparent colour or palette entry declared (``transparency``)."""
+    bands = im.getbands()
+    for band in ("A", "a"):
+        if band in bands:
+            return im.getchannel(band).getextrema()[0] < 255
+    return "transparency" in im.info
+
+
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
@@ -160,7 +172,8 @@ def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
                 raw = _rawmode(im)
                 im.load()
                 transparency = "transparency" in im.info
-                dropped = tuple(
+                dropped = ("alpha",) if _transparent(im) else ()
+                dropped += tuple(
                     name for key, name in (("icc_profile", "ICC profile"), ("exif", "EXIF")) if im.info.get(key)
                 )
                 kind = _kind_of(im.mode, transparency)
@@ -205,6 +218,16 @@ def to_pil(rgb: np.ndarray, kind: int) -> Image.Image:
     if kind in (KIND_GREY, KIND_GREY_ALPHA):
         im = im.convert("L")
     return im
+
+
+def as_written(rgb: np.ndarray, kind: int) -> np.ndarray:
+    """The pixels of uint8 (H, W, 3) as ``decode`` writes them for colour kind ``kind``: (H, W)
+    for the grey kinds (``to_pil``'s conversion; a grey image replicated to RGB gives back its
+    own values exactly), else (H, W, 3) as is. What ``decode --compare``, ``compare``, ``bench``
+    and ``encode --target-psnr`` measure, so that they agree with the decoded file."""
+    if kind in (KIND_GREY, KIND_GREY_ALPHA):
+        return np.asarray(to_pil(rgb, kind))
+    return rgb
 
 
 def bands_to_pil(bands, kind: int, size: tuple[int, int]) -> Image.Image:

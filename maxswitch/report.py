@@ -317,7 +317,8 @@ def format_report(result: BenchResult, markdown: bool = False) -> str:
         head += " (" + "; ".join(notes) + ")"
     out = [head, "models: " + ", ".join(f"{m.name} v{m.version} (SHA-256 {m.sha256[:12]})" for m in result.models), ""]
     out += [
-        "Rate and distortion (means over images; PSNR: mean of per-image RGB PSNRs; RMSE over [0, 1]: root "
+        "Rate and distortion (means over images; PSNR: mean of per-image PSNRs over RGB, greyscale images over "
+        "their grey level as decoded; RMSE over [0, 1]: root "
         "of the mean per-image MSE; bpp counts the whole file; quality of a matched row: mean (min-max)):",
         "",
         rd_table(rows, markdown),
@@ -394,7 +395,7 @@ def compressai_curves(result: BenchResult) -> list[dict]:
     import PIL
 
     ds = f"{Path(result.dataset).name or result.dataset} ({len(result.images)} images)"
-    common = f"on {ds}; PSNR: mean of per-image RGB PSNRs (null: lossless); times: seconds per image"
+    common = f"on {ds}; PSNR: mean of per-image RGB PSNRs, greyscale images as greyscale (null: lossless); times: seconds per image"
     curves = [
         _curve(
             name,

@@ -22,7 +22,10 @@ training images takes minutes on 2 cores (docs/TRAINING.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import os
+import time
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -121,11 +124,14 @@ def _fit_one(key):
     return key, feats, quantise(smoothed(sym, F, feats, recipe.alpha))
 
 
-def fit_tables(model, images: list, recipe: TableRecipe = TableRecipe(), workers: int = 1, log=None) -> TableModel:
+def fit_tables(
+    model, images: list, recipe: TableRecipe = TableRecipe(), workers: int = 1, log=None, progress=None
+) -> TableModel:
     """Fit a TableModel for ``model``'s encoder on ``images`` (uint8 (H, W, 3) arrays).
 
     The last ``recipe.val_fraction`` of the images choose the features (held out from the
-    counts that choose them), then all images give the counts.
+    counts that choose them), then all images give the counts. ``progress(stage, done, total)``
+    is called after each image's switches (stage "switches") and each table (stage "tables").
     """
     from . import codec, entropy
 
@@ -138,6 +144,8 @@ def fit_tables(model, images: list, recipe: TableRecipe = TableRecipe(), workers
         codes = [np.asarray(a) for a in codec.compute_switches(model, rgb)]
         H, W = codes[0].shape[1] * 2, codes[0].shape[2] * 2
         tiles += [entropy._tile_codes(codes, t) for t in entropy.tiles(H, W)]
+        if progress:
+            progress("switches", i + 1, len(images))
     keys = [(s, c, k) for s in range(3) for c in range(channels[s]) for k in range(4)]
     # where the held-out samples start in each table's sample list
     split = {}
@@ -145,14 +153,18 @@ def fit_tables(model, images: list, recipe: TableRecipe = TableRecipe(), workers
         py, px = PHASES[k]
         split[(s, c, k)] = sum(tc[s][c, py::2, px::2].size for tc in tiles[:n_train_tiles])
     _JOB.update(tiles=tiles, split=split, channels=channels, recipe=recipe)
+    results = []
     try:
+        pool = None
         if workers > 1:
             import multiprocessing as mp
 
-            with mp.get_context("fork").Pool(workers) as pool:
-                results = list(pool.imap(_fit_one, keys, chunksize=4))
-        else:
-            results = [_fit_one(key) for key in keys]
+            pool = mp.get_context("fork").Pool(workers)
+        with pool or contextlib.nullcontext():
+            for r in pool.imap(_fit_one, keys, chunksize=4) if pool else map(_fit_one, keys):
+                results.append(r)
+                if progress:
+                    progress("tables", len(results), len(keys))
     finally:
         _JOB.clear()
     T = len(keys)
@@ -166,3 +178,65 @@ def fit_tables(model, images: list, recipe: TableRecipe = TableRecipe(), workers
             log(f"stage {s + 1} channel {c} phase {k}: features {feats}, {len(q)} rows")
     offsets = np.cumsum([0] + [len(by_t[t]) for t in range(T)])
     return TableModel(channels, features, offsets.astype(np.int64), np.concatenate([by_t[t] for t in range(T)]))
+
+
+def fit_tables_asset(
+    model,
+    data: str,
+    output: str,
+    recipe: TableRecipe = TableRecipe(),
+    *,
+    split: str | None = None,
+    name: str | None = None,
+    version: int | None = None,
+    workers: int = 1,
+    log=None,
+    progress=None,
+) -> dict:
+    """Fit context tables (coding 3) to ``model``'s switches on the images of ``data`` (a folder
+    or a list file; training images, never a test set) and write ``output``: the model with its
+    decoder, its context model and the new tables, named ``name`` (default: the model's name),
+    as version ``version`` (default: the model's version + 1). The images are held in memory.
+    The caller checks ``output`` first (``train.check_new_asset``: never the model itself).
+
+    Args:
+        log: one-line messages (a warning per unreadable image, the closing line).
+        progress: ``progress(stage, done, total)``, as ``fit_tables``.
+
+    Returns:
+        The fit's record (stored in the asset under ``record.table``).
+
+    Raises:
+        train.TrainError: no (readable) images, a bad split.
+        zoo.ModelError: the model cannot be loaded.
+    """
+    from . import train as T
+    from .zoo import load_model, save_model
+
+    m = load_model(model)
+    log = log or (lambda msg: None)
+    paths = T.select_split(T.list_images(data), split)
+    if not paths:
+        raise T.TrainError(f"no images found in {data}")
+    t0 = time.time()
+    images = T.load_rgb(paths, warn=log)
+    if not images:
+        raise T.TrainError(f"none of the {len(paths)} image files could be read")
+    table = fit_tables(m, images, recipe, workers=workers, progress=progress)
+    record = {
+        "data": os.path.basename(os.path.normpath(data)),
+        "split": split,
+        "images": len(images),
+        "recipe": asdict(recipe),
+        "contexts": int(len(table.q)),
+        "seconds": round(time.time() - t0, 1),
+        "workers": workers,
+    }
+    name, version = name or m.name, version or m.version + 1
+    meta = dict(m.meta.get("record", {}), table=record)
+    save_model(output, name, version, m.config, m.encoder, m.decoder, meta, context=m.context, table=table)
+    log(
+        f"{m.name}: done: {len(table.q)} table rows ({2 * table.q.size} bytes) from {len(images)} images in "
+        f"{record['seconds']:.0f} s; wrote {output} ({name} v{version})"
+    )
+    return record

@@ -17,6 +17,7 @@ Recipe and reasoning: docs/TRAINING.md. Never imported by the encode/decode path
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -66,6 +67,11 @@ class SettingError(TrainError):
     def __init__(self, setting: str, message: str):
         super().__init__(message)
         self.setting = setting
+
+
+class ReplaceModelError(TrainError):
+    """Writing a refitted model would replace a model whose context model or tables may have
+    coded files: they would no longer decode (``check_new_asset``)."""
 
 
 class OutputExistsError(TrainError):
@@ -260,6 +266,43 @@ def check_outputs(paths, replace: bool = False) -> None:
                 raise OutputExistsError(p)
 
 
+def check_new_asset(source: str, output: str, replace: bool = False) -> None:
+    """Check the output of a refit (``train-context``, ``fit-tables``) before any work: a file is
+    decoded only by a model with its exact context model or tables, so a refit never replaces a
+    model that may have coded files. Refused whatever ``replace`` says: ``output`` being the
+    source model itself, or any model asset holding a context model or tables. Any other
+    existing file needs ``replace``.
+
+    Raises:
+        ReplaceModelError: the output is the source model, or a model with learned codings.
+        OutputExistsError: the output exists and ``replace`` is false.
+    """
+    from .zoo import ModelError, asset_path, read_metadata
+
+    src = asset_path(source)
+    if not os.path.exists(output):
+        return
+    with contextlib.suppress(OSError):
+        if os.path.samefile(src, output):
+            raise ReplaceModelError(
+                f"{output} is the model being refitted: replacing it in place would leave every file coded with "
+                "its context model or tables undecodable; write a new model with -o NEW.safetensors (it records "
+                "the next version, and --name gives it a name of its own)"
+            )
+    try:
+        with open(output, "rb") as f:
+            meta = read_metadata(f.read())
+    except (OSError, ModelError):
+        meta = {}
+    if meta.get("context_digest") or meta.get("table_digest"):
+        raise ReplaceModelError(
+            f"{output} holds model {meta.get('name')} v{meta.get('version')} with its own context model or tables: "
+            "replacing it would leave the files coded with them undecodable; write the new model to a new file "
+            f"(delete {output} first only if no file needs it)"
+        )
+    check_outputs([output], replace)
+
+
 @dataclass(frozen=True)
 class DecoderSetup:
     """What ``train`` needs besides the data: the model's description, the recipe, the encoder
@@ -434,7 +477,11 @@ def context_setup(
 
 @dataclass
 class Recipe:
-    """Training hyper-parameters (defaults: docs/TRAINING.md). ``batch`` is the global batch."""
+    """Training hyper-parameters (defaults: docs/TRAINING.md). ``batch`` is the global batch.
+
+    ``warmup``: steps of linear learning-rate warm-up, ended sooner when ``WARMUP_SHARE`` of the
+    budget (steps or time) is spent, so that a short run is not all warm-up.
+    """
 
     patch: int = 96
     batch: int = 16
@@ -453,8 +500,14 @@ class Recipe:
     crops_per_image: int = 2
 
 
+WARMUP_SHARE = 0.05  # the warm-up ends after this share of the budget at the latest
+
+# progress lines: every few seconds where stderr is a terminal (redrawn in place), every minute in a log
+PROGRESS_EVERY_TTY_S, PROGRESS_EVERY_LOG_S = 5.0, 60.0
+
+
 def _lr_at(r: Recipe, progress: float, step: int) -> float:
-    warm = min(1.0, (step + 1) / r.warmup)
+    warm = min(1.0, max((step + 1) / r.warmup, progress / WARMUP_SHARE))
     cos = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return warm * (r.min_lr + (r.lr - r.min_lr) * cos)
 
@@ -496,8 +549,8 @@ def fit(
         step count, elapsed seconds, evaluation history, the last step's loss (mean over
         all ranks), its moving average, and the number of unusable files met.
     """
-    say = (log or (lambda m: print(m, file=sys.stderr, flush=True))) if place.main else (lambda m: None)
-    warn = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    status = _Status(log or (lambda m: print(m, file=sys.stderr, flush=True)), place.main)
+    say, warn = status.line, status.warn
     opt = torch.optim.Adam(module.parameters(), lr=recipe.lr)
     step, elapsed, history = 0, 0.0, []
     if resume:
@@ -571,12 +624,12 @@ def fit(
         res.last_loss = float(stats[0]) / place.world
         elapsed = float(stats[1])
         res.loss_ema = res.last_loss if res.loss_ema is None else 0.98 * res.loss_ema + 0.02 * res.last_loss
-        if step % 50 == 0 or step == 1:
+        if status.due() or step == 1:
             rate = (step - step0) / max(time.time() - t_run, 1e-9)
-            db = f" (~{10 * math.log10(1 / max(res.loss_ema, 1e-10)):.2f} dB)" if unit == "mse" else ""
-            say(
-                f"{name}: {bar(progress)} step {step}{'/' + str(recipe.steps) if recipe.steps else ''} "
-                f"{elapsed / 60:5.1f} min  {unit} {res.loss_ema:.5f}{db}  {rate:.2f} steps/s  "
+            done = step / recipe.steps if recipe.steps is not None else elapsed / (recipe.minutes * 60)
+            status.progress(
+                f"{name}: {bar(done)} step {step}{'/' + str(recipe.steps) if recipe.steps else ''} "
+                f"{elapsed / 60:5.1f} min  {unit} {res.loss_ema:.5f}{_db(res.loss_ema, unit)}  {rate:.2f} steps/s  "
                 f"lr {opt.param_groups[0]['lr']:.2e}"
             )
         if evaluate is not None and place.main and step % recipe.eval_every == 0:
@@ -590,6 +643,7 @@ def fit(
             save_ck()
             last_ck = time.time()
     save_ck()
+    status.end()
     bad = torch.tensor([len(seen_bad)])
     if place.world > 1:
         td.all_reduce(bad)
@@ -597,6 +651,55 @@ def fit(
     if res.bad_files:
         say(f"{name}: {res.bad_files} unusable file(s) skipped in all (one warning each per process)")
     return res
+
+
+def _db(loss: float | None, unit: str) -> str:
+    """`` (~P dB)``: the PSNR a mean squared error (``unit`` "mse") stands for; "" otherwise."""
+    if unit != "mse" or loss is None:
+        return ""
+    return f" (~{10 * math.log10(1 / max(loss, 1e-10)):.2f} dB)"
+
+
+class _Status:
+    """Training's messages on rank 0: lines through ``log``, and progress by time: where stderr
+    is a terminal, a line redrawn in place every ``PROGRESS_EVERY_TTY_S``; elsewhere (a log, a
+    pipe, CI) a line of its own every ``PROGRESS_EVERY_LOG_S``. Warnings come from every rank."""
+
+    def __init__(self, log, main: bool):
+        self.log, self.main = log, main
+        self.tty = main and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self.every = PROGRESS_EVERY_TTY_S if self.tty else PROGRESS_EVERY_LOG_S
+        self.last, self.drawn = time.monotonic(), False
+
+    def due(self) -> bool:
+        return self.main and time.monotonic() - self.last >= self.every
+
+    def progress(self, text: str) -> None:
+        if not self.main:
+            return
+        self.last = time.monotonic()
+        if self.tty:
+            sys.stderr.write("\r" + text + "\x1b[K")
+            sys.stderr.flush()
+            self.drawn = True
+        else:
+            self.log(text)
+
+    def end(self) -> None:
+        """End a progress line drawn in place, so that the next message starts a line of its own."""
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.drawn = False
+
+    def line(self, text: str) -> None:
+        if self.main:
+            self.end()
+            self.log(text)
+
+    def warn(self, text: str) -> None:
+        self.end()
+        print(text, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- decoders
@@ -669,12 +772,14 @@ def train(
     log=None,
     record_extra: dict | None = None,
     init: torch.nn.Module | None = None,
+    keep_checkpoint: bool = False,
 ) -> dict:
     """Train a decoder on ``train_dir`` (a folder or a list file) and write a model asset.
 
     Under torchrun every process calls this; rank 0 writes the asset. The schedule follows
     ``recipe.steps`` if set, else rank 0's elapsed time over ``recipe.minutes``; with steps,
-    a fixed seed repeats a run (same thread count).
+    a fixed seed repeats a run (same thread count). Once the asset is written the checkpoint is
+    removed, unless ``keep_checkpoint`` (to continue later with a larger budget and ``resume``).
 
     Returns:
         The training record (steps, time, validation PSNR history, ...).
@@ -763,8 +868,16 @@ def train(
         if place.main:
             sha = save_model(out_path, name, version, config, encoder, decoder.cpu().eval(), record)
             record["sha256"] = sha
+            if checkpoint and not keep_checkpoint:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(checkpoint)
             val_text = "" if final_val is None else f", validation PSNR {final_val:.2f} dB"
-            say(f"{name}: wrote {out_path} after {res.step} steps{val_text}")
+            loss = f"{res.loss_ema:.5f}{_db(res.loss_ema, 'mse')}" if res.loss_ema is not None else "-"
+            kept = f"; checkpoint kept: {checkpoint}" if checkpoint and keep_checkpoint else ""
+            say(
+                f"{name}: done: {res.step} steps in {res.elapsed / 60:.1f} min, training mse {loss}{val_text}; "
+                f"wrote {out_path}{kept}"
+            )
         if place.world > 1:
             td.barrier()
         return record

@@ -32,6 +32,10 @@ class ModelError(MaxswitchError):
     """A model that cannot be found, does not match its manifest or is malformed."""
 
 
+class UnknownModelError(ModelError):
+    """A name that is neither a shipped model nor a file."""
+
+
 def models_dir() -> Path:
     """The folder of shipped models: ``$MAXSWITCH_MODELS`` or the package's ``models/``."""
     env = os.environ.get("MAXSWITCH_MODELS")
@@ -278,10 +282,19 @@ def load_model(name_or_path: str | None = None) -> Model:
                 f"{sha[:16]}... is not the manifest's {entry['sha256'][:16]}...; refusing to load"
             )
     else:
-        names = ", ".join(m["name"] for m in manifest().get("models", [])) or "none"
-        raise ModelError(f"unknown model {key!r} (shipped: {names})")
+        import difflib
+
+        close = difflib.get_close_matches(key, [m["name"] for m in manifest().get("models", [])], n=1)
+        hint = f"; did you mean {close[0]}?" if close else " (not a shipped model's name, nor a file)"
+        raise UnknownModelError(f"unknown model {key!r}{hint}")
     _LOADED[key] = model
     return model
+
+
+def asset_path(name_or_path: str) -> Path:
+    """The file a model name or path stands for: a shipped model's asset, else the path itself."""
+    entry = shipped(name_or_path)
+    return models_dir() / entry["file"] if entry is not None else Path(name_or_path)
 
 
 def find_by_digest(encoder_digest: str, prefer: str | None = None) -> str | None:

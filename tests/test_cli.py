@@ -36,7 +36,7 @@ def test_encode_decode_info(env, img, tmp_path):
     assert r.stdout == b"" and b"bpp" in r.stderr
     r = run_cli("decode", out, env=env)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "a.png").is_file()
+    assert (tmp_path / "a.dec.png").is_file()  # never a.png: the original's usual name
     r = run_cli("info", out, "--json", env=env)
     d = json.loads(r.stdout)
     assert d["width"] == 40 and d["model"] == "tiny-4-6-8"

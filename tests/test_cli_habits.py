@@ -48,20 +48,25 @@ def test_batch_encode_and_decode_with_one_bad_file(env, pngs, tmp_path):
     dec.mkdir()
     r = run_cli("decode", "--output-dir", dec, "-j", "2", "--quiet", *sorted(out.iterdir()), env=env)
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(dec)) == ["img0.png", "img1.png", "img2.png"]
+    assert sorted(os.listdir(dec)) == ["img0.dec.png", "img1.dec.png", "img2.dec.png"]
     # a second run refuses to overwrite, file by file, and leaves the others
     r = run_cli("decode", "--output-dir", dec, "--quiet", *sorted(out.iterdir()), env=env)
     assert r.returncode == 1 and len(r.stderr.decode().strip().splitlines()) == 3
 
 
-def test_output_dir_collisions_and_missing_folder_are_usage_errors(env, pngs, tmp_path):
+def test_output_dir_collisions_are_usage_errors_and_a_missing_folder_is_made(env, pngs, tmp_path):
     (tmp_path / "a").mkdir()
     twin = tmp_path / "a" / "img0.png"
     twin.write_bytes(pngs[0].read_bytes())
-    r = run_cli("encode", "--output-dir", tmp_path, "-m", "tiny-4-6-8", pngs[0], twin, env=env)
-    assert r.returncode == 2 and b"both be written" in r.stderr
-    r = run_cli("encode", "--output-dir", tmp_path / "nope", "-m", "tiny-4-6-8", pngs[0], env=env)
-    assert r.returncode == 2 and b"does not exist" in r.stderr
+    r = run_cli("encode", "--output-dir", tmp_path / "x", "-m", "tiny-4-6-8", pngs[0], twin, env=env)
+    assert r.returncode == 2 and b"both be written" in r.stderr and not (tmp_path / "x").exists()
+    r = run_cli("encode", "--output-dir", tmp_path / "new" / "sub", "-m", "tiny-4-6-8", "--quiet", *pngs, env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / "new" / "sub")) == ["img0.msw", "img1.msw", "img2.msw"]
+    r = run_cli("decode", "--output-dir", tmp_path / "dec", "--quiet", tmp_path / "new" / "sub" / "img0.msw", env=env)
+    assert r.returncode == 0 and (tmp_path / "dec" / "img0.dec.png").is_file(), r.stderr
+    r = run_cli("encode", "--output-dir", pngs[1], "-m", "tiny-4-6-8", pngs[0], env=env)  # a file, not a folder
+    assert r.returncode == 2 and b"not a folder" in r.stderr
 
 
 def test_dash_o_dash_c_and_default_names(env, pngs, tmp_path):
@@ -100,11 +105,13 @@ def test_verbose_prints_timings(env, pngs, tmp_path):
     assert r.returncode == 0 and b"encode" in r.stderr and b" ms" in r.stderr
 
 
-def test_empty_model_name_and_bare_command_are_one_line_usage_errors(env, pngs, tmp_path):
+def test_empty_model_name_is_a_one_line_usage_error_and_the_bare_command_prints_the_help(env, pngs, tmp_path):
     r = run_cli("encode", pngs[0], tmp_path / "e.msw", "-m", "", env=env)
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
-    r = run_cli(env=env)
-    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
+    r = run_cli(env=env)  # the help, on stderr (stdout is for data), as a usage error
+    err = r.stderr.decode()
+    assert r.returncode == 2 and r.stdout == b"" and err.startswith("Usage: maxswitch")
+    assert "encode" in err and "decode" in err and "-h, --help" in err
 
 
 def test_output_exists_is_checked_before_the_work(env, pngs, tmp_path):

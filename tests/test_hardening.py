@@ -461,7 +461,7 @@ def test_no_overwrite_and_no_self_overwrite_on_decode(enc_args, tmp_path, capsys
     msw = tmp_path / "a.msw"
     assert call(["encode", src, msw, "-m", model, "--quiet"], capsys)[0] == 0
     before = msw.read_bytes()
-    target = tmp_path / "a.png"
+    target = tmp_path / "a.dec.png"  # decode's default name (never a.png, the original's usual name)
     target.write_bytes(b"keep")
     rc, _, err = call(["decode", msw], capsys)
     assert rc == 1 and "exists" in err and target.read_bytes() == b"keep"

@@ -68,11 +68,12 @@ def test_train_writes_a_usable_asset_and_repeats_with_a_seed(folder, tmp_path):
 
 def test_resume_continues_from_the_checkpoint(folder, tmp_path):
     out = tmp_path / "m.safetensors"
-    assert CliRunner().invoke(cli, train_args(folder, out, "--steps", "3")).exit_code == 0
+    assert CliRunner().invoke(cli, train_args(folder, out, "--steps", "3", "--keep-checkpoint")).exit_code == 0
     r = CliRunner().invoke(cli, train_args(folder, out, "--steps", "5", "--resume"))
     assert r.exit_code == 0, r.output
     assert "resumed at step 3" in r.output
     assert zoo.load_model(str(out)).meta["record"]["steps"] == 5
+    assert not (tmp_path / "m.safetensors.ckpt").exists()  # removed once the model is written
 
 
 def test_empty_or_unreadable_folder_is_a_clear_error(tmp_path):
@@ -109,7 +110,7 @@ def test_list_images_is_recursive_and_sorted(folder):
 
 def test_train_refuses_what_used_to_go_wrong_silently(folder, tmp_path):
     out = tmp_path / "m.safetensors"
-    assert CliRunner().invoke(cli, train_args(folder, out, "--steps", "2")).exit_code == 0
+    assert CliRunner().invoke(cli, train_args(folder, out, "--steps", "2", "--keep-checkpoint")).exit_code == 0
     before = out.read_bytes()
     r = CliRunner().invoke(cli, train_args(folder, out, "--steps", "2"))  # exists, no -f
     assert r.exit_code == 1 and "already exists" in r.output and out.read_bytes() == before

@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "docs" / "man"
-DATE = "2026-11-27"
+DATE = "2026-12-02"
 
 
 def render(target: Path) -> None:
