@@ -71,23 +71,46 @@ def _msw_bytes(data) -> bytes:
 
 
 def set_threads(threads: int | None) -> None:
-    """Set torch's intra-op threads (None: leave torch's default)."""
+    """Set the codec's threads, torch's included (None: leave them as they are; ``threads.py``)."""
     if threads:
-        import torch
+        from . import threads as th
 
-        torch.set_num_threads(int(threads))
+        th.set(int(threads))
 
 
-def compute_switches(model: Model, rgb: np.ndarray, tile: int | None = None) -> list[np.ndarray]:
+ENCODERS = ("numba", "torch")  # MAXSWITCH_ENCODER picks one; numba (encoder.SwitchEncoder) by default
+
+
+def compute_switches(
+    model: Model, rgb: np.ndarray, tile: int | None = None, encoder: str | None = None
+) -> list[np.ndarray]:
     """Run the encoder on a uint8 (H, W, 3) image; return 3 arrays (C_s, H'/2^s, W'/2^s).
 
     The image is padded to multiples of 8 (H' x W') by edge replication, tile by tile, as
     ``image.pad_to_multiple`` would: an already padded image gives the same switches.
+    ``encoder``: "numba" (``encoder.SwitchEncoder``, no torch) or "torch" (``nets.Encoder``, the
+    reference); the same switches, bit for bit. Default: ``$MAXSWITCH_ENCODER`` or "numba".
     """
+    import os
+
     from .tiling import encode_tiled
 
-    codes = encode_tiled(model.encoder, rgb, tile)
-    return [c[0].numpy() for c in codes]
+    kind = encoder or os.environ.get("MAXSWITCH_ENCODER") or "numba"
+    if kind not in ENCODERS:
+        raise CodecError(f"unknown encoder {kind!r} (choose from {', '.join(ENCODERS)})")
+    codes = encode_tiled(model.switch_encoder if kind == "numba" else model.encoder, rgb, tile)
+    return [np.asarray(c[0]) for c in codes]
+
+
+def decoder_runner(model: Model):
+    """What decodes ``model``'s switches: the ONNX Runtime runner of a direct decoder
+    (``fastdecode.py``, no torch), else the torch decoder module (the reference, and every other
+    decoder kind); ``MAXSWITCH_DECODER=torch`` chooses torch for all."""
+    from .fastdecode import runner_for
+
+    if not model.has_decoder:
+        raise CodecError(f"model {model.name} has no decoder")
+    return runner_for(model) or model.decoder
 
 
 def reconstruct(
@@ -96,9 +119,7 @@ def reconstruct(
     """Run the decoder on switches; return uint8 (H, W, 3) of ``size`` (default: the padded size)."""
     from .tiling import decode_tiled
 
-    if model.decoder is None:
-        raise CodecError(f"model {model.name} has no decoder")
-    return decode_tiled(model.decoder, codes, tile, size)
+    return decode_tiled(decoder_runner(model), codes, tile, size)
 
 
 def encode(
@@ -312,11 +333,10 @@ def decode_bands(
     set_threads(threads)
     h, payload = fmt.read(_msw_bytes(data), max_pixels)
     m = resolve_model(h, model)  # before inflating: the header must agree with the model
-    if m.decoder is None:
-        raise CodecError(f"model {m.name} has no decoder")
+    runner = decoder_runner(m)
     codes = _unpack(h, payload, m, rows=True)
     del payload
-    return h, bands(m.decoder, codes, tile, (h.height, h.width))
+    return h, bands(runner, codes, tile, (h.height, h.width))
 
 
 def join_bands(bands, height: int, width: int) -> np.ndarray:

@@ -29,7 +29,8 @@ count or the CPU, and encoder and decoder always compute the same probabilities.
     f  = floor(e * (2^24 - 4) / sum(e)), the remainder added to the first most likely symbol
     P(symbol k) = (f_k + 1) / 2^24
 
-Everything here is numpy and torch CPU arithmetic; the ANS coder is constriction's (see
+Everything here is numpy and torch CPU arithmetic (torch imported when a model first codes, so
+that the context tables of coding 3, which share this module's constants, never import it); the ANS coder is constriction's (see
 ``docs/FORMAT.md``). Training (float, fake-quantised) is in ``context_train.py``.
 """
 
@@ -38,12 +39,14 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import MaxswitchError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISION = 24  # probabilities are integers out of 2^24
 TOTAL = (1 << PRECISION) - 4  # sum of the f_k; constriction adds 1 to each
@@ -167,6 +170,8 @@ class StageNet:
             raise ContextError("context model too wide for exact float32 sums")
 
     def torch_params(self):
+        import torch
+
         f = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))  # noqa: E731
         return f(self.table), f(self.w2), f(self.b2), f(self.w3), f(self.b3)
 
@@ -181,10 +186,19 @@ class ContextModel:
     def __post_init__(self):
         for net, lay in zip(self.stages, stage_layouts(self.channels)):
             net.check(lay)
-        self._t = [n.torch_params() for n in self.stages]
+        self._torch = None
+
+    @property
+    def _t(self):
+        """Each stage's weights as float32 tensors (built on first use: it imports torch)."""
+        if self._torch is None:
+            self._torch = [n.torch_params() for n in self.stages]
+        return self._torch
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Integer tensors for the model asset (``context.s{i}.{name}``)."""
+        import torch
+
         out = {}
         for s, n in enumerate(self.stages):
             for k in ("table", "w2", "b2", "w3", "b3"):
@@ -196,7 +210,10 @@ class ContextModel:
         try:
             stages = [
                 StageNet(
-                    *(tensors[f"context.s{s}.{k}"].numpy().astype(np.int64) for k in ("table", "w2", "b2", "w3", "b3"))
+                    *(
+                        np.asarray(tensors[f"context.s{s}.{k}"]).astype(np.int64)
+                        for k in ("table", "w2", "b2", "w3", "b3")
+                    )
                 )
                 for s in range(3)
             ]
@@ -227,6 +244,8 @@ def frequencies(a1_pre: torch.Tensor, params) -> np.ndarray:
     rounding error is below 2^-29. Column by column: numpy's reductions over an axis of 4 are
     slow.
     """
+    import torch
+
     _, w2, b2, w3, b3 = params
     a1 = a1_pre.clamp_(0, ACT_MAX)
     a2 = torch.addmm(b2, a1, w2).div_(64).floor_().clamp_(0, ACT_MAX)  # in place: exact, and fewer copies
@@ -313,6 +332,9 @@ class StageCoder:
     """
 
     def __init__(self, model: ContextModel, s: int, codes: np.ndarray, parents: list[np.ndarray]):
+        import torch
+        import torch.nn.functional as F
+
         self.s = s
         self.layout = stage_layouts(model.channels)[s]
         self.params = model._t[s]
@@ -338,6 +360,9 @@ class StageCoder:
                     yield c, k, ys, xs
 
     def freqs(self, c: int, k: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
         table = self.params[0]
         nb = torch.from_numpy(neighbour_rows(self.codes[c], k))  # (n, 8)
         a1 = F.embedding_bag(nb, table, mode="sum")
@@ -352,6 +377,9 @@ class StageCoder:
 
     def finish_channel(self, c: int) -> None:
         """Channel c is complete: later channels see its codes at their own windows."""
+        import torch
+        import torch.nn.functional as F
+
         table = self.params[0]
         for k, (ys, xs) in enumerate(self.pos):
             rows = torch.from_numpy(self.layout.same + c * 4 + self.codes[c, ys, xs].astype(np.int64))

@@ -134,10 +134,10 @@ def decode_tile(model: ContextModel, words: np.ndarray, shapes: list[tuple[int, 
 
 
 def _workers() -> int:
-    """Tiles coded at once: torch's thread count (the CLI's -t), as for the networks."""
-    import torch
+    """Tiles coded at once: the codec's thread count (the CLI's -t), as for the networks."""
+    from . import threads
 
-    return max(1, torch.get_num_threads())
+    return threads.get()
 
 
 def _map(fn, items: list, model) -> list:
@@ -154,15 +154,10 @@ def _map(fn, items: list, model) -> list:
         return [fn(x) for x in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    import torch
+    from . import threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread per tile rather than several threads fighting per op
-    try:
-        with ThreadPoolExecutor(n) as ex:
-            return list(ex.map(fn, items))
-    finally:
-        torch.set_num_threads(before)
+    with threads.limited(1), ThreadPoolExecutor(n) as ex:  # one thread per tile, not several per op
+        return list(ex.map(fn, items))
 
 
 def encode(model: ContextModel, codes: list[np.ndarray]) -> bytes:
