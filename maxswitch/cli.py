@@ -153,6 +153,23 @@ def _progress(total: int, desc: str, unit: str, quiet: bool):
         bar.close()
 
 
+class _Advance:
+    """A ``progress(done, total)`` callback (``codec.encode``'s) that draws a ``_progress`` bar,
+    made at the first call, when the total is known; safe from the codec's threads."""
+
+    def __init__(self, stack: contextlib.ExitStack, desc: str, unit: str, quiet: bool):
+        self.stack, self.desc, self.unit, self.quiet = stack, desc, unit, quiet
+        self.bar, self.n, self.lock = None, 0, threading.Lock()
+
+    def __call__(self, done: int, total: int) -> None:
+        with self.lock:
+            if self.bar is None:
+                self.bar = self.stack.enter_context(_progress(total, self.desc, self.unit, self.quiet)) or False
+            if self.bar and done > self.n:
+                self.bar.update(done - self.n)
+                self.n = done
+
+
 def _codec_errors():
     """The exception types that mean bad data or a model problem (exit 1, one line)."""
     from .errors import MaxswitchError
@@ -481,7 +498,9 @@ def encode(
         if loaded.frames > 1:
             _say(quiet, f"maxswitch: warning: {_oneline(inp)} has {loaded.frames} frames; encoding frame 1 (the first)")
         t1 = time.perf_counter()
-        msw = codec.encode(loaded, m, **kw)
+        with contextlib.ExitStack() as stack:
+            advance = _Advance(stack, _oneline(os.path.basename(inp)), "tiles", quiet)
+            msw = codec.encode(loaded, m, progress=advance, **kw)
         t2 = time.perf_counter()
         _write_output(out, msw, force, input_path=inp)
         t3 = time.perf_counter()

@@ -82,7 +82,7 @@ ENCODERS = ("numba", "torch")  # MAXSWITCH_ENCODER picks one; numba (encoder.Swi
 
 
 def compute_switches(
-    model: Model, rgb: np.ndarray, tile: int | None = None, encoder: str | None = None
+    model: Model, rgb: np.ndarray, tile: int | None = None, encoder: str | None = None, progress=None
 ) -> list[np.ndarray]:
     """Run the encoder on a uint8 (H, W, 3) image; return 3 arrays (C_s, H'/2^s, W'/2^s).
 
@@ -90,6 +90,7 @@ def compute_switches(
     ``image.pad_to_multiple`` would: an already padded image gives the same switches.
     ``encoder``: "numba" (``encoder.SwitchEncoder``, no torch) or "torch" (``nets.Encoder``, the
     reference); the same switches, bit for bit. Default: ``$MAXSWITCH_ENCODER`` or "numba".
+    ``progress``: called with 1 after each encoder tile, if given.
     """
     import os
 
@@ -98,7 +99,7 @@ def compute_switches(
     kind = encoder or os.environ.get("MAXSWITCH_ENCODER") or "numba"
     if kind not in ENCODERS:
         raise CodecError(f"unknown encoder {kind!r} (choose from {', '.join(ENCODERS)})")
-    codes = encode_tiled(model.switch_encoder if kind == "numba" else model.encoder, rgb, tile)
+    codes = encode_tiled(model.switch_encoder if kind == "numba" else model.encoder, rgb, tile, progress)
     return [np.asarray(c[0]) for c in codes]
 
 
@@ -132,6 +133,7 @@ def encode(
     threads: int | None = None,
     coding: str | None = None,
     quality: int | None = None,
+    progress=None,
 ) -> bytes:
     """Compress an image into a .msw byte string that holds only its switches.
 
@@ -147,6 +149,8 @@ def encode(
             file is kept), "context" (format v2, the model's MLP context model), "table"
             (format v2, the model's context tables) or "zstd" (format v1).
         quality: a rung of the rate-distortion ladder, 1..len(config.LADDER), instead of a model.
+        progress: called as ``progress(done, total)`` as the work advances (encoder tiles, payload
+            tiles), from the threads that do it; for a progress bar.
 
     Returns:
         The complete file. The same image and model always give the same bytes.
@@ -170,7 +174,8 @@ def encode(
     if coding == "auto":
         learned = "table" if m.table is not None else "context" if m.context is not None else None
     loaded = _as_loaded(img, max_pixels)
-    codes = compute_switches(m, loaded.rgb, tile)  # pads to multiples of 8 tile by tile
+    step = _Steps(progress, loaded.height, loaded.width, tile, learned is not None, coding in ("table", "context"))
+    codes = compute_switches(m, loaded.rgb, tile, progress=step)  # pads to multiples of 8 tile by tile
     base = dict(
         width=loaded.width,
         height=loaded.height,
@@ -192,15 +197,39 @@ def encode(
             version=2,
             context_digest=bytes.fromhex(m.table_digest if table else m.context_digest)[: fmt.DIGEST_BYTES],
         )
-        v2 = fmt.write(h, entropy.encode(m.table if table else m.context, codes))
+        v2 = fmt.write(h, entropy.encode(m.table if table else m.context, codes, step))
         if coding != "auto":
             return v2
     packed = sw.pack(codes)
     del codes
     v1 = fmt.write(fmt.Header(**base), sw.compress(packed, level))
+    step(1)
     # auto: the smaller file (the context model, trained on photographs, can lose to zstd's long
     # matches on synthetic pictures with flat areas); ties go to the context coding
     return v1 if v2 is not None and len(v1) < len(v2) else (v2 or v1)
+
+
+class _Steps:
+    """``encode``'s progress: counts units of work (encoder tiles, payload tiles, the zstd
+    payload) and reports ``(done, total)`` to a callback, from any thread."""
+
+    def __init__(self, progress, height: int, width: int, tile, learned: bool, learned_only: bool):
+        import threading
+
+        from .entropy import tiles
+        from .tiling import encoder_tiles
+
+        self.progress, self.done, self.lock = progress, 0, threading.Lock()
+        ctx = len(tiles(-(-height // 8) * 8, -(-width // 8) * 8)) if learned else 0
+        self.total = encoder_tiles(height, width, tile) + ctx + (0 if learned_only else 1)
+
+    def __call__(self, n: int) -> None:
+        if self.progress is None:
+            return
+        with self.lock:
+            self.done += n
+            done = self.done
+        self.progress(done, self.total)
 
 
 @dataclass

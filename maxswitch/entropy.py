@@ -160,12 +160,20 @@ def _map(fn, items: list, model) -> list:
         return list(ex.map(fn, items))
 
 
-def encode(model: ContextModel, codes: list[np.ndarray]) -> bytes:
+def encode(model: ContextModel, codes: list[np.ndarray], progress=None) -> bytes:
     """All switches of a padded image (3 arrays (C_s, H/2^s, W/2^s)) -> the v2 payload.
 
-    The bytes do not depend on the number of threads: tiles are independent."""
+    The bytes do not depend on the number of threads: tiles are independent. ``progress``, if
+    given, is called with 1 after each tile (from the tiles' threads)."""
     H, W = codes[0].shape[1] * 2, codes[0].shape[2] * 2
-    parts = _map(lambda t: encode_tile(model, _tile_codes(codes, t)), tiles(H, W), model)
+
+    def one(t):
+        words = encode_tile(model, _tile_codes(codes, t))
+        if progress is not None:
+            progress(1)
+        return words
+
+    parts = _map(one, tiles(H, W), model)
     out = bytearray()
     for words in parts:
         out += _U32.pack(len(words)) + words.astype("<u4").tobytes()

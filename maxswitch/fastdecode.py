@@ -137,6 +137,10 @@ class OrtRunner:
     (a session is safe to run from several threads at once)."""
 
     margin = TILE_MARGIN
+    # tiles of this side by default, whatever the image's size: as fast as whole images (by CPU
+    # time), a quarter of the memory on a photo, and two tiles or more keep 2 threads busy
+    # (docs/PERFORMANCE.md)
+    tile = 256
 
     def __init__(self, channels, weights: dict):
         self.channels = tuple(channels)

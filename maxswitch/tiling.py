@@ -110,6 +110,13 @@ def _spans(n: int, tile: int, margin: int):
         yield lo, hi, max(0, lo - margin), min(n, hi + margin)
 
 
+def encoder_tiles(height: int, width: int, tile: int | None = None) -> int:
+    """How many tiles ``encode_tiled`` cuts an image of this size into."""
+    H, W = _padded(height), _padded(width)
+    t = _tile_size(H, W, tile, ENCODER_TILE)
+    return 1 if t is None or (H <= t and W <= t) else -(-H // t) * -(-W // t)
+
+
 def _tile_size(H: int, W: int, tile: int | None, default: int) -> int | None:
     """The tile side to use: None means one piece (no tiling)."""
     if tile is None:
@@ -152,7 +159,7 @@ def _crop_padded(rgb: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndar
     return np.ascontiguousarray(sub) if sub.flags.writeable else sub.copy()
 
 
-def encode_tiled(encoder, img, tile: int | None = None) -> list:
+def encode_tiled(encoder, img, tile: int | None = None, progress=None) -> list:
     """Switches of an image, computed tile by tile.
 
     Args:
@@ -163,6 +170,7 @@ def encode_tiled(encoder, img, tile: int | None = None) -> list:
             (1, 3, H, W) tensor.
         tile: tile side in pixels (multiple of 8); None picks one for large images,
             0 disables tiling.
+        progress: called with 1 after each tile (from the tiles' threads), if given.
 
     Returns:
         Three uint8 arrays (1, C_s, H'/2^s, W'/2^s) of the padded size H' x W', identical to
@@ -175,7 +183,10 @@ def encode_tiled(encoder, img, tile: int | None = None) -> list:
     t = _tile_size(H, W, tile, ENCODER_TILE)
     run_encoder = _encoder_fn(encoder)
     if t is None or (H <= t and W <= t):
-        return run_encoder(_crop_padded(rgb, 0, H, 0, W))
+        codes = run_encoder(_crop_padded(rgb, 0, H, 0, W))
+        if progress is not None:
+            progress(1)
+        return codes
     out = [_empty(encoder, (1, c, H >> (s + 1), W >> (s + 1))) for s, c in enumerate(encoder.channels)]
 
     def run(job, _threads_for_tile):
@@ -186,6 +197,8 @@ def encode_tiled(encoder, img, tile: int | None = None) -> list:
             out[s][:, :, y0 >> f : y1 >> f, x0 >> f : x1 >> f] = c[
                 :, :, (y0 - cy0) >> f : (y1 - cy0) >> f, (x0 - cx0) >> f : (x1 - cx0) >> f
             ]
+        if progress is not None:
+            progress(1)
 
     _run_tiles([(ys, xs) for ys in _spans(H, t, ENCODER_MARGIN) for xs in _spans(W, t, ENCODER_MARGIN)], run)
     return out
@@ -332,8 +345,11 @@ def decode_bands(decoder, codes, tile: int | None = None, size: tuple[int, int] 
     height, width = size or (H, W)
     if not (0 < height <= H and 0 < width <= W):
         raise ValueError(f"size {height}x{width} does not fit the padded size {H}x{W}")
+    runner = as_runner(decoder)
+    if tile is None and getattr(runner, "tile", None):  # a runner may prefer its own tiles
+        tile = runner.tile if H * W > runner.tile**2 else 0
     t = _tile_size(H, W, tile, DEFAULT_TILE)
-    return _bands(decoder, src, t or max(H, W), height, width)
+    return _bands(runner, src, t or max(H, W), height, width)
 
 
 class _ArrayRows:
@@ -356,8 +372,7 @@ def _row_groups(H: int, W: int, t: int, margin: int, height: int, width: int) ->
     return [[(y, x) for y in rows[i : i + per] for x in xs] for i in range(0, len(rows), per)]
 
 
-def _bands(decoder, src, t: int, height: int, width: int):
-    runner = as_runner(decoder)
+def _bands(runner, src, t: int, height: int, width: int):
     H, W = src.size
     for jobs in _row_groups(H, W, t, runner.margin, height, width):
         b0, b1 = jobs[0][0][0], min(jobs[-1][0][1], height)
