@@ -182,7 +182,7 @@ _common_threads = click.option(
     "--threads",
     type=click.IntRange(1, 256),
     default=None,
-    help="CPU threads for the networks (default: torch's choice).",
+    help="CPU threads (default: every CPU this process may use).",
 )
 
 _common_device = click.option(
