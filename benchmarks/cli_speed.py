@@ -76,7 +76,17 @@ def best(cmd: list[str], repeat: int, env: dict | None = None) -> dict:
     return min(runs, key=lambda r: r["wall_s"])
 
 
-def whole_process(images: list[Path], repeat: int, threads: int | None, work: Path) -> list[dict]:
+def _before(checkout: str) -> tuple[dict, list[str]]:
+    """Environment and command that run another checkout's maxswitch with this environment's
+    packages: ``python -S`` (no site: this checkout's editable install would win) with the
+    checkout, then site-packages, on PYTHONPATH."""
+    import site
+
+    path = os.pathsep.join([checkout, *site.getsitepackages()])
+    return dict(os.environ, PYTHONPATH=path), [sys.executable, "-S", "-m", "maxswitch"]
+
+
+def whole_process(images: list[Path], repeat: int, threads: int | None, work: Path, before: str | None) -> list[dict]:
     rows = []
     t = ["-t", str(threads)] if threads else []
     for src in images:
@@ -86,6 +96,10 @@ def whole_process(images: list[Path], repeat: int, threads: int | None, work: Pa
         row["maxswitch encode"] = best([*MAXSWITCH, "encode", "-f", "--quiet", *t, str(src), msw], repeat)
         row["maxswitch decode"] = best([*MAXSWITCH, "decode", "-f", "--quiet", *t, msw, png], repeat)
         row["bytes"] = {"maxswitch": os.path.getsize(msw)}
+        if before:  # another checkout of maxswitch on the same image, same run
+            env, cmd, old = *_before(before), f"{stem}.before.msw"
+            row["before encode"] = best([*cmd, "encode", "-f", "--quiet", *t, str(src), old], repeat, env)
+            row["before decode"] = best([*cmd, "decode", "-f", "--quiet", *t, old, png], repeat, env)
         for fmt, ext in (("JPEG", "jpg"), ("WEBP", "webp")):
             out, back = f"{stem}.{ext}", f"{stem}.{ext}.png"
             row[f"Pillow {fmt} encode"] = best([sys.executable, "-c", PIL_ENCODE, str(src), out, fmt], repeat)
@@ -145,7 +159,7 @@ def library(images: list[Path], repeat: int, thread_counts: list[int]) -> list[d
     return out
 
 
-def big(mp: float, threads: int | None, work: Path) -> dict:
+def big(mp: float, threads: int | None, work: Path, before: str | None) -> dict:
     """One large image through the CLI: a Kodak image upscaled to about ``mp`` megapixels."""
     src = Image.open(KODAK / "kodim23.png").convert("RGB")
     scale = (mp * 1e6 / (src.width * src.height)) ** 0.5
@@ -157,13 +171,18 @@ def big(mp: float, threads: int | None, work: Path) -> dict:
     del a
     t = ["-t", str(threads)] if threads else []
     msw, png = str(work / "big.msw"), str(work / "big.png")
-    return {
+    out = {
         "size": [w, h],
         "load_start": load_avg(),
         "encode": run([*MAXSWITCH, "encode", "-f", "--quiet", *t, str(path), msw]),
         "decode": run([*MAXSWITCH, "decode", "-f", "--quiet", *t, msw, png]),
-        "load_end": load_avg(),
     }
+    if before:
+        env, cmd, old = *_before(before), str(work / "big.before.msw")
+        out["before encode"] = run([*cmd, "encode", "-f", "--quiet", *t, str(path), old], env)
+        out["before decode"] = run([*cmd, "decode", "-f", "--quiet", *t, old, png], env)
+    out["load_end"] = load_avg()
+    return out
 
 
 def fmt_run(r: dict) -> str:
@@ -238,6 +257,7 @@ def main() -> None:
     ap.add_argument("--library-threads", default="1,2")
     ap.add_argument("--no-first-run", action="store_true", help="skip the empty-cache run")
     ap.add_argument("--big", type=float, default=0, help="also one image of this many megapixels (e.g. 40)")
+    ap.add_argument("--before", help="another checkout of maxswitch (a folder put first on PYTHONPATH) timed beside")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
     a = ap.parse_args()
@@ -252,13 +272,13 @@ def main() -> None:
         res["torch"] = best([sys.executable, "-c", "import torch"], a.repeat)
         if not a.no_first_run:
             res["first_run"] = first_run(images[0], work)
-        res["whole_process"] = whole_process(images, a.repeat, a.threads, work)
+        res["whole_process"] = whole_process(images, a.repeat, a.threads, work, a.before)
         if a.library_images:
             kodak = sorted(KODAK.glob("kodim*.png"))
             sized = [p for p in kodak if Image.open(p).size == (768, 512)][: a.library_images]
             res["library"] = library(sized, a.repeat, [int(t) for t in a.library_threads.split(",")])
         if a.big:
-            res["big"] = big(a.big, a.threads, work)
+            res["big"] = big(a.big, a.threads, work, a.before)
     res["load_end"] = load_avg()
     text = markdown(res)
     print(text)
