@@ -12,7 +12,9 @@ image, one process", holds a run's figures and the command):
 * The first run after install: encode and decode with an empty numba cache (``NUMBA_CACHE_DIR``
   set to a new folder), which compiles the kernels once.
 * Library calls (array in, bytes out and back, in this process) on the Kodak-sized images at 1
-  and 2 threads: MP/s by the wall clock and CPU time per image.
+  and 2 threads: MP/s by the wall clock and CPU time per image; decoding by each decoder
+  (``MAXSWITCH_DECODER``: ONNX Runtime, and torch's ``DirectRunner``, the default once a process
+  has imported torch).
 * ``--big MP``: one image of about that many megapixels (a Kodak image upscaled, with a little
   noise) through the CLI: encode and decode wall, CPU and peak memory.
 
@@ -50,14 +52,14 @@ def load_avg() -> float:
 TIME = "/usr/bin/time"
 
 
-def run(cmd: list[str], env: dict | None = None) -> dict:
+def run(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> dict:
     """Run a command to its end: wall seconds, CPU seconds (user + system) and peak RSS (MB), as
     ``/usr/bin/time`` reports them (a child forked from this process would count this
     process's pages in its peak until it execs; /usr/bin/time is small), else ``os.wait4``."""
     timer = os.path.exists(TIME)
     full = [TIME, "-f", "@@time %e %U %S %M", *cmd] if timer else cmd
     t0 = time.perf_counter()
-    p = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    p = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     err = p.stderr.read().decode(errors="replace")
@@ -71,15 +73,16 @@ def run(cmd: list[str], env: dict | None = None) -> dict:
     return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024}
 
 
-def best(cmd: list[str], repeat: int, env: dict | None = None) -> dict:
-    runs = [run(cmd, env) for _ in range(repeat)]
+def best(cmd: list[str], repeat: int, env: dict | None = None, cwd: str | None = None) -> dict:
+    runs = [run(cmd, env, cwd) for _ in range(repeat)]
     return min(runs, key=lambda r: r["wall_s"])
 
 
 def _before(checkout: str) -> tuple[dict, list[str]]:
     """Environment and command that run another checkout's maxswitch with this environment's
     packages: ``python -S`` (no site: this checkout's editable install would win) with the
-    checkout, then site-packages, on PYTHONPATH."""
+    checkout, then site-packages, on PYTHONPATH; run in the checkout's folder (``-m`` puts the
+    working folder first)."""
     import site
 
     path = os.pathsep.join([checkout, *site.getsitepackages()])
@@ -98,8 +101,8 @@ def whole_process(images: list[Path], repeat: int, threads: int | None, work: Pa
         row["bytes"] = {"maxswitch": os.path.getsize(msw)}
         if before:  # another checkout of maxswitch on the same image, same run
             env, cmd, old = *_before(before), f"{stem}.before.msw"
-            row["before encode"] = best([*cmd, "encode", "-f", "--quiet", *t, str(src), old], repeat, env)
-            row["before decode"] = best([*cmd, "decode", "-f", "--quiet", *t, old, png], repeat, env)
+            row["before encode"] = best([*cmd, "encode", "-f", "--quiet", *t, str(src), old], repeat, env, before)
+            row["before decode"] = best([*cmd, "decode", "-f", "--quiet", *t, old, png], repeat, env, before)
         for fmt, ext in (("JPEG", "jpg"), ("WEBP", "webp")):
             out, back = f"{stem}.{ext}", f"{stem}.{ext}.png"
             row[f"Pillow {fmt} encode"] = best([sys.executable, "-c", PIL_ENCODE, str(src), out, fmt], repeat)
@@ -137,8 +140,12 @@ def library(images: list[Path], repeat: int, thread_counts: list[int]) -> list[d
         threads.set(n)
         for what, fn, items in (
             ("encode", lambda a: codec.encode(a, m), arrays),
-            ("decode", lambda d: codec.decode_array(d), datas),
+            ("decode, ONNX Runtime", lambda d: codec.decode_array(d), datas),
+            ("decode, torch", lambda d: codec.decode_array(d), datas),
         ):
+            # the decoder by MAXSWITCH_DECODER (codec.decoder_runner); torch is imported on its first use
+            os.environ["MAXSWITCH_DECODER"] = "torch" if what.endswith("torch") else "onnx"
+            fn(items[0])
             wall = cpu = 0.0
             for it in items:
                 w = c = float("inf")
@@ -179,8 +186,8 @@ def big(mp: float, threads: int | None, work: Path, before: str | None) -> dict:
     }
     if before:
         env, cmd, old = *_before(before), str(work / "big.before.msw")
-        out["before encode"] = run([*cmd, "encode", "-f", "--quiet", *t, str(path), old], env)
-        out["before decode"] = run([*cmd, "decode", "-f", "--quiet", *t, old, png], env)
+        out["before encode"] = run([*cmd, "encode", "-f", "--quiet", *t, str(path), old], env, before)
+        out["before decode"] = run([*cmd, "decode", "-f", "--quiet", *t, old, png], env, before)
     out["load_end"] = load_avg()
     return out
 
@@ -202,19 +209,17 @@ def markdown(res: dict) -> str:
         "| image | process | wall s | CPU s (user+sys) | peak RSS MB | bytes |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
+    names = ("maxswitch encode", "maxswitch decode", "before encode", "before decode")
+    names += ("Pillow JPEG encode", "Pillow JPEG decode", "Pillow WEBP encode", "Pillow WEBP decode")
     for row in res["whole_process"]:
-        for k in (
-            "maxswitch encode",
-            "maxswitch decode",
-            "Pillow JPEG encode",
-            "Pillow JPEG decode",
-            "Pillow WEBP encode",
-            "Pillow WEBP decode",
-        ):
+        for k in [k for k in names if k in row]:
             r = row[k]
-            key = "maxswitch" if k.startswith("maxswitch") else k.split()[1]
-            b = row["bytes"][key] if k.endswith("encode") else ""
-            lines.append(f"| {row['image']} | {k} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['rss_mb']:.0f} | {b} |")
+            key = k.split()[1] if k.startswith("Pillow") else "maxswitch"
+            b = row["bytes"][key] if k.endswith("encode") and not k.startswith("before") else ""
+            label = f"maxswitch {k.split()[1]}, --before checkout" if k.startswith("before") else k
+            lines.append(
+                f"| {row['image']} | {label} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['rss_mb']:.0f} | {b} |"
+            )
     lines.append("")
     rows = res["whole_process"]
     for k in ("encode", "decode"):
@@ -222,6 +227,9 @@ def markdown(res: dict) -> str:
         for f in ("JPEG", "WEBP"):
             other = np.mean([r[f"Pillow {f} {k}"]["wall_s"] for r in rows])
             lines.append(f"- maxswitch {k} / Pillow {f} {k}, wall time: {ms / other:.1f}x")
+        if all(f"before {k}" in r for r in rows):
+            old = np.mean([r[f"before {k}"]["wall_s"] for r in rows])
+            lines.append(f"- maxswitch {k}, the --before checkout / this one, wall time: {old / ms:.1f}x")
     lines.append("")
     if "first_run" in res:
         fr = res["first_run"]
@@ -245,6 +253,10 @@ def markdown(res: dict) -> str:
         lines.append(
             f"{b['size'][0]}x{b['size'][1]} ({b['size'][0] * b['size'][1] / 1e6:.1f} MP) through the CLI: encode {fmt_run(b['encode'])}, decode {fmt_run(b['decode'])} (load {b['load_start']} to {b['load_end']})."
         )
+        if "before decode" in b:
+            lines.append(
+                f"The --before checkout on it: encode {fmt_run(b['before encode'])}, decode {fmt_run(b['before decode'])}."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -260,7 +272,11 @@ def main() -> None:
     ap.add_argument("--before", help="another checkout of maxswitch (a folder put first on PYTHONPATH) timed beside")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
+    ap.add_argument("--from-json", help="print the tables of an earlier run's --json file instead of measuring")
     a = ap.parse_args()
+    if a.from_json:
+        print(markdown(json.loads(Path(a.from_json).read_text())))
+        return
     images = [KODAK / f"{n.strip()}.png" for n in a.images.split(",")]
     res = {
         "machine": f"{os.cpu_count()} CPUs, {sys.platform}, Python {sys.version.split()[0]}",

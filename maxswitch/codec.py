@@ -103,14 +103,30 @@ def compute_switches(
     return [np.asarray(c[0]) for c in codes]
 
 
-def decoder_runner(model: Model):
+DECODERS = ("auto", "onnx", "torch")  # MAXSWITCH_DECODER picks one; auto by default
+
+
+def decoder_runner(model: Model, decoder: str | None = None):
     """What decodes ``model``'s switches: the ONNX Runtime runner of a direct decoder
-    (``fastdecode.py``, no torch), else the torch decoder module (the reference, and every other
-    decoder kind); ``MAXSWITCH_DECODER=torch`` chooses torch for all."""
+    (``fastdecode.py``) or the torch decoder module (the reference, and every other decoder kind).
+
+    ``decoder``: "onnx", "torch", or "auto" (the default, or ``$MAXSWITCH_DECODER``): ONNX Runtime,
+    unless torch is already imported in this process, whose ``DirectRunner`` decodes a photo in
+    about 15 % less time (docs/PERFORMANCE.md): one picture from a shell then never pays torch's
+    2 s import, and a program that has torch loaded anyway gets its faster decoder. The two give
+    the same picture within a rounding step (tests/test_fastdecode.py)."""
+    import os
+    import sys
+
     from .fastdecode import runner_for
 
+    kind = decoder or os.environ.get("MAXSWITCH_DECODER") or "auto"
+    if kind not in DECODERS:
+        raise CodecError(f"unknown decoder {kind!r} (choose from {', '.join(DECODERS)})")
     if not model.has_decoder:
         raise CodecError(f"model {model.name} has no decoder")
+    if kind == "torch" or (kind == "auto" and sys.modules.get("torch") is not None):
+        return model.decoder
     return runner_for(model) or model.decoder
 
 

@@ -7,7 +7,8 @@ name, as a model asset holds them: ``l3.0.weight`` ...), and runs it with ONNX R
 imports in about 0.15 s and 50 MB where torch takes about 2 s and 220 MB (docs/PERFORMANCE.md),
 and whose convolutions fuse their ReLU. Any other decoder kind, or a direct decoder with other
 parameters, decodes with torch (``runner_for`` returns None); so does every decoder when
-``onnxruntime`` is not installed or ``MAXSWITCH_DECODER=torch``.
+``onnxruntime`` is not installed or ``MAXSWITCH_DECODER=torch``, and, by default, in a process
+that has imported torch anyway (``codec.decoder_runner``).
 
 The graph of a region, level by level (3, 2, 1, at 1/8, 1/4, 1/2 scale), as ``DirectRunner``:
 the level's switches (uint8, the region with its context) are made one-hot (channel 4c + code),

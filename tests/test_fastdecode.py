@@ -94,10 +94,18 @@ def test_codec_decodes_with_onnxruntime_and_torch_alike(tiny_zoo, monkeypatch):
     from conftest import png_bytes
 
     data = codec.encode(png_bytes(make_image(90, 70, seed=2)), tiny_zoo)
+    m = zoo.load_model(tiny_zoo)
+    monkeypatch.setenv("MAXSWITCH_DECODER", "onnx")
+    assert isinstance(codec.decoder_runner(m), fastdecode.OrtRunner)
     fast, _ = codec.decode_array(data)
-    assert codec.decoder_runner(zoo.load_model(tiny_zoo)).__class__.__name__ == "OrtRunner"
+    # auto: torch is imported in this process, so its DirectRunner decodes
+    monkeypatch.setenv("MAXSWITCH_DECODER", "auto")
+    assert isinstance(codec.decoder_runner(m), torch.nn.Module)
     monkeypatch.setenv("MAXSWITCH_DECODER", "torch")
-    zoo.load_model(tiny_zoo)._ort_runner = None
-    assert isinstance(codec.decoder_runner(zoo.load_model(tiny_zoo)), torch.nn.Module)
+    m._ort_runner = None
+    assert isinstance(codec.decoder_runner(m), torch.nn.Module)
     ref, _ = codec.decode_array(data)
     assert np.abs(fast.astype(int) - ref).max() <= 1
+    monkeypatch.setenv("MAXSWITCH_DECODER", "gpu")
+    with pytest.raises(codec.CodecError, match="unknown decoder"):
+        codec.decoder_runner(m)
