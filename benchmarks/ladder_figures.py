@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch.config import LADDER  # noqa: E402
+from maxswitch.config import LADDERS  # noqa: E402
 from maxswitch.zoo import set_figures  # noqa: E402
 
 
@@ -43,13 +43,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kodak_csv")
     ap.add_argument("--bsds", default=None, help="bench CSV of test-bsds500")
-    ap.add_argument("--models", default=None, help="comma-separated models to update (default: the ladder's)")
+    ap.add_argument("--models", default=None, help="comma-separated models to update (default: every ladder's)")
     ap.add_argument("--command", default=None, help="the bench command that wrote the CSV (recorded)")
     a = ap.parse_args()
     k = means(a.kodak_csv)
     b = means(a.bsds) if a.bsds else {}
     figures = {}
-    for name in a.models.split(",") if a.models else LADDER:
+    for name in a.models.split(",") if a.models else [m for rungs in LADDERS.values() for m in rungs]:
         auto, v1 = k.get(f"{name}@auto"), k.get(f"{name}@zstd")
         if auto is None:
             continue

@@ -109,6 +109,7 @@ class Record:
     rmse: float = 0.0
     ssim: float | None = None
     ms_ssim: float | None = None
+    block_psnr: float | None = None  # PSNR of 16 x 16 block means (level and colour)
     encode_s: float = 0.0
     decode_s: float = 0.0
 
@@ -276,6 +277,10 @@ def bench_image(root: str, rel: str, qualities: tuple[int, ...], baselines: bool
         x_hat, _ = codec.decode_array(data, m, max_pixels=max_pixels)
         t2 = time.perf_counter()
         header, payload = fmt.read(data)
+        if header.version == fmt.VERSION_WHAT:  # bits per switch count the switches' part only
+            from .parts import split
+
+            payload = split(payload).switches
         n = header.switch_count
         out.records.append(
             Record(

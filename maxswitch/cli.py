@@ -727,7 +727,9 @@ def _check_output_path(path: str, option: str, folder_ok: bool = False) -> None:
     help=f"Model name or asset path; repeat for several (default {DEFAULT_MODEL}).",
 )
 @click.option("--all-models", is_flag=True, help="Benchmark every shipped model.")
-@click.option("--ladder", is_flag=True, help="Benchmark the -q ladder (the natural-image models of -q 1..N).")
+@click.option(
+    "--ladder", is_flag=True, help="Benchmark every ladder: the -q rungs and the switch-only family, one curve each."
+)
 @click.option(
     "--coding",
     type=click.Choice(["default", "auto", "context", "table", "zstd", "both"]),
@@ -811,9 +813,9 @@ def bench(
         if not models:
             raise Failure("no shipped models found")
     if ladder:
-        from .config import LADDER
+        from .config import LADDERS
 
-        models = LADDER
+        models = tuple(m for rungs in LADDERS.values() for m in rungs)
     models = models or (DEFAULT_MODEL,)
     if coding != "default":
         from .zoo import shipped
@@ -908,6 +910,13 @@ def bench(
 )
 @click.option("--encoder-seed", type=int, default=0, show_default=True)
 @click.option("--encoder-from", default=None, help="Reuse the encoder of this model (name or path).")
+@click.option(
+    "--what",
+    default=None,
+    metavar="F,SY,SC",
+    help="Train a decoder that also reads a what part: F x F block means, luma and chroma steps (e.g. 8,4,8).",
+)
+@click.option("--init-from", default=None, help="Start from this model's decoder (same channels and widths).")
 @_training_options(TRAIN_MINUTES, "Validation folder (its first 24 images, held in memory).")
 @click.option("--resize", type=click.IntRange(8), default=None, help="Resize training images to this square size.")
 @click.option("--patch", type=click.IntRange(8), default=96, show_default=True, help="Crop side (multiple of 8).")
@@ -961,6 +970,7 @@ def train(data_dir, output, name, val_dir, split, val_split, resize, model_versi
             checkpoint=setup.checkpoint,
             resume=resume,
             version=model_version,
+            init=setup.init,
         )
 
 

@@ -13,6 +13,7 @@ them, else its context model) and with zstd, and keeps the smaller file.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,7 @@ def encode(
         bit_depth=loaded.bit_depth,
         raw_size=fmt.raw_size(loaded.width, loaded.height, m.config.channels),
     )
+    wrap = _what_wrapper(m, loaded.rgb, codes)  # version 3: the what part beside the switches
     v2 = None
     if learned is not None:
         from . import entropy
@@ -213,12 +215,12 @@ def encode(
             version=2,
             context_digest=bytes.fromhex(m.table_digest if table else m.context_digest)[: fmt.DIGEST_BYTES],
         )
-        v2 = fmt.write(h, entropy.encode(m.table if table else m.context, codes, step))
+        v2 = fmt.write(*wrap(h, entropy.encode(m.table if table else m.context, codes, step)))
         if coding != "auto":
             return v2
     packed = sw.pack(codes)
     del codes
-    v1 = fmt.write(fmt.Header(**base), sw.compress(packed, level))
+    v1 = fmt.write(*wrap(fmt.Header(**base), sw.compress(packed, level)))
     step(1)
     # auto: the smaller file (the context model, trained on photographs, can lose to zstd's long
     # matches on synthetic pictures with flat areas); ties go to the context coding
@@ -248,6 +250,35 @@ class _Steps:
         self.progress(done, self.total)
 
 
+def _what_spec(m: Model):
+    """The what part a model's files carry (a ``what.WhatSpec``), or None for switch-only models."""
+    if not m.config.what:
+        return None
+    from .what import WhatSpec
+
+    return WhatSpec(*m.config.what)
+
+
+def _what_wrapper(m: Model, rgb: np.ndarray, codes: list[np.ndarray]):
+    """``wrap(header, switch_payload) -> (header, payload)``: unchanged for switch-only models;
+    for a what model, the version-3 header and payload (the what part, the switches' checksum)."""
+    spec = _what_spec(m)
+    if spec is None:
+        return lambda h, payload: (h, payload)
+    from . import parts, what
+
+    H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
+    rgb = imagelib.pad_to_multiple(rgb)
+    what_bytes, _ = what.encode(rgb, spec)
+    head = parts.join(spec, what_bytes, parts.switch_checksum(codes, H, W), b"")
+
+    def wrap(h: fmt.Header, payload: bytes):
+        digest = h.context_digest or bytes(fmt.DIGEST_BYTES)
+        return dataclasses.replace(h, version=fmt.VERSION_WHAT, context_digest=digest), head + payload
+
+    return wrap
+
+
 @dataclass
 class Parsed:
     """A verified .msw file: its header and its decoded switches (C_s, H/2^s, W/2^s)."""
@@ -270,7 +301,35 @@ def parse(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS, mod
     data = _msw_bytes(data)
     h, payload = fmt.read(data, max_pixels)
     m = resolve_model(h, model) if h.coding in fmt.LEARNED_CODINGS else None
-    return Parsed(h, _unpack(h, payload, m), len(payload), len(data))
+    switches = _split(h, payload)[1]
+    return Parsed(h, _unpack(h, switches, m), len(payload), len(data))
+
+
+def _split(h: fmt.Header, payload):
+    """(parts.Parts or None, the switches' payload) of a verified file's payload."""
+    if h.version != fmt.VERSION_WHAT:
+        return None, payload
+    from . import parts
+
+    p = parts.split(payload)
+    return p, p.switches
+
+
+def _what_picture(h: fmt.Header, p, src):
+    """Check a version-3 file's switch checksum against ``src`` (3 arrays or a row source,
+    read a row of tiles at a time) and decode its what part: uint8 (1, 3, H/8, W/8)."""
+    import torch
+
+    from . import parts, what
+
+    H, W = h.padded
+    if parts.switch_checksum(src, H, W) != p.checksum:
+        raise sw.PayloadError("the switches do not match the file's switch checksum: the payload is corrupt")
+    try:
+        pic = what.decode(bytes(p.what), p.spec, H, W)
+    except what.WhatError as e:
+        raise sw.PayloadError(str(e)) from None
+    return torch.from_numpy(pic).permute(2, 0, 1)[None].contiguous()
 
 
 def _unpack(h: fmt.Header, payload: bytes, model: Model | None, rows: bool = False):
@@ -379,9 +438,28 @@ def decode_bands(
     h, payload = fmt.read(_msw_bytes(data), max_pixels)
     m = resolve_model(h, model)  # before inflating: the header must agree with the model
     runner = decoder_runner(m)
-    codes = _unpack(h, payload, m, rows=True)
-    del payload
+    p, switches = _split(h, payload)
+    if p is None and m.config.what:
+        raise ModelError(f"model {m.name} needs a what part (format version 3); this file has only switches")
+    if p is not None and not m.config.what:
+        raise ModelError(f"file has a what part (format version 3); model {m.name} decodes switches only")
+    codes = _unpack(h, switches, m, rows=True)
+    if p is not None:
+        from .tiling import WithWhat, as_source
+
+        check = _unpack(h, switches, m, rows=True) if isinstance(codes, entropy_row_decoder()) else codes
+        pic = _what_picture(h, p, check)
+        codes = WithWhat(as_source(codes), pic)
+    del payload, switches
     return h, bands(runner, codes, tile, (h.height, h.width))
+
+
+def entropy_row_decoder():
+    """entropy.RowDecoder (imported on use): it forgets the rows it has given, so a checksum
+    pass over it needs a second one."""
+    from .entropy import RowDecoder
+
+    return RowDecoder
 
 
 def join_bands(bands, height: int, width: int) -> np.ndarray:
@@ -412,16 +490,28 @@ def info(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> d
     """
     data = _msw_bytes(data)
     h, payload = fmt.read(data, max_pixels)
+    p, switches = _split(h, payload)
     if h.coding in fmt.LEARNED_CODINGS:
         from . import entropy
 
         H, W = h.padded
-        for _ in entropy.iter_tiles(payload, H, W):
+        for _ in entropy.iter_tiles(switches, H, W):
             pass
     else:
-        sw.decompress(payload, h.raw_size, keep=False)
-    file_size, payload_size = len(data), len(payload)
+        sw.decompress(switches, h.raw_size, keep=False)
+    file_size, payload_size = len(data), len(switches)
     n = h.switch_count
+    parts_info = {}
+    if p is not None:
+        from .parts import HEAD_BYTES
+
+        parts_info = {
+            "what": f"{p.spec.factor}x{p.spec.factor} block means, steps {p.spec.step_y}/{p.spec.step_c}",
+            "what_bytes": len(p.what),
+            "what_bpp": round(8 * len(p.what) / (h.width * h.height), 4),
+            "parts_header_bytes": HEAD_BYTES,
+            "switch_checksum": f"{p.checksum:08x}",
+        }
     return {
         "format_version": h.version,
         "model": h.model,
@@ -434,10 +524,10 @@ def info(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> d
         "coding": fmt.CODINGS[h.coding],
         "context_digest": h.context_digest.hex() or None,
         "file_bytes": file_size,
-        "header_bytes": file_size - payload_size,
-        "payload_bytes": payload_size,
+        "header_bytes": len(data) - len(payload),
+        "payload_bytes": payload_size,  # the switches' part (version 3: without the what part)
         "switches": n,
         "bits_per_switch": round(8 * payload_size / n, 4),
         "bpp": round(8 * file_size / (h.width * h.height), 4),
         "raw_bpp": round(2 * n / (h.width * h.height), 4),
-    }
+    } | parts_info

@@ -119,6 +119,7 @@ class SwitchCrops(torch.utils.data.Dataset):
         crops_per_image: int = 2,
         resize: int | None = None,
         with_images: bool = True,
+        what=None,
     ):
         if patch % 8 or patch < 8:
             raise DataError(f"the crop side must be a positive multiple of 8, got {patch}")
@@ -128,6 +129,7 @@ class SwitchCrops(torch.utils.data.Dataset):
         self.encoder = encoder
         self.patch, self.seed, self.k, self.resize = patch, seed, max(1, crops_per_image), resize
         self.with_images = with_images
+        self.what = what  # a what.WhatSpec: samples also carry their what picture (nets.WhatDecoder)
         self._perm_epoch, self._perm = -1, None
         self._cache: OrderedDict[str, np.ndarray | None] = OrderedDict()
         self._bad: dict[str, str] = {}  # path -> reason, reported once by each worker
@@ -183,9 +185,15 @@ class SwitchCrops(torch.utils.data.Dataset):
         y = 8 * int(rng.integers(0, (H - self.patch) // 8 + 1))
         x = 8 * int(rng.integers(0, (W - self.patch) // 8 + 1))
         img, codes = crop_switches(self.encoder, rgb, y, x, self.patch, mirror=bool(rng.integers(2)))
+        sample = {"image": img, "codes": codes, "bad": new_bad}
+        if self.what is not None:  # the crop is aligned to the 8-pixel grid, so are its blocks
+            from . import what as whatlib
+
+            q = whatlib.describe(img.permute(1, 2, 0).numpy(), self.what)
+            sample["what"] = torch.from_numpy(whatlib.dequantize(q, self.what)).permute(2, 0, 1).contiguous()
         if not self.with_images:
-            img = img[:, :0, :0]
-        return {"image": img, "codes": codes, "bad": new_bad}
+            sample["image"] = img[:, :0, :0]
+        return sample
 
 
 def collate(samples: list[dict]) -> dict:
@@ -193,7 +201,8 @@ def collate(samples: list[dict]) -> dict:
     fatal = [s["fatal"] for s in samples if "fatal" in s]
     if fatal:
         return {"fatal": fatal[0]}
-    return {
+    out = {} if "what" not in samples[0] else {"what": torch.stack([s["what"] for s in samples])}
+    return out | {
         "image": torch.stack([s["image"] for s in samples]),
         "codes": [torch.stack([s["codes"][i] for s in samples]) for i in range(3)],
         "bad": [b for s in samples for b in s["bad"]],

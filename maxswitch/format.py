@@ -41,7 +41,8 @@ from .config import CONTEXT_TILE
 from .errors import MaxswitchError
 
 MAGIC = b"\x89MSW\r\n\x1a\n"
-VERSION = 2  # the newest version this module reads
+VERSION = 3  # the newest version this module reads
+VERSION_WHAT = 3  # version 2's header; the payload is a what part, a switch checksum and the switches (parts.py)
 CODING_ZSTD = 1
 CODING_CONTEXT = 2
 CODING_TABLE = 3
@@ -128,7 +129,7 @@ def _check_fields(h: Header) -> None:
         raise FormatError(f"invalid channel plan {h.channels}")
     if len(h.encoder_digest) != DIGEST_BYTES:
         raise FormatError("encoder digest must be 16 bytes")
-    if VERSION_OF_CODING[h.coding] != h.version:
+    if h.version != VERSION_WHAT and VERSION_OF_CODING[h.coding] != h.version:
         raise FormatError(f"payload coding {h.coding} is not valid in format version {h.version}")
     if h.version >= 2 and len(h.context_digest) != DIGEST_BYTES:
         raise FormatError("context model digest must be 16 bytes")
@@ -136,7 +137,8 @@ def _check_fields(h: Header) -> None:
 
 def write(h: Header, payload: bytes) -> bytes:
     """Serialise a header and its coded payload into a complete .msw byte string."""
-    h = dataclasses.replace(h, version=VERSION_OF_CODING.get(h.coding, h.version))
+    if h.version != VERSION_WHAT:
+        h = dataclasses.replace(h, version=VERSION_OF_CODING.get(h.coding, h.version))
     _check_fields(h)
     if h.raw_size != raw_size(h.width, h.height, h.channels):
         raise FormatError("raw_size does not match the image size and channels")
@@ -177,7 +179,7 @@ def declared_length(prefix: bytes) -> int | None:
     """
     if prefix[: len(MAGIC)] != MAGIC[: len(prefix)]:
         raise FormatError("not a .msw file (bad magic number)")
-    if len(prefix) > 8 and prefix[8] not in (1, 2):
+    if len(prefix) > 8 and prefix[8] not in (1, 2, 3):
         read(prefix)  # raises the version error read() would
     if len(prefix) < 21:
         return None
@@ -199,6 +201,11 @@ def max_payload(h: Header) -> int:
     header and checksum). Codings 2 and 3: every switch at the smallest probability, 2^-24
     (24 bits; coding 3's is 2^-16), plus each tile's word count and the coder's final state.
     """
+    if h.version == VERSION_WHAT:  # the part header, the largest what part, then the switches
+        from .parts import HEAD_BYTES, max_what_bytes
+
+        H, W = h.padded
+        return HEAD_BYTES + max_what_bytes(8, H, W) + max_payload(dataclasses.replace(h, version=2))
     if h.coding == CODING_ZSTD:
         r = raw_size(h.width, h.height, h.channels)  # the formula, whatever the R field says
         return r + 3 * (r // (128 << 10) + 1) + 32
@@ -241,7 +248,7 @@ def check_prefix(prefix: bytes, max_pixels: int | None = None) -> None:
     Raises:
         FormatError: the header rules the file out; nothing if ``prefix`` is too short to tell.
     """
-    if len(prefix) < 21 or prefix[8] not in (1, 2):
+    if len(prefix) < 21 or prefix[8] not in (1, 2, 3):
         return
     n = prefix[20]
     fields = 21 + n + DIGEST_BYTES + _extra(prefix[8])
@@ -290,7 +297,7 @@ def read(data, max_pixels: int | None = None) -> tuple[Header, memoryview]:
         raise NewerVersionError(
             f"file has format version {version}; this maxswitch reads version {VERSION}: upgrade maxswitch"
         )
-    if version not in (1, 2):
+    if version not in (1, 2, 3):
         raise FormatError(f"invalid format version {version}")
     if len(data) < MIN_SIZE + 1:
         raise FormatError(f"file is truncated ({len(data)} bytes, a .msw file has at least {MIN_SIZE + 1})")

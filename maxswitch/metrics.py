@@ -187,8 +187,8 @@ def distortion(x: np.ndarray, x_hat: np.ndarray, data_range: float = 255.0) -> d
         x_hat: the reconstruction, same shape.
 
     Returns:
-        ``{"psnr", "rmse", "ssim", "ms_ssim"}``; ``ssim`` or ``ms_ssim`` is None where the image
-        is too small for it.
+        ``{"psnr", "rmse", "ssim", "ms_ssim", "block_psnr"}``; ``ssim``, ``ms_ssim`` or
+        ``block_psnr`` (16 x 16 block means) is None where the image is too small for it.
     """
     a, b = _pair(x, x_hat)
     m = float(np.mean(np.square(a - b)))
@@ -197,6 +197,7 @@ def distortion(x: np.ndarray, x_hat: np.ndarray, data_range: float = 255.0) -> d
         "rmse": math.sqrt(m) / data_range,
         "ssim": None,
         "ms_ssim": None,
+        "block_psnr": block_psnr(x, x_hat, data_range=data_range),
     }
     h, w = a.shape[1:]
     if m == 0:  # identical: every window's luminance and contrast terms are exactly 1
@@ -207,6 +208,26 @@ def distortion(x: np.ndarray, x_hat: np.ndarray, data_range: float = 255.0) -> d
     elif min(h, w) >= WIN_SIZE:
         out["ssim"] = float(np.mean(_ssim_cs(a, b, data_range)[0]))
     return out
+
+
+BLOCK = 16  # block side of ``block_psnr``
+
+
+def block_psnr(x: np.ndarray, x_hat: np.ndarray, block: int = BLOCK, data_range: float = 255.0) -> float | None:
+    """PSNR of the images' ``block`` x ``block`` means: a low-pass fidelity measure (level and
+    colour, not detail). Partial blocks at the right and bottom edges are left out; None if the
+    image holds no whole block."""
+    a, b = _pair(x, x_hat)
+    C, H, W = a.shape
+    h, w = H // block, W // block
+    if h == 0 or w == 0:
+        return None
+
+    def means(t):
+        return t[:, : h * block, : w * block].reshape(C, h, block, w, block).mean(axis=(2, 4))
+
+    m = float(np.mean(np.square(means(a) - means(b))))
+    return math.inf if m == 0 else 10.0 * math.log10(data_range * data_range / m)
 
 
 def mean(values) -> float | None:

@@ -23,6 +23,8 @@ class ModelConfig:
         pool: "max" (switches) or "avg" (no switches: the control experiment).
         encoder_seed: the seed the random encoder was drawn from, for the record only;
             the weights themselves are stored and never regenerated.
+        what: () for switch-only models; for decoder "what", the what part its files carry:
+            (block size F, luma step, chroma step) (``maxswitch.what.WhatSpec``).
     """
 
     channels: tuple[int, int, int] = (16, 16, 16)
@@ -30,6 +32,7 @@ class ModelConfig:
     widths: tuple[int, int, int] = (64, 48, 32)
     pool: str = "max"
     encoder_seed: int = 0
+    what: tuple = ()
 
     def __post_init__(self):
         if len(self.channels) != STAGES or min(self.channels) < 1:
@@ -40,11 +43,16 @@ class ModelConfig:
             raise ValueError(f"widths must be 3 positive integers, got {self.widths}")
         if self.pool not in ("max", "avg"):
             raise ValueError(f"unknown pool {self.pool!r}")
+        if (self.decoder == "what") != bool(self.what) or (self.what and len(self.what) != 3):
+            raise ValueError(f"decoder 'what' needs what = (F, step_y, step_c), got {self.what!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["channels"] = list(self.channels)
         d["widths"] = list(self.widths)
+        d["what"] = list(self.what)
+        if not self.what:
+            del d["what"]  # switch-only assets keep the description they always had
         return d
 
     @classmethod
@@ -53,6 +61,7 @@ class ModelConfig:
         d.pop("extra", None)  # an unused field of 0.1's assets
         d["channels"] = tuple(int(c) for c in d["channels"])
         d["widths"] = tuple(int(c) for c in d["widths"])
+        d["what"] = tuple(int(c) for c in d.get("what", ()))
         return cls(**d)
 
     @property

@@ -293,7 +293,8 @@ class DirectRunner:
         self.levels4 = torch.arange(4, dtype=torch.uint8)
 
     def region(self, codes: list[torch.Tensor], y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
-        """codes: 3 uint8 tensors (B, C_s, H/2^s, W/2^s) of the whole image.
+        """codes: 3 uint8 tensors (B, C_s, H/2^s, W/2^s) of the whole image (a 4th, uint8
+        (B, 3, H/8, W/8), is the what picture of a ``WhatDecoder``: level 3's extra input).
 
         Returns float (B, (y1-y0)/2, (x1-x0)/2, 2, 2, 3): the RGB values (0..255 before
         clamping) of the rectangle, pixel (2i+di, 2j+dj) at [:, i, j, di, dj].
@@ -311,7 +312,11 @@ class DirectRunner:
             B, C = cod.shape[:2]
             ih, iw = iy1 - iy0, ix1 - ix0
             cx = 0 if x is None else x.shape[-1] // 4
-            buf = torch.empty((B, ih, iw, cx + 4 * C))
+            extra = codes[3] if lvl == 0 and len(codes) > 3 else None  # WhatDecoder: the what picture
+            ce = 0 if extra is None else extra.shape[1]
+            buf = torch.empty((B, ih, iw, cx + 4 * C + ce))
+            if extra is not None:
+                buf[..., 4 * C :].copy_(extra[:, :, iy0:iy1, ix0:ix1].permute(0, 2, 3, 1)).div_(255.0).sub_(0.5)
             if x is not None:  # pixel shuffle of the coarser level's output, cropped, into the buffer
                 py0, px0 = prev  # origin of the coarser level's output, in its own cells
                 ay, ax = (iy0 - 2 * py0) // 2, (ix0 - 2 * px0) // 2
@@ -319,7 +324,7 @@ class DirectRunner:
                 buf.view(B, ih // 2, 2, iw // 2, 2, cx + 4 * C)[..., :cx].copy_(
                     src.view(B, ih // 2, iw // 2, 2, 2, cx).permute(0, 1, 3, 2, 4, 5)
                 )
-            oh = buf[..., cx:].view(B, ih, iw, C, 4)
+            oh = buf[..., cx : cx + 4 * C].unflatten(-1, (C, 4))
             torch.eq(cod[:, :, iy0:iy1, ix0:ix1].permute(0, 2, 3, 1).contiguous().unsqueeze(-1), self.levels4, out=oh)
             y = F.conv2d(buf.permute(0, 3, 1, 2), wa, ba, padding=1).relu_()
             y = F.conv2d(y, wb, bb, padding=1).relu_()
@@ -373,6 +378,86 @@ class DirectDecoder(nn.Module):
         return x + 0.5
 
 
+def fuse(base: torch.Tensor, what: torch.Tensor, factor: int = 8) -> torch.Tensor:
+    """Replace the low frequencies of ``base`` by those of the what picture.
+
+    base: float (B, 3, H, W); what: float (B, 3, H/F, W/F) on the same scale. Returns
+    ``base - up(avg_F(base)) + up(what)``, up = bilinear (half-pixel centres, edges clamped):
+    the switches' detail on the what part's level and colour.
+    """
+    up = lambda t: F.interpolate(t, scale_factor=factor, mode="bilinear", align_corners=False)  # noqa: E731
+    return base - up(F.avg_pool2d(base, factor)) + up(what)
+
+
+class WhatDecoder(DirectDecoder):
+    """A direct decoder that also reads the file's what part (``maxswitch.what``).
+
+    The what picture (B, 3, H/8, W/8), uint8 block means, enters level 3 beside the stage-3
+    switches (as ``what / 255 - 0.5``), and ``fuse`` puts its low frequencies into the output:
+    the switches carry the detail, the what part the level and colour. Initialised from a
+    switch-only ``DirectDecoder`` (``from_direct``) it starts as that decoder fused with the
+    what picture.
+    """
+
+    TILE_MARGIN = 40  # the direct decoder's 32 and one 8-pixel block for the fusion
+    FACTOR = 8
+
+    def __init__(self, channels, widths):
+        super().__init__(channels, widths)
+        c3, w3 = channels[2], widths[0]
+        self.l3[0] = _conv(4 * c3 + 3, w3)
+
+    @classmethod
+    def from_direct(cls, direct: DirectDecoder, channels, widths) -> "WhatDecoder":
+        """A what decoder with ``direct``'s weights (same channels and widths); the what
+        input's weights start at zero."""
+        dec = cls(channels, widths)
+        state = {k: v.detach().clone() for k, v in direct.state_dict().items()}
+        w = torch.zeros_like(dec.l3[0].weight)
+        w[:, : 4 * channels[2]] = state["l3.0.weight"]
+        state["l3.0.weight"] = w
+        dec.load_state_dict(state)
+        return dec
+
+    def inference(self) -> "WhatRunner":
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._fast is None or self._fast[0] != key:
+            self._fast = (key, WhatRunner(DirectRunner(self)))
+        return self._fast[1]
+
+    def forward(self, codes: list[torch.Tensor], what: torch.Tensor | None = None) -> torch.Tensor:
+        """codes: 3 uint8 maps (B, C_s, H/2^s, W/2^s); what: uint8 (B, 3, H/8, W/8) (or the
+        4th element of ``codes``). Returns float RGB (B, 3, H, W) around 0..1."""
+        if what is None:
+            codes, what = codes[:3], codes[3]
+        w = what.float() / 255.0
+        s1, s2, s3 = (one_hot_codes(c) for c in codes)
+        x = F.pixel_shuffle(self.l3(torch.cat([s3, w - 0.5], 1)), 2)
+        x = F.pixel_shuffle(self.l2(torch.cat([x, s2], 1)), 2)
+        x = F.pixel_shuffle(self.l1(torch.cat([x, s1], 1)), 2)
+        return fuse(x + 0.5, w, self.FACTOR)
+
+
+class WhatRunner:
+    """Inference form of ``WhatDecoder``: its ``DirectRunner`` over the rectangle and one
+    8-pixel block around it, then ``fuse`` on that, cropped. ``region`` has the runner's
+    interface; ``codes`` holds the what picture as its 4th map."""
+
+    def __init__(self, direct: DirectRunner, factor: int = 8):
+        self.direct, self.f = direct, factor
+
+    def region(self, codes: list[torch.Tensor], y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        f = self.f
+        H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
+        ey0, ey1, ex0, ex1 = max(0, y0 - f), min(H, y1 + f), max(0, x0 - f), min(W, x1 + f)
+        x = self.direct.region(codes, ey0, ey1, ex0, ex1)  # (B, h/2, w/2, 2, 2, 3), 0..255
+        B, hh, ww = x.shape[:3]
+        img = x.permute(0, 5, 1, 3, 2, 4).reshape(B, 3, 2 * hh, 2 * ww)
+        what = codes[3][:, :, ey0 // f : ey1 // f, ex0 // f : ex1 // f].float()
+        out = fuse(img, what, f)[:, :, y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
+        return out.reshape(B, 3, (y1 - y0) // 2, 2, (x1 - x0) // 2, 2).permute(0, 2, 4, 3, 5, 1)
+
+
 class MirrorDecoder(nn.Module):
     """The paper's decoder: a learned constant, then (unpool with stage-s switches, convs).
 
@@ -405,7 +490,7 @@ class MirrorDecoder(nn.Module):
 
 # the decoder classes by kind: ModelConfig.decoder names one (config.DECODER_KINDS lists them
 # without importing torch, for the CLI); a new kind adds its class here and its name there
-DECODERS: dict[str, type[nn.Module]] = {"direct": DirectDecoder, "mirror": MirrorDecoder}
+DECODERS: dict[str, type[nn.Module]] = {"direct": DirectDecoder, "mirror": MirrorDecoder, "what": WhatDecoder}
 assert set(DECODERS) == set(DECODER_KINDS)
 
 

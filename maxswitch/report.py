@@ -39,6 +39,7 @@ class Row:
     rmse: float
     ssim: float | None
     ms_ssim: float | None
+    block_psnr: float | None
     bits_per_switch: float | None
     raw_bpp: float | None
     q_mean: float | None
@@ -83,6 +84,7 @@ def _row(key, recs: list[Record]) -> Row:
         math.sqrt(metrics.mean(r.rmse**2 for r in recs)),
         metrics.mean(r.ssim for r in recs),
         metrics.mean(r.ms_ssim for r in recs),
+        metrics.mean(getattr(r, "block_psnr", None) for r in recs),
         metrics.mean(r.bits_per_switch for r in recs),
         metrics.mean(r.raw_bpp for r in recs),
         metrics.mean(qs) if match else None,
@@ -155,7 +157,7 @@ def _quality_cell(r: Row) -> str:
 
 def rd_table(rows: list[Row], markdown: bool = False) -> str:
     """The rate-distortion table (deterministic: no times)."""
-    head = ["codec", "bpp", "PSNR dB", "RMSE", "SSIM", "MS-SSIM", "bits/switch", "quality"]
+    head = ["codec", "bpp", "PSNR dB", "RMSE", "SSIM", "MS-SSIM", "16x16 PSNR", "bits/switch", "quality"]
     body = []
     for r in rows:
         label = ("  " if r.match and not markdown else "") + r.label
@@ -167,6 +169,7 @@ def rd_table(rows: list[Row], markdown: bool = False) -> str:
                 _f(r.rmse, 4),
                 _f(r.ssim, 4),
                 _f(r.ms_ssim, 4),
+                _f(r.block_psnr, 2),
                 _f(r.bits_per_switch, 3),
                 _quality_cell(r),
             ]
@@ -221,7 +224,7 @@ def family_curves(result: BenchResult, rows: list[Row]) -> dict[str, list[Row]]:
 
 def bd_rates(result: BenchResult, rows: list[Row]) -> list[tuple[str, str, float | None, tuple | None]]:
     """BD-rate (percent, PSNR-based) of every maxswitch curve against every other maxswitch
-    curve of the same family, the ``--reference`` curves and the JPEG and WebP sweeps:
+    curve (other codings, other families), the ``--reference`` curves and the JPEG and WebP sweeps:
     (curve, reference, BD-rate, the shared PSNR interval)."""
     from .rd import bd_rate, overlap
 
@@ -234,7 +237,7 @@ def bd_rates(result: BenchResult, rows: list[Row]) -> list[tuple[str, str, float
             refs[f"{CODEC_NAMES[c]} sweep"] = points(sweep)
     out = []
     for name, pts in curves.items():
-        others = {k: points(v) for k, v in curves.items() if k != name and k.split(" (")[0] == name.split(" (")[0]}
+        others = {k: points(v) for k, v in curves.items() if k != name}  # codings and families
         for ref_name, (rb, rp) in list(others.items()) + list(refs.items()):
             tb, tp = points(pts)
             out.append((name, ref_name, bd_rate(rb, rp, tb, tp), overlap(rp, tp)))
@@ -364,6 +367,7 @@ _RESULT_KEYS = [
     ("ms-ssim-rgb", "ms_ssim"),
     ("msssim", "ms_ssim"),
     ("ssim-rgb", "ssim"),
+    ("psnr-block16", "block_psnr"),
     ("rmse", "rmse"),
     ("encoding_time", "encode_s"),
     ("decoding_time", "decode_s"),

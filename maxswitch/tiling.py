@@ -253,9 +253,8 @@ class TorchRunner:
             m = self.margin
             H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
             cy0, cy1, cx0, cx1 = max(0, y0 - m), min(H, y1 + m), max(0, x0 - m), min(W, x1 + m)
-            sub = [
-                c[:, :, cy0 >> (s + 1) : cy1 >> (s + 1), cx0 >> (s + 1) : cx1 >> (s + 1)] for s, c in enumerate(codes)
-            ]
+            f = [min(s + 1, 3) for s in range(len(codes))]  # a 4th map (a what picture): stage 3's scale
+            sub = [c[:, :, cy0 >> f[s] : cy1 >> f[s], cx0 >> f[s] : cx1 >> f[s]] for s, c in enumerate(codes)]
             x_hat = self.decoder(sub)[0, :, y0 - cy0 : y0 - cy0 + th, x0 - cx0 : x0 - cx0 + tw]
             return x_hat.clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
 
@@ -340,7 +339,7 @@ def decode_bands(decoder, codes, tile: int | None = None, size: tuple[int, int] 
     The size and tile checks run before the first band is asked for.
     """
     _tune_malloc()
-    src = codes if hasattr(codes, "rows") else _ArrayRows(_as_code_arrays(codes))
+    src = as_source(codes)
     H, W = src.size
     height, width = size or (H, W)
     if not (0 < height <= H and 0 < width <= W):
@@ -360,7 +359,24 @@ class _ArrayRows:
         self.size = (codes[0].shape[-2] * 2, codes[0].shape[-1] * 2)
 
     def rows(self, p0: int, p1: int) -> list[np.ndarray]:
-        return [c[:, :, p0 >> (s + 1) : p1 >> (s + 1)] for s, c in enumerate(self.codes)]
+        # a 4th map is a WhatDecoder's what picture, at the scale of stage 3
+        return [c[:, :, p0 >> min(s + 1, 3) : p1 >> min(s + 1, 3)] for s, c in enumerate(self.codes)]
+
+
+def as_source(codes):
+    """A source of switch rows (``decode_bands``) for 3 maps or a source."""
+    return codes if hasattr(codes, "rows") else _ArrayRows(_as_code_arrays(codes))
+
+
+class WithWhat:
+    """A source of switch rows (``decode_bands``) and a what picture uint8 (1, 3, H/8, W/8):
+    each band gets the what picture's rows as a 4th map (``nets.WhatDecoder``)."""
+
+    def __init__(self, src, what):
+        self.src, self.what, self.size = src, what, src.size
+
+    def rows(self, p0: int, p1: int) -> list:
+        return [*self.src.rows(p0, p1), self.what[:, :, p0 >> 3 : p1 >> 3]]
 
 
 def _row_groups(H: int, W: int, t: int, margin: int, height: int, width: int) -> list[list]:

@@ -269,6 +269,7 @@ class DecoderSetup:
     recipe: "Recipe"
     encoder: Encoder | None
     checkpoint: str
+    init: torch.nn.Module | None = None  # a decoder whose weights the run starts from
 
 
 def decoder_setup(
@@ -295,6 +296,8 @@ def decoder_setup(
     checkpoint_every: float = 180.0,
     resume: bool = False,
     replace: bool = False,
+    what: str | None = None,
+    init_from: str | None = None,
 ) -> DecoderSetup:
     """Check a decoder run's settings, given as plain values (``arch`` and ``widths`` as
     ``"C1,C2,C3"``), and turn them into a ``DecoderSetup`` for ``train``.
@@ -302,7 +305,10 @@ def decoder_setup(
     ``minutes`` defaults to ``config.TRAIN_MINUTES`` unless ``steps`` is given; ``workers`` to
     ``dataset.default_workers()``; ``checkpoint`` to ``OUTPUT.ckpt``. Unless ``resume`` or
     ``replace``, neither the output nor the checkpoint may exist. ``encoder_from`` (a model
-    name or asset path) lends its encoder, which must have ``arch``'s channels.
+    name or asset path) lends its encoder, which must have ``arch``'s channels. ``what``
+    (``"F,SY,SC"``) makes a decoder of kind "what" that reads a what part of that spec;
+    ``init_from`` (a model with the same channels and widths) gives the starting weights
+    (for a what decoder: a direct decoder's, ``nets.WhatDecoder.from_direct``).
 
     Raises:
         SettingError: a setting that cannot be used (``setting`` says which).
@@ -348,7 +354,33 @@ def decoder_setup(
         if tuple(src.config.channels) != channels:
             raise SettingError("encoder_from", f"{encoder_from} has channels {src.config.channels}, not {channels}")
         encoder, encoder_seed = src.encoder, src.config.encoder_seed
-    return DecoderSetup(ModelConfig(channels, decoder, wid, pool, encoder_seed), recipe, encoder, ck)
+    spec = ()
+    if what:
+        from .what import WhatSpec
+
+        try:
+            spec = tuple(int(v) for v in what.split(","))
+            WhatSpec(*spec)
+        except (ValueError, TypeError) as e:
+            raise SettingError("what", f"what part must be F,STEP_Y,STEP_C (F 8 or 16), got {what!r}: {e}") from None
+        decoder = "what"
+    elif decoder == "what":
+        raise SettingError("decoder", "decoder 'what' needs --what F,STEP_Y,STEP_C")
+    config = ModelConfig(channels, decoder, wid, pool, encoder_seed, spec)
+    init = None
+    if init_from:
+        from .nets import WhatDecoder
+
+        src = load_model(init_from)
+        if tuple(src.config.channels) != channels or tuple(src.config.widths) != wid or src.decoder is None:
+            raise SettingError("init_from", f"{init_from} must have channels {channels} and widths {wid}")
+        if decoder == "what" and src.config.decoder == "direct":
+            init = WhatDecoder.from_direct(src.decoder, channels, wid)
+        elif src.config.decoder == decoder:
+            init = src.decoder
+        else:
+            raise SettingError("init_from", f"cannot start a {decoder} decoder from a {src.config.decoder} one")
+    return DecoderSetup(config, recipe, encoder, ck, init)
 
 
 def context_setup(
@@ -585,15 +617,22 @@ class SwitchSet:
         return SwitchSet([t.to(device) for t in self.images], [[c.to(device) for c in cs] for cs in self.codes])
 
 
-def precompute(encoder: Encoder, rgbs: list[np.ndarray], flips: bool = True) -> SwitchSet:
+def precompute(encoder: Encoder, rgbs: list[np.ndarray], flips: bool = True, what=None) -> SwitchSet:
     """Encode whole images (and their mirror images if ``flips``) on the CPU, where the
-    encoder is exact: what ``maxswitch encode`` writes, bit for bit."""
+    encoder is exact: what ``maxswitch encode`` writes, bit for bit. With ``what`` (a
+    ``what.WhatSpec``) each image's what picture is a 4th map of its codes."""
     out = SwitchSet()
     for rgb in rgbs:
         for v in [rgb, rgb[:, ::-1]] if flips else [rgb]:
             t = torch.from_numpy(np.array(v)).permute(2, 0, 1).contiguous()  # a writable copy
             out.images.append(t)
-            out.codes.append([c[0] for c in encoder(t[None])])
+            codes = [c[0] for c in encoder(t[None])]
+            if what is not None:
+                from . import what as whatlib
+
+                pic = whatlib.dequantize(whatlib.describe(np.ascontiguousarray(v), what), what)
+                codes.append(torch.from_numpy(pic).permute(2, 0, 1).contiguous())
+            out.codes.append(codes)
     return out
 
 
@@ -629,6 +668,7 @@ def train(
     version: int = 1,
     log=None,
     record_extra: dict | None = None,
+    init: torch.nn.Module | None = None,
 ) -> dict:
     """Train a decoder on ``train_dir`` (a folder or a list file) and write a model asset.
 
@@ -656,11 +696,16 @@ def train(
     check_batch(recipe, place)
     device = start_processes(place, device)
     try:
-        data = SwitchCrops(paths, encoder, recipe.patch, recipe.seed, recipe.crops_per_image, resize)
+        spec = None
+        if config.what:
+            from .what import WhatSpec
+
+            spec = WhatSpec(*config.what)
+        data = SwitchCrops(paths, encoder, recipe.patch, recipe.seed, recipe.crops_per_image, resize, what=spec)
         val = None
         if val_dir and place.main:
             vpaths = select_split(list_images(val_dir), val_split)
-            val = precompute(encoder, load_rgb(vpaths[:VAL_IMAGES], resize), flips=False).to(device)
+            val = precompute(encoder, load_rgb(vpaths[:VAL_IMAGES], resize), flips=False, what=spec).to(device)
         device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         say(
             f"{name}: {len(paths)} training images, streamed; {place.world} process(es) on {device_name}"
@@ -669,11 +714,16 @@ def train(
             f"{recipe.workers} data worker(s) per process"
         )
         torch.manual_seed(recipe.seed)
-        decoder = build_decoder(config).to(device)
+        decoder = build_decoder(config)
+        if init is not None:
+            decoder.load_state_dict(init.state_dict())
+        decoder = decoder.to(device)
 
         def loss_fn(model, batch, step):
             x = batch["image"].to(device, non_blocking=True).float().div_(255.0)
             codes = [c.to(device, non_blocking=True) for c in batch["codes"]]
+            if "what" in batch:
+                codes.append(batch["what"].to(device, non_blocking=True))
             return F.mse_loss(model(codes).float(), x)
 
         evaluate_fn = (lambda m: {"val_psnr": round(evaluate(m, val), 3)}) if val is not None else None

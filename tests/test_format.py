@@ -76,8 +76,8 @@ def test_bad_magic_and_empty():
 
 def test_newer_version_says_so():
     data = bytearray(fmt.write(header(), b"abc"))
-    data[8] = 3
-    with pytest.raises(fmt.NewerVersionError, match="version 3.*upgrade"):
+    data[8] = 4
+    with pytest.raises(fmt.NewerVersionError, match="version 4.*upgrade"):
         fmt.read(bytes(data))
 
 

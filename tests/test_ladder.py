@@ -10,20 +10,23 @@ from PIL import Image
 
 import maxswitch
 from maxswitch import codec, metrics, zoo
-from maxswitch.config import DEFAULT_MODEL, LADDER
+from maxswitch.config import DEFAULT_MODEL, LADDER, LADDER_FAMILY, LADDERS
 
 
-def test_ladder_is_at_least_five_distinct_shipped_natural_models():
-    assert len(LADDER) >= 5 and len(set(LADDER)) == len(LADDER)
-    for name in LADDER:
+@pytest.mark.parametrize("family", list(LADDERS))
+def test_each_ladder_is_at_least_five_distinct_shipped_models(family):
+    rungs = LADDERS[family]
+    assert len(rungs) >= 5 and len(set(rungs)) == len(rungs)
+    for name in rungs:
         entry = zoo.shipped(name)
-        assert entry is not None and entry["family"] == "natural", name
-        assert entry.get("context_digest"), f"{name} has no context model"
-    assert DEFAULT_MODEL in LADDER
+        assert entry is not None and entry["family"] == LADDER_FAMILY[family], name
+        assert entry.get("context_digest") or entry.get("table_digest"), f"{name} has no learned coding"
+    assert DEFAULT_MODEL in LADDER and LADDER in LADDERS.values()
 
 
-def test_manifest_kodak_figures_increase_strictly_along_the_ladder():
-    figs = [zoo.shipped(n).get("figures", {}) for n in LADDER]
+@pytest.mark.parametrize("family", list(LADDERS))
+def test_manifest_kodak_figures_increase_strictly_along_each_ladder(family):
+    figs = [zoo.shipped(n).get("figures", {}) for n in LADDERS[family]]
     if not all("bpp" in f and "psnr" in f for f in figs):
         pytest.skip("Kodak figures not yet measured for every rung")
     bpp, psnr = [f["bpp"] for f in figs], [f["psnr"] for f in figs]

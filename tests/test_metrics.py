@@ -188,3 +188,18 @@ def test_bpp_and_means():
     assert metrics.mean([1.0, math.inf]) == math.inf
     assert metrics.psnr_from_rmse(0.1210) == pytest.approx(18.3443, abs=1e-4)  # paper's [16,16,16] row
     assert metrics.ms_ssim_db(0.99) == pytest.approx(20.0)
+
+
+def test_block_psnr_sees_level_and_colour_not_detail():
+    rng = np.random.default_rng(4)
+    x = rng.integers(60, 200, (64, 48, 3)).astype(np.uint8)
+    # detail that averages to zero in every 16 x 16 block: block PSNR infinite, PSNR finite
+    d = np.tile(np.array([[6, -6], [-6, 6]]), (32, 24))[..., None]
+    y = (x.astype(int) + d).astype(np.uint8)
+    assert metrics.block_psnr(x, y) == float("inf") and metrics.psnr(x, y) < 35
+    # a colour shift of 10 levels in one channel: 10 * log10(255^2 / (100 / 3))
+    z = x.astype(int)
+    z[..., 2] += 10
+    assert abs(metrics.block_psnr(x, z.astype(np.uint8)) - 10 * np.log10(255**2 * 3 / 100)) < 1e-9
+    assert metrics.block_psnr(x[:8, :8], x[:8, :8]) is None  # no whole block
+    assert metrics.distortion(x, z.astype(np.uint8))["block_psnr"] == metrics.block_psnr(x, z.astype(np.uint8))

@@ -1,0 +1,317 @@
+"""The what part and format version 3: exact integer coding, parts, the switch checksum, round
+trips through every switch coding, goldens, damaged files, and the what decoder's tiles."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+from conftest import EXAMPLE, ROOT, make_image, random_context, random_table, run_cli
+
+import maxswitch
+from maxswitch import format as fmt
+from maxswitch import parts, what, zoo
+from maxswitch.switches import PayloadError
+
+EXPECTED = ROOT / "tests" / "expected"
+SPEC = what.WhatSpec(8, 4, 8)
+
+
+# ----------------------------------------------------------------------------- what.py
+
+
+def test_ycocg_is_lossless_on_every_colour_sample():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (4096, 3))
+    rgb[:8] = [
+        [0, 0, 0],
+        [255, 255, 255],
+        [255, 0, 0],
+        [0, 255, 0],
+        [0, 0, 255],
+        [255, 0, 255],
+        [0, 255, 255],
+        [1, 2, 3],
+    ]
+    assert np.array_equal(what.from_ycocg(what.to_ycocg(rgb)), rgb)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (5, 6), (40, 33)])
+def test_prediction_residuals_invert_exactly(shape):
+    rng = np.random.default_rng(sum(shape))
+    q = rng.integers(-70, 70, (3, *shape))
+    r = what.residuals(q)
+    assert np.array_equal(what.unresidual(r), q)
+    flat = np.full((3, *shape), 17)
+    assert np.count_nonzero(what.residuals(flat)) == 3  # only each plane's first value is predicted from 0
+
+
+def test_block_means_round_and_pad_like_the_spec():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (24, 40, 3)).astype(np.uint8)
+    m = what.block_means(img, 8)
+    want = np.floor(img.reshape(3, 8, 5, 8, 3).astype(np.int64).sum(axis=(1, 3)) / 64 + 0.5)
+    assert np.array_equal(m, want)
+    assert what.block_means(img, 16).shape == (2, 3, 3)  # 24 x 40 padded by edge replication to 32 x 48
+
+
+def test_what_part_round_trip_and_error_bound():
+    img = np.asarray(make_image(96, 64, seed=2))
+    data, pic = what.encode(img, SPEC)
+    assert np.array_equal(what.decode(data, SPEC, 64, 96), pic)
+    means = what.block_means(img, 8)
+    assert np.abs(pic.astype(int) - means).max() <= 8  # steps 4 and 8 in YCoCg: a few levels at most
+    flat = np.full((64, 96, 3), (200, 30, 90), np.uint8)
+    fdata, fpic = what.encode(flat, SPEC)
+    assert len(fdata) < 40 and np.abs(fpic.astype(int) - [200, 30, 90]).max() <= 4
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "wrong-size", "garbage"])
+def test_damaged_what_part_is_refused(damage):
+    img = np.asarray(make_image(64, 64, seed=3))
+    data, _ = what.encode(img, SPEC)
+    h, w = 64, 64
+    if damage == "truncate":
+        data = data[:-3]
+    elif damage == "flip":
+        b = bytearray(data)
+        b[len(b) // 2] ^= 0x10
+        data = bytes(b)
+    elif damage == "wrong-size":
+        h = 72
+    else:
+        data = b"\x00" * 20
+    with pytest.raises(what.WhatError):
+        what.decode(data, SPEC, h, w)
+
+
+def test_spec_limits():
+    for bad in [(4, 4, 8), (8, 0, 8), (8, 4, 256)]:
+        with pytest.raises(ValueError):
+            what.WhatSpec(*bad)
+
+
+# ----------------------------------------------------------------------------- parts.py
+
+
+def test_parts_join_and_split():
+    p = parts.join(SPEC, b"WHAT", 0xDEADBEEF, b"switches")
+    s = parts.split(p)
+    assert (s.spec, bytes(s.what), s.checksum, bytes(s.switches)) == (SPEC, b"WHAT", 0xDEADBEEF, b"switches")
+    for bad in [p[:5], p[:3] + b"\x01" + p[4:], b"\x07" + p[1:], p[:4] + struct.pack("<I", 99) + p[8:]]:
+        with pytest.raises(PayloadError):
+            parts.split(bad)
+
+
+def _codes(H, W, channels=(4, 6, 8), seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 4, (c, H >> (s + 1), W >> (s + 1))).astype(np.uint8) for s, c in enumerate(channels)]
+
+
+def test_switch_checksum_is_the_same_from_every_source_and_catches_swapped_tiles(monkeypatch):
+    from maxswitch import switches as sw
+
+    monkeypatch.setattr(parts, "CONTEXT_TILE", 64)
+    H, W = 128, 192
+    codes = _codes(H, W)
+    ref = parts.switch_checksum(codes, H, W)
+    packed = sw.PackedRows(sw.pack(codes), [c.shape for c in codes])
+    assert parts.switch_checksum(packed, H, W) == ref
+    swapped = [c.copy() for c in codes]
+    for s, c in enumerate(swapped):  # swap the first two tiles of the first row
+        t = 64 >> (s + 1)
+        a, b = c[:, :t, :t].copy(), c[:, :t, t : 2 * t].copy()
+        c[:, :t, :t], c[:, :t, t : 2 * t] = b, a
+    assert parts.switch_checksum(swapped, H, W) != ref
+
+
+# ----------------------------------------------------------------------------- version-3 files
+
+
+@pytest.fixture(scope="session")
+def what_zoo(tmp_path_factory):
+    """A folder with tiny-4-6-8 (switch-only) and tiny-what-4-6-8 (what decoder, the same encoder,
+    context model and tables), both untrained."""
+    from maxswitch.nets import DirectDecoder, Encoder, ModelConfig, WhatDecoder
+    from maxswitch.zoo import save_model
+
+    d = tmp_path_factory.mktemp("whatmodels")
+    enc = Encoder.random((4, 6, 8), seed=3)
+    ctx, tab = random_context((4, 6, 8)), random_table((4, 6, 8), seed=1)
+    torch.manual_seed(0)
+    direct = DirectDecoder((4, 6, 8), (8, 8, 8))
+    entries = []
+    for name, cfg, dec in [
+        ("tiny-4-6-8", ModelConfig((4, 6, 8), "direct", (8, 8, 8), encoder_seed=3), direct),
+        (
+            "tiny-what-4-6-8",
+            ModelConfig((4, 6, 8), "what", (8, 8, 8), encoder_seed=3, what=(8, 4, 8)),
+            WhatDecoder.from_direct(direct, (4, 6, 8), (8, 8, 8)),
+        ),
+    ]:
+        path = d / f"{name}.safetensors"
+        sha = save_model(path, name, 1, cfg, enc, dec.eval(), context=ctx, table=tab)
+        entries.append({"name": name, "version": 1, "file": path.name, "sha256": sha, "family": "test"})
+    (d / "manifest.json").write_text(json.dumps({"schema": 1, "models": entries}))
+    return d
+
+
+@pytest.fixture
+def wz(what_zoo, monkeypatch):
+    monkeypatch.setenv("MAXSWITCH_MODELS", str(what_zoo))
+    monkeypatch.setattr(zoo, "_LOADED", {})
+    return "tiny-what-4-6-8"
+
+
+@pytest.mark.parametrize("coding", ["zstd", "context", "table"])
+def test_version_3_round_trip_every_coding(wz, coding):
+    data = maxswitch.encode(EXAMPLE, wz, coding=coding)
+    h, payload = fmt.read(data)
+    assert (
+        h.version == 3
+        and fmt.CODINGS[h.coding] == {"zstd": "zstd", "context": "context-ans", "table": "context-table"}[coding]
+    )
+    p = parts.split(payload)
+    assert p.spec == SPEC
+    parsed = maxswitch.codec.parse(data)
+    plain = maxswitch.encode(EXAMPLE, "tiny-4-6-8", coding=coding)  # the same switches, without the what part
+    assert all(np.array_equal(a, b) for a, b in zip(parsed.codes, maxswitch.codec.parse(plain).codes))
+    inf = maxswitch.info(data)
+    assert inf["format_version"] == 3 and inf["what_bytes"] == len(p.what)
+    assert inf["header_bytes"] + parts.HEAD_BYTES + inf["what_bytes"] + inf["payload_bytes"] == len(data)
+    rgb, _ = maxswitch.decode_array(data)
+    assert rgb.shape == (256, 384, 3)
+
+
+def test_version_3_decode_is_the_same_in_tiles_and_threads(wz):
+    data = maxswitch.encode(EXAMPLE, wz)
+    whole, _ = maxswitch.decode_array(data, tile=0, threads=1)
+    for tile, threads in [(64, 1), (48, 2), (128, 2)]:
+        tiled, _ = maxswitch.decode_array(data, tile=tile, threads=threads)
+        assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+
+
+def test_what_decoder_fast_form_matches_its_forward():
+    from maxswitch.nets import DirectDecoder, WhatDecoder
+    from maxswitch.tiling import decode_tiled
+
+    torch.manual_seed(1)
+    dec = WhatDecoder.from_direct(DirectDecoder((4, 8, 16), (16, 12, 8)), (4, 8, 16), (16, 12, 8))
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    H, W = 136, 200
+    codes = [
+        torch.randint(0, 4, (1, c, H >> (s + 1), W >> (s + 1)), dtype=torch.uint8) for s, c in enumerate((4, 8, 16))
+    ]
+    pic = torch.randint(0, 256, (1, 3, H // 8, W // 8), dtype=torch.uint8)
+    with torch.no_grad():
+        ref = (dec(codes, pic)[0].clamp(0, 1) * 255).round().permute(1, 2, 0).numpy().astype(int)
+    for tile in (0, 48, 64):
+        out = decode_tiled(dec, codes + [pic], tile=tile)
+        assert np.abs(out.astype(int) - ref).max() <= 1
+
+
+def test_fusion_puts_the_what_picture_into_flat_areas():
+    # a flat red picture: every switch ties, only the what part says "red"; with the switch
+    # path silenced (its last layer zero) the decode is the what picture, upsampled
+    from maxswitch.nets import DirectDecoder, WhatDecoder
+    from maxswitch.tiling import decode_tiled
+
+    dec = WhatDecoder.from_direct(DirectDecoder((4, 6, 8), (8, 8, 8)), (4, 6, 8), (8, 8, 8))
+    with torch.no_grad():
+        dec.l1[4].weight.zero_()
+        dec.l1[4].bias.zero_()
+    flat = np.full((64, 96, 3), (200, 20, 30), np.uint8)
+    _, pic = what.encode(flat, SPEC)
+    codes = [np.zeros((c, 64 >> (s + 1), 96 >> (s + 1)), np.uint8) for s, c in enumerate((4, 6, 8))]
+    out = decode_tiled(dec, [*codes, torch.from_numpy(pic).permute(2, 0, 1)[None]], tile=0)
+    assert np.abs(out.astype(int) - [200, 20, 30]).max() <= 3
+
+
+def test_version_3_goldens_across_threads_tiles_and_processes(wz, what_zoo):
+    import os
+
+    regen = bool(os.environ.get("MAXSWITCH_REGEN_GOLDEN"))
+    for coding in ("zstd", "table"):
+        name = f"example.tiny-what-4-6-8.v3-{coding}.msw"
+        a = maxswitch.encode(EXAMPLE, wz, coding=coding, threads=1)
+        b = maxswitch.encode(EXAMPLE, wz, coding=coding, threads=2, tile=64)
+        assert a == b
+        if regen:
+            (EXPECTED / name).write_bytes(a)
+        assert a == (EXPECTED / name).read_bytes(), f"{name}: encoding changed"
+        r = run_cli("encode", EXAMPLE, "-", "-m", wz, "--coding", coding, env={"MAXSWITCH_MODELS": str(what_zoo)})
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == a
+
+
+def _rewrite(data: bytes, payload: bytes) -> bytes:
+    """The file with another payload and a repaired CRC (what a sender could do)."""
+    h, old = fmt.read(data)
+    return fmt.write(h, payload)
+
+
+def test_damaged_parts_with_a_repaired_crc_are_refused(wz, what_zoo, tmp_path):
+    data = maxswitch.encode(EXAMPLE, wz, coding="zstd")
+    _, payload = fmt.read(data)
+    p = parts.split(payload)
+    bad_what = bytearray(p.what)
+    bad_what[len(bad_what) // 2] ^= 0xFF
+    cases = {
+        "what": parts.join(p.spec, bytes(bad_what), p.checksum, bytes(p.switches)),
+        "checksum": parts.join(p.spec, bytes(p.what), p.checksum ^ 1, bytes(p.switches)),
+        "short-what": parts.join(p.spec, bytes(p.what)[:-4], p.checksum, bytes(p.switches)),
+        "head": b"\x05" + bytes(payload)[1:],
+    }
+    env = {"MAXSWITCH_MODELS": str(what_zoo)}
+    for label, pl in cases.items():
+        f = tmp_path / f"{label}.msw"
+        f.write_bytes(_rewrite(data, pl))
+        out = tmp_path / f"{label}.png"
+        r = run_cli("decode", f, out, env=env)
+        assert r.returncode == 1, (label, r.stderr)
+        assert len(r.stderr.decode().strip().splitlines()) == 1, (label, r.stderr)
+        assert "Traceback" not in r.stderr.decode() and not out.exists()
+
+
+def test_table_tiles_swapped_with_a_repaired_crc_are_refused(wz):
+    img = np.asarray(make_image(1024, 64, seed=5))  # two 512-pixel context tiles side by side
+    data = maxswitch.encode(img, wz, coding="table")
+    _, payload = fmt.read(data)
+    p = parts.split(payload)
+    tiles = [bytes(t[1]) for t in _tile_spans(bytes(p.switches))]
+    assert len(tiles) == 2 and len(tiles[0]) != 0
+    swapped = parts.join(p.spec, bytes(p.what), p.checksum, tiles[1] + tiles[0])
+    bad = _rewrite(data, swapped)
+    with pytest.raises((PayloadError, fmt.FormatError)):
+        maxswitch.decode_array(bad)
+
+
+def _tile_spans(sw_payload: bytes):
+    """(offset, bytes) of each tile of a coding-2/3 payload: u32 word count, then the words."""
+    out, off = [], 0
+    while off < len(sw_payload):
+        (n,) = struct.unpack_from("<I", sw_payload, off)
+        out.append((off, sw_payload[off : off + 4 + 4 * n]))
+        off += 4 + 4 * n
+    return out
+
+
+def test_a_switch_only_model_refuses_a_version_3_file_and_back(wz):
+    v3 = maxswitch.encode(EXAMPLE, wz)
+    v2 = maxswitch.encode(EXAMPLE, "tiny-4-6-8")
+    with pytest.raises(zoo.ModelError, match="switches only"):
+        maxswitch.decode_array(v3, "tiny-4-6-8")
+    with pytest.raises(zoo.ModelError, match="needs a what part"):
+        maxswitch.decode_array(v2, wz)
+
+
+def test_cli_info_shows_the_parts(wz, what_zoo, tmp_path):
+    f = tmp_path / "a.msw"
+    f.write_bytes(maxswitch.encode(EXAMPLE, wz))
+    r = run_cli("info", f, "--json", env={"MAXSWITCH_MODELS": str(what_zoo)})
+    assert r.returncode == 0, r.stderr
+    inf = json.loads(r.stdout)
+    assert inf["format_version"] == 3 and inf["what"].startswith("8x8") and inf["what_bytes"] > 0
