@@ -1,6 +1,7 @@
 """The encoder without torch (encoder.SwitchEncoder, numba) against nets.Encoder (torch): the
 same switches, bit for bit, on random images of odd sizes, 8- and 16-bit inputs, every
-shipped model's encoder, every thread count and tile size; and encoding never imports torch."""
+shipped model's encoder, every thread count and tile size; and encoding and decoding (both
+payload codings) never import torch."""
 
 import os
 import subprocess
@@ -140,6 +141,11 @@ def test_encode_info_models_help_and_compare_run_without_torch(tmp_path):
     for args in (("info", out), ("models",), ("--help",), ("encode", "--help"), ("compare", src, src)):
         r = _without_torch(*args)
         assert r.returncode == 0, (args, r.stderr.decode())
+    # the MLP context model (coding 2, the other rungs' default) computes without torch too
+    ctx = tmp_path / "c.msw"
+    r = _without_torch("encode", "--quiet", "--coding", "context", src, ctx)
+    assert r.returncode == 0, r.stderr.decode()
+    assert ctx.read_bytes() == maxswitch.encode(src.read_bytes(), coding="context")
 
 
 def test_decode_runs_without_torch_where_onnxruntime_is_installed(tmp_path, monkeypatch):
@@ -150,6 +156,11 @@ def test_decode_runs_without_torch_where_onnxruntime_is_installed(tmp_path, monk
     msw.write_bytes(maxswitch.encode(src.read_bytes()))
     r = _without_torch("decode", "--quiet", msw, tmp_path / "b.png")
     assert r.returncode == 0, r.stderr.decode()
+    ctx = tmp_path / "c.msw"
+    ctx.write_bytes(maxswitch.encode(src.read_bytes(), coding="context"))
+    r = _without_torch("decode", "--quiet", ctx, tmp_path / "c.png")
+    assert r.returncode == 0, r.stderr.decode()
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "c.png")), np.asarray(Image.open(tmp_path / "b.png")))
     got = np.asarray(Image.open(tmp_path / "b.png"))
     assert got.shape == (50, 70, 3)
     # the torch path on the same file: within a rounding step
