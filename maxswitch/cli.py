@@ -124,12 +124,50 @@ def _write_output(path: str, data, force: bool, input_path: str | None = None) -
 
 
 _STDERR = threading.RLock()  # messages and the muting of fd 2 (``_mute_fd2``) take turns
+_BAR = None  # the progress bar on stderr (progress.WorkBar) while one is drawn: messages go above it
 
 
 def _say(quiet: bool, msg: str) -> None:
     if not quiet:
         with _STDERR:
-            click.echo(msg, err=True)
+            if _BAR is None or not _BAR.write(msg):
+                click.echo(msg, err=True)
+
+
+@contextlib.contextmanager
+def _progress(total: int, desc: str, unit: str, quiet: bool):
+    """A bar on stderr for work that lasts (shown after a second, on a terminal, without --quiet):
+    yields it (a ``progress.WorkBar``), or None where none is drawn (or another one already is)."""
+    global _BAR
+    if quiet or _BAR is not None or not sys.stderr.isatty():
+        yield None
+        return
+    from .progress import WorkBar
+
+    bar = WorkBar(total, desc, unit)
+    _BAR = bar
+    try:
+        yield bar
+    finally:
+        _BAR = None
+        bar.close()
+
+
+class _Advance:
+    """A ``progress(done, total)`` callback (``codec.encode``'s) that draws a ``_progress`` bar,
+    made at the first call, when the total is known; safe from the codec's threads."""
+
+    def __init__(self, stack: contextlib.ExitStack, desc: str, unit: str, quiet: bool):
+        self.stack, self.desc, self.unit, self.quiet = stack, desc, unit, quiet
+        self.bar, self.n, self.lock = None, 0, threading.Lock()
+
+    def __call__(self, done: int, total: int) -> None:
+        with self.lock:
+            if self.bar is None:
+                self.bar = self.stack.enter_context(_progress(total, self.desc, self.unit, self.quiet)) or False
+            if self.bar and done > self.n:
+                self.bar.update(done - self.n)
+                self.n = done
 
 
 def _codec_errors():
@@ -156,7 +194,7 @@ _common_threads = click.option(
     "--threads",
     type=click.IntRange(1, 256),
     default=None,
-    help="CPU threads for the networks (default: torch's choice).",
+    help="CPU threads (default: every CPU this process may use).",
 )
 
 _common_device = click.option(
@@ -312,11 +350,13 @@ def _check_output(path: str, force: bool, input_path: str | None, exists=None) -
 class _Batch:
     """Runs one job per (input, output); one line per failed file; exit 1 at the end if any failed."""
 
-    def __init__(self, pairs, verbose: bool, jobs: int = 1):
+    def __init__(self, pairs, verbose: bool, jobs: int = 1, quiet: bool = False):
         import threading
 
         self.pairs, self.verbose, self.failed, self.jobs = pairs, verbose, 0, max(1, jobs)
+        self.quiet = quiet
         self._lock = threading.Lock()
+        self._bar = None
 
     def _one(self, job, inp, out) -> None:
         import time
@@ -338,27 +378,34 @@ class _Batch:
         if self.verbose:
             _say(False, f"{_oneline(inp)}: {1000 * (time.perf_counter() - t0):.0f} ms in all")
 
+    def _done(self, job, inp, out) -> None:
+        try:
+            self._one(job, inp, out)
+        finally:
+            if self._bar is not None:
+                self._bar.update(1)
+
     def run(self, job) -> None:
-        if self.jobs == 1 or len(self.pairs) == 1:
-            for inp, out in self.pairs:
-                self._one(job, inp, out)
-        else:
-            # files on threads, one torch thread each: the networks, numpy and the ANS coder release
-            # the GIL, and the model is loaded once and shared
-            from concurrent.futures import ThreadPoolExecutor
-
-            import torch
-
-            before = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with ThreadPoolExecutor(self.jobs) as ex:
-                    for f in [ex.submit(self._one, job, inp, out) for inp, out in self.pairs]:
-                        f.result()
-            finally:
-                torch.set_num_threads(before)
+        with _progress(len(self.pairs), "files", "file", self.quiet or len(self.pairs) == 1) as bar:
+            self._bar = bar
+            self._run(job)
         if self.failed:
             raise click.exceptions.Exit(EXIT_FAIL)
+
+    def _run(self, job) -> None:
+        if self.jobs == 1 or len(self.pairs) == 1:
+            for inp, out in self.pairs:
+                self._done(job, inp, out)
+        else:
+            # files on threads, one thread each: the networks, numpy and the coders release the
+            # GIL, and the model is loaded once and shared
+            from concurrent.futures import ThreadPoolExecutor
+
+            from . import threads
+
+            with threads.limited(1), ThreadPoolExecutor(self.jobs) as ex:
+                for f in [ex.submit(self._done, job, inp, out) for inp, out in self.pairs]:
+                    f.result()
 
 
 def _oneline(s: str) -> str:
@@ -513,7 +560,9 @@ def encode(
                 which = "no rung reaches" if target_psnr is not None else "even -q 1 is over"
                 _say(quiet, f"maxswitch: warning: {_oneline(inp)}: {which} {wanted}; wrote {rung}")
         else:
-            msw = codec.encode(loaded, rungs[0], **kw)
+            with contextlib.ExitStack() as stack:
+                advance = _Advance(stack, _oneline(os.path.basename(inp)), "tiles", quiet)
+                msw = codec.encode(loaded, rungs[0], progress=advance, **kw)
         t2 = time.perf_counter()
         _write_output(out, msw, force, input_path=inp)
         t3 = time.perf_counter()
@@ -533,7 +582,7 @@ def encode(
             )
 
     _make_output_dir(output_dir)
-    _Batch(pairs, verbose, jobs).run(job)
+    _Batch(pairs, verbose, jobs, quiet).run(job)
 
 
 def _default_output(input: str) -> str:
@@ -591,6 +640,7 @@ def decode(
     import time
 
     from . import codec, image
+    from .progress import counted
     from .zoo import load_model
 
     if model is not None and not model.strip():
@@ -604,6 +654,10 @@ def decode(
     ref = load_image(_read_input(original, "an image"), max_pixels or image.DEFAULT_MAX_PIXELS) if original else None
 
     def job(inp, out):
+        with contextlib.ExitStack() as stack:
+            decode_one(inp, out, stack)
+
+    def decode_one(inp, out, stack):
         _check_output(out, force, inp, exists=_decoded_exists(inp))
         t0 = time.perf_counter()
         limit = max_pixels or image.DEFAULT_MAX_PIXELS
@@ -611,6 +665,9 @@ def decode(
         t1 = time.perf_counter()
         h, bands = codec.decode_bands(data, m, max_pixels=limit, tile=tile, threads=None if jobs > 1 else threads)
         del data  # checked and its switches decoded: the network runs band by band below
+        bar = stack.enter_context(_progress(h.height, _oneline(os.path.basename(inp)), "rows", quiet))
+        if bar is not None:
+            bands = counted(bands, bar)
         t2 = time.perf_counter()
         fmt_out = image.format_for(out)
         image.check_fits(fmt_out, h.width, h.height)  # before the network runs
@@ -636,7 +693,7 @@ def decode(
         _say(quiet or out == "-", f"{_oneline(inp)}: decoded {h.width}x{h.height} to {_oneline(out)}")
 
     _make_output_dir(output_dir)
-    _Batch(pairs, verbose, jobs).run(job)
+    _Batch(pairs, verbose, jobs, quiet).run(job)
 
 
 _MEASURE_FORMAT = {

@@ -72,23 +72,63 @@ def _msw_bytes(data) -> bytes:
 
 
 def set_threads(threads: int | None) -> None:
-    """Set torch's intra-op threads (None: leave torch's default)."""
+    """Set the codec's threads, torch's included (None: leave them as they are; ``threads.py``)."""
     if threads:
-        import torch
+        from . import threads as th
 
-        torch.set_num_threads(int(threads))
+        th.set(int(threads))
 
 
-def compute_switches(model: Model, rgb: np.ndarray, tile: int | None = None) -> list[np.ndarray]:
+ENCODERS = ("numba", "torch")  # MAXSWITCH_ENCODER picks one; numba (encoder.SwitchEncoder) by default
+
+
+def compute_switches(
+    model: Model, rgb: np.ndarray, tile: int | None = None, encoder: str | None = None, progress=None
+) -> list[np.ndarray]:
     """Run the encoder on a uint8 (H, W, 3) image; return 3 arrays (C_s, H'/2^s, W'/2^s).
 
     The image is padded to multiples of 8 (H' x W') by edge replication, tile by tile, as
     ``image.pad_to_multiple`` would: an already padded image gives the same switches.
+    ``encoder``: "numba" (``encoder.SwitchEncoder``, no torch) or "torch" (``nets.Encoder``, the
+    reference); the same switches, bit for bit. Default: ``$MAXSWITCH_ENCODER`` or "numba".
+    ``progress``: called with 1 after each encoder tile, if given.
     """
+    import os
+
     from .tiling import encode_tiled
 
-    codes = encode_tiled(model.encoder, rgb, tile)
-    return [c[0].numpy() for c in codes]
+    kind = encoder or os.environ.get("MAXSWITCH_ENCODER") or "numba"
+    if kind not in ENCODERS:
+        raise CodecError(f"unknown encoder {kind!r} (choose from {', '.join(ENCODERS)})")
+    codes = encode_tiled(model.switch_encoder if kind == "numba" else model.encoder, rgb, tile, progress)
+    return [np.asarray(c[0]) for c in codes]
+
+
+DECODERS = ("auto", "onnx", "torch")  # MAXSWITCH_DECODER picks one; auto by default
+
+
+def decoder_runner(model: Model, decoder: str | None = None):
+    """What decodes ``model``'s switches: the ONNX Runtime runner of a direct decoder
+    (``fastdecode.py``) or the torch decoder module (the reference, and every other decoder kind).
+
+    ``decoder``: "onnx", "torch", or "auto" (the default, or ``$MAXSWITCH_DECODER``): ONNX Runtime,
+    unless torch is already imported in this process, whose ``DirectRunner`` decodes a photo in
+    about 15 % less time (docs/PERFORMANCE.md): one picture from a shell then never pays torch's
+    2 s import, and a program that has torch loaded anyway gets its faster decoder. The two give
+    the same picture within a rounding step (tests/test_fastdecode.py)."""
+    import os
+    import sys
+
+    from .fastdecode import runner_for
+
+    kind = decoder or os.environ.get("MAXSWITCH_DECODER") or "auto"
+    if kind not in DECODERS:
+        raise CodecError(f"unknown decoder {kind!r} (choose from {', '.join(DECODERS)})")
+    if not model.has_decoder:
+        raise CodecError(f"model {model.name} has no decoder")
+    if kind == "torch" or (kind == "auto" and sys.modules.get("torch") is not None):
+        return model.decoder
+    return runner_for(model) or model.decoder
 
 
 def reconstruct(
@@ -97,9 +137,7 @@ def reconstruct(
     """Run the decoder on switches; return uint8 (H, W, 3) of ``size`` (default: the padded size)."""
     from .tiling import decode_tiled
 
-    if model.decoder is None:
-        raise CodecError(f"model {model.name} has no decoder")
-    return decode_tiled(model.decoder, codes, tile, size)
+    return decode_tiled(decoder_runner(model), codes, tile, size)
 
 
 def encode(
@@ -112,6 +150,7 @@ def encode(
     threads: int | None = None,
     coding: str | None = None,
     quality: int | None = None,
+    progress=None,
 ) -> bytes:
     """Compress an image into a .msw byte string that holds only its switches.
 
@@ -127,6 +166,8 @@ def encode(
             file is kept), "context" (format v2, the model's MLP context model), "table"
             (format v2, the model's context tables) or "zstd" (format v1).
         quality: a rung of the rate-distortion ladder, 1..len(config.LADDER), instead of a model.
+        progress: called as ``progress(done, total)`` as the work advances (encoder tiles, payload
+            tiles), from the threads that do it; for a progress bar.
 
     Returns:
         The complete file. The same image and model always give the same bytes.
@@ -150,7 +191,8 @@ def encode(
     if coding == "auto":
         learned = "table" if m.table is not None else "context" if m.context is not None else None
     loaded = _as_loaded(img, max_pixels)
-    codes = compute_switches(m, loaded.rgb, tile)  # pads to multiples of 8 tile by tile
+    step = _Steps(progress, loaded.height, loaded.width, tile, learned is not None, coding in ("table", "context"))
+    codes = compute_switches(m, loaded.rgb, tile, progress=step)  # pads to multiples of 8 tile by tile
     base = dict(
         width=loaded.width,
         height=loaded.height,
@@ -173,15 +215,39 @@ def encode(
             version=2,
             context_digest=bytes.fromhex(m.table_digest if table else m.context_digest)[: fmt.DIGEST_BYTES],
         )
-        v2 = fmt.write(*wrap(h, entropy.encode(m.table if table else m.context, codes)))
+        v2 = fmt.write(*wrap(h, entropy.encode(m.table if table else m.context, codes, step)))
         if coding != "auto":
             return v2
     packed = sw.pack(codes)
     del codes
     v1 = fmt.write(*wrap(fmt.Header(**base), sw.compress(packed, level)))
+    step(1)
     # auto: the smaller file (the context model, trained on photographs, can lose to zstd's long
     # matches on synthetic pictures with flat areas); ties go to the context coding
     return v1 if v2 is not None and len(v1) < len(v2) else (v2 or v1)
+
+
+class _Steps:
+    """``encode``'s progress: counts units of work (encoder tiles, payload tiles, the zstd
+    payload) and reports ``(done, total)`` to a callback, from any thread."""
+
+    def __init__(self, progress, height: int, width: int, tile, learned: bool, learned_only: bool):
+        import threading
+
+        from .entropy import tiles
+        from .tiling import encoder_tiles
+
+        self.progress, self.done, self.lock = progress, 0, threading.Lock()
+        ctx = len(tiles(-(-height // 8) * 8, -(-width // 8) * 8)) if learned else 0
+        self.total = encoder_tiles(height, width, tile) + ctx + (0 if learned_only else 1)
+
+    def __call__(self, n: int) -> None:
+        if self.progress is None:
+            return
+        with self.lock:
+            self.done += n
+            done = self.done
+        self.progress(done, self.total)
 
 
 def _what_spec(m: Model):
@@ -458,8 +524,7 @@ def decode_bands(
     set_threads(threads)
     h, payload = fmt.read(_msw_bytes(data), max_pixels)
     m = resolve_model(h, model)  # before inflating: the header must agree with the model
-    if m.decoder is None:
-        raise CodecError(f"model {m.name} has no decoder")
+    runner = decoder_runner(m)
     p, switches = _split(h, payload)
     if p is None and m.config.what:
         raise ModelError(f"model {m.name} needs a what part (format version 3); this file has only switches")
@@ -473,7 +538,7 @@ def decode_bands(
         pic = _what_picture(h, p, check)
         codes = WithWhat(as_source(codes), pic)
     del payload, switches
-    return h, bands(m.decoder, codes, tile, (h.height, h.width))
+    return h, bands(runner, codes, tile, (h.height, h.width))
 
 
 def entropy_row_decoder():

@@ -29,7 +29,8 @@ count or the CPU, and encoder and decoder always compute the same probabilities.
     f  = floor(e * (2^24 - 4) / sum(e)), the remainder added to the first most likely symbol
     P(symbol k) = (f_k + 1) / 2^24
 
-Everything here is numpy and torch CPU arithmetic; the ANS coder is constriction's (see
+Everything here is numpy and numba (``contextjit.py``, the first layer's sums) arithmetic, with no
+torch (which computed it before, with the same integers); the ANS coder is constriction's (see
 ``docs/FORMAT.md``). Training (float, fake-quantised) is in ``context_train.py``.
 """
 
@@ -38,12 +39,14 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import MaxswitchError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISION = 24  # probabilities are integers out of 2^24
 TOTAL = (1 << PRECISION) - 4  # sum of the f_k; constriction adds 1 to each
@@ -166,9 +169,17 @@ class StageNet:
         ):
             raise ContextError("context model too wide for exact float32 sums")
 
+    def float_params(self):
+        """(table, w2, b2, w3, b3) as float32 arrays: what the coder computes with."""
+        return tuple(
+            np.ascontiguousarray(a, dtype=np.float32) for a in (self.table, self.w2, self.b2, self.w3, self.b3)
+        )
+
     def torch_params(self):
-        f = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))  # noqa: E731
-        return f(self.table), f(self.w2), f(self.b2), f(self.w3), f(self.b3)
+        """``float_params`` as torch tensors."""
+        import torch
+
+        return tuple(torch.from_numpy(a) for a in self.float_params())
 
 
 @dataclass
@@ -181,10 +192,19 @@ class ContextModel:
     def __post_init__(self):
         for net, lay in zip(self.stages, stage_layouts(self.channels)):
             net.check(lay)
-        self._t = [n.torch_params() for n in self.stages]
+        self._floats = None
+
+    @property
+    def _t(self):
+        """Each stage's weights as float32 arrays (``StageNet.float_params``), made on first use."""
+        if self._floats is None:
+            self._floats = [n.float_params() for n in self.stages]
+        return self._floats
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Integer tensors for the model asset (``context.s{i}.{name}``)."""
+        import torch
+
         out = {}
         for s, n in enumerate(self.stages):
             for k in ("table", "w2", "b2", "w3", "b3"):
@@ -196,7 +216,10 @@ class ContextModel:
         try:
             stages = [
                 StageNet(
-                    *(tensors[f"context.s{s}.{k}"].numpy().astype(np.int64) for k in ("table", "w2", "b2", "w3", "b3"))
+                    *(
+                        np.asarray(tensors[f"context.s{s}.{k}"]).astype(np.int64)
+                        for k in ("table", "w2", "b2", "w3", "b3")
+                    )
                 )
                 for s in range(3)
             ]
@@ -218,19 +241,22 @@ class ContextModel:
 # ----------------------------------------------------------------------------- integer inference
 
 
-def frequencies(a1_pre: torch.Tensor, params) -> np.ndarray:
+def frequencies(a1_pre, params) -> np.ndarray:
     """First-layer sums (n, H1) -> integer frequencies (n, 4) summing to 2^24 - 4.
 
-    Returned as float64 holding exact integers (what the ANS coder takes). The division is
+    Returned as float64 holding exact integers (what the ANS coder takes). The layers compute in
+    float32 (``contextjit.logits``): every product and sum is an integer below 2^24
+    (``StageNet.check``), so any order of the sums gives the same integers. The division is
     done in float64 and is exact after the floor: the dividend is below 2^40 and the divisor
     at most 2^18, so a non-integer quotient lies at least 2^-18 from an integer while the
     rounding error is below 2^-29. Column by column: numpy's reductions over an axis of 4 are
-    slow.
+    slow. ``a1_pre`` may be a float32 array or a CPU tensor; it is not changed.
     """
-    _, w2, b2, w3, b3 = params
-    a1 = a1_pre.clamp_(0, ACT_MAX)
-    a2 = torch.addmm(b2, a1, w2).div_(64).floor_().clamp_(0, ACT_MAX)  # in place: exact, and fewer copies
-    L = torch.addmm(b3, a2, w3).numpy().T.astype(np.float64)  # (4, n), exact integers
+    _, w2, b2, w3, b3 = (np.ascontiguousarray(p, dtype=np.float32) for p in params)
+    a1 = np.ascontiguousarray(a1_pre, dtype=np.float32)
+    L = np.empty((a1.shape[0], 4), np.float32)
+    _kernels().logits(a1, np.ascontiguousarray(w2.T), b2, np.ascontiguousarray(w3.T), b3, L)
+    L = L.T.astype(np.float64)  # (4, n), exact integers
     m = np.maximum(np.maximum(L[0], L[1]), np.maximum(L[2], L[3]))
     t = np.minimum(np.floor((m - L) * (1 / 16)), N_EXP - 1).astype(np.intp)
     e = _EXP_F[t]
@@ -302,6 +328,24 @@ def phase_positions(h: int, w: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return ys.ravel(), xs.ravel()
 
 
+_KERNELS = None
+
+
+def _kernels():
+    """The module of kernels (``contextjit``), imported on first use (numba)."""
+    global _KERNELS
+    if _KERNELS is None:
+        from . import contextjit
+
+        _KERNELS = contextjit
+    return _KERNELS
+
+
+_DIRS = np.asarray(DIRS, np.int64)
+_AVAILABLE = [np.asarray(a, np.bool_) for a in AVAILABLE]
+_NO_PARENT = np.zeros((0, 1, 1), np.uint8)
+
+
 class StageCoder:
     """Runs one stage's model pass by pass; the same object serves encoder and decoder.
 
@@ -309,10 +353,12 @@ class StageCoder:
     true codes). ``passes()`` yields (c, k, ys, xs); ``freqs(c, k, ys, xs)`` gives the
     integer frequencies of those symbols given everything decoded before them; ``commit``
     records decoded values and ``finish_channel(c)`` makes channel c visible to later ones.
-    Sums are kept per phase, (n_k, H1) each, so a pass reads contiguous rows.
+    Sums are kept per phase, (n_k, H1) each, so a pass reads contiguous rows. The first
+    layer's sums are numba kernels (``contextjit.py``), the rest numpy: no torch.
     """
 
     def __init__(self, model: ContextModel, s: int, codes: np.ndarray, parents: list[np.ndarray]):
+        jit = _kernels()
         self.s = s
         self.layout = stage_layouts(model.channels)[s]
         self.params = model._t[s]
@@ -320,15 +366,15 @@ class StageCoder:
         C, h, w = codes.shape
         table = self.params[0]
         self.pos = [phase_positions(h, w, k) for k in range(4)]
-        prow = parent_rows(self.layout, parents, h, w)  # (K, h, w)
+        p1 = np.ascontiguousarray(parents[0], np.uint8) if len(parents) > 0 else _NO_PARENT
+        p2 = np.ascontiguousarray(parents[1], np.uint8) if len(parents) > 1 else _NO_PARENT
         self.base, self.running = [], []
-        for ys, xs in self.pos:
-            if len(prow):
-                idx = torch.from_numpy(np.ascontiguousarray(prow[:, ys, xs].T))  # (n_k, K)
-                self.base.append(F.embedding_bag(idx, table, mode="sum"))
-            else:
-                self.base.append(torch.zeros(len(ys), table.shape[1]))
-            self.running.append(torch.zeros(len(ys), table.shape[1]))
+        for k, (ys, xs) in enumerate(self.pos):
+            base = np.empty((len(ys), table.shape[1]), np.float32)
+            py, px = PHASES[k]
+            jit.parent_sums(table, p1, p2, self.layout.parent, self.layout.grand, py, px, h, w, base)
+            self.base.append(base)
+            self.running.append(np.zeros((len(ys), table.shape[1]), np.float32))
 
     def passes(self):
         for c in range(self.codes.shape[0]):
@@ -339,11 +385,13 @@ class StageCoder:
 
     def freqs(self, c: int, k: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         table = self.params[0]
-        nb = torch.from_numpy(neighbour_rows(self.codes[c], k))  # (n, 8)
-        a1 = F.embedding_bag(nb, table, mode="sum")
-        a1 += self.base[k]
-        a1 += self.running[k]
-        a1 += table[self.layout.bias + c * 4 + k]
+        a1 = np.empty_like(self.base[k])
+        py, px = PHASES[k]
+        codes_c = np.ascontiguousarray(self.codes[c])
+        bias_row = self.layout.bias + c * 4 + k
+        _kernels().first_layer(
+            table, codes_c, k, py, px, _AVAILABLE[k], _DIRS, self.base[k], self.running[k], bias_row, a1
+        )
         return frequencies(a1, self.params)
 
     def commit(self, c: int, ys: np.ndarray, xs: np.ndarray, values: np.ndarray) -> None:
@@ -354,5 +402,4 @@ class StageCoder:
         """Channel c is complete: later channels see its codes at their own windows."""
         table = self.params[0]
         for k, (ys, xs) in enumerate(self.pos):
-            rows = torch.from_numpy(self.layout.same + c * 4 + self.codes[c, ys, xs].astype(np.int64))
-            self.running[k] += F.embedding(rows, table)
+            self.running[k] += table[self.layout.same + c * 4 + self.codes[c, ys, xs].astype(np.intp)]

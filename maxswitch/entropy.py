@@ -134,10 +134,10 @@ def decode_tile(model: ContextModel, words: np.ndarray, shapes: list[tuple[int, 
 
 
 def _workers() -> int:
-    """Tiles coded at once: torch's thread count (the CLI's -t), as for the networks."""
-    import torch
+    """Tiles coded at once: the codec's thread count (the CLI's -t), as for the networks."""
+    from . import threads
 
-    return max(1, torch.get_num_threads())
+    return threads.get()
 
 
 def _map(fn, items: list, model) -> list:
@@ -154,23 +154,26 @@ def _map(fn, items: list, model) -> list:
         return [fn(x) for x in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    import torch
+    from . import threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread per tile rather than several threads fighting per op
-    try:
-        with ThreadPoolExecutor(n) as ex:
-            return list(ex.map(fn, items))
-    finally:
-        torch.set_num_threads(before)
+    with threads.limited(1), ThreadPoolExecutor(n) as ex:  # one thread per tile, not several per op
+        return list(ex.map(fn, items))
 
 
-def encode(model: ContextModel, codes: list[np.ndarray]) -> bytes:
+def encode(model: ContextModel, codes: list[np.ndarray], progress=None) -> bytes:
     """All switches of a padded image (3 arrays (C_s, H/2^s, W/2^s)) -> the v2 payload.
 
-    The bytes do not depend on the number of threads: tiles are independent."""
+    The bytes do not depend on the number of threads: tiles are independent. ``progress``, if
+    given, is called with 1 after each tile (from the tiles' threads)."""
     H, W = codes[0].shape[1] * 2, codes[0].shape[2] * 2
-    parts = _map(lambda t: encode_tile(model, _tile_codes(codes, t)), tiles(H, W), model)
+
+    def one(t):
+        words = encode_tile(model, _tile_codes(codes, t))
+        if progress is not None:
+            progress(1)
+        return words
+
+    parts = _map(one, tiles(H, W), model)
     out = bytearray()
     for words in parts:
         out += _U32.pack(len(words)) + words.astype("<u4").tobytes()

@@ -276,9 +276,13 @@ MAX_SIDE_OF = {"JPEG": 65500, "WEBP": 16383}
 
 
 STREAM_PNG_PIXELS = 32_000_000  # decoded images above this are written as PNG band by band
+# zlib level of the PNGs that decoding writes: 1 writes a Kodak image in 29 ms of CPU where
+# Pillow's default 6 takes 127 ms (and 10 s of a 40-megapixel decode), for 9 % more bytes;
+# the pixels are the same (docs/PERFORMANCE.md, "One image, one process")
+PNG_LEVEL = 1
 
 
-def png_chunks(rgb, kind: int, rows: int = 256, level: int = 6, size: tuple[int, int] | None = None):
+def png_chunks(rgb, kind: int, rows: int = 256, level: int = PNG_LEVEL, size: tuple[int, int] | None = None):
     """PNG bytes of decoded uint8 RGB, yielded band by band.
 
     ``rgb`` is either a whole (H, W, 3) array, cut into bands of ``rows`` rows, or an
@@ -354,6 +358,8 @@ def save(im: Image.Image, fmt: str, fp=None):
         im.save(buf, fmt, quality=95)
     elif fmt == "WEBP":
         im.save(buf, fmt, lossless=True)
+    elif fmt == "PNG":
+        im.save(buf, fmt, compress_level=PNG_LEVEL)
     else:
         im.save(buf, fmt)
     return buf.getbuffer() if fp is None else None

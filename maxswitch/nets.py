@@ -17,89 +17,15 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import DECODER_KINDS
-
-WEIGHT_MAX = 7  # |w| bound of the integer encoder weights
-ACT_MAX = 1023  # activations are clamped to [0, ACT_MAX] between stages
-STAGES = 3
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a model; stored inside its weights file.
-
-    Attributes:
-        channels: encoder channels per stage, e.g. (16, 16, 16).
-        decoder: "direct" (every stage's switches enter the decoder at their own scale)
-            or "mirror" (the paper's decoder: unpool with the switches, conv, repeat).
-        widths: decoder feature widths at the scales H/8, H/4, H/2 ("direct") or after
-            each unpooling at H/4, H/2, H ("mirror").
-        pool: "max" (switches) or "avg" (no switches: the control experiment).
-        encoder_seed: the seed the random encoder was drawn from, for the record only;
-            the weights themselves are stored and never regenerated.
-        what: () for switch-only models; for decoder "what", the what part its files carry:
-            (block size F, luma step, chroma step) (``maxswitch.what.WhatSpec``).
-    """
-
-    channels: tuple[int, int, int] = (16, 16, 16)
-    decoder: str = "direct"
-    widths: tuple[int, int, int] = (64, 48, 32)
-    pool: str = "max"
-    encoder_seed: int = 0
-    what: tuple = ()
-
-    def __post_init__(self):
-        if len(self.channels) != STAGES or min(self.channels) < 1:
-            raise ValueError(f"channels must be 3 positive integers, got {self.channels}")
-        if self.decoder not in DECODER_KINDS:
-            raise ValueError(f"unknown decoder {self.decoder!r}")
-        if len(self.widths) != STAGES or min(self.widths) < 1:
-            raise ValueError(f"widths must be 3 positive integers, got {self.widths}")
-        if self.pool not in ("max", "avg"):
-            raise ValueError(f"unknown pool {self.pool!r}")
-        if (self.decoder == "what") != bool(self.what) or (self.what and len(self.what) != 3):
-            raise ValueError(f"decoder 'what' needs what = (F, step_y, step_c), got {self.what!r}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        d["widths"] = list(self.widths)
-        d["what"] = list(self.what)
-        if not self.what:
-            del d["what"]  # switch-only assets keep the description they always had
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        d = dict(d)
-        d.pop("extra", None)  # an unused field of 0.1's assets
-        d["channels"] = tuple(int(c) for c in d["channels"])
-        d["widths"] = tuple(int(c) for c in d["widths"])
-        d["what"] = tuple(int(c) for c in d.get("what", ()))
-        return cls(**d)
-
-    @property
-    def switches_per_pixel(self) -> float:
-        """Switches (2-bit codes) per image pixel: c1/4 + c2/16 + c3/64."""
-        return sum(c / 4 ** (s + 1) for s, c in enumerate(self.channels))
-
-
-def parse_channels(spec: str) -> tuple[int, int, int]:
-    """Parse a channel plan such as ``"16,16,16"`` into a tuple of three ints."""
-    try:
-        chans = tuple(int(p) for p in spec.replace("x", ",").split(","))
-    except ValueError:
-        raise ValueError(f"channel plan must look like 16,16,16, got {spec!r}") from None
-    if len(chans) != STAGES or min(chans) < 1 or max(chans) > 512:
-        raise ValueError(f"channel plan needs 3 values in 1..512, got {spec!r}")
-    return chans  # type: ignore[return-value]
-
+from .encoder import ACT_MAX, WEIGHT_MAX  # noqa: F401  (the integer encoder's bounds, re-exported)
+from .encoder import exact_dtype as _exact_dtype
+from .modelconfig import STAGES, ModelConfig, parse_channels  # noqa: F401  (re-exported)
 
 # ----------------------------------------------------------------------------- encoder
 
@@ -132,9 +58,9 @@ class Encoder(nn.Module):
     @staticmethod
     def exact_dtype(channels: tuple[int, ...], bias_max: int) -> torch.dtype:
         """float32 when every partial sum of every stage is below 2^24, else float64."""
-        cins = (3,) + tuple(channels)[:-1]
-        worst = max(9 * cin * (128 if s == 0 else ACT_MAX) * WEIGHT_MAX + bias_max for s, cin in enumerate(cins))
-        return torch.float32 if worst < 2**24 else torch.float64
+        import numpy as np
+
+        return torch.float32 if _exact_dtype(channels, bias_max) is np.float32 else torch.float64
 
     @classmethod
     def random(cls, channels, seed: int, calibration: torch.Tensor | None = None, pool: str = "max") -> "Encoder":
@@ -297,15 +223,9 @@ class Encoder(nn.Module):
 
     def digest(self) -> str:
         """SHA-256 (hex) of the encoder's integer parameters in a canonical byte order."""
-        import hashlib
+        from .encoder import SwitchEncoder
 
-        h = hashlib.sha256()
-        h.update(("maxswitch-encoder-v1:" + ",".join(map(str, self.channels)) + ":" + self.pool).encode())
-        for s in range(STAGES):
-            h.update(getattr(self, f"w{s}").contiguous().numpy().tobytes())
-            h.update(getattr(self, f"b{s}").contiguous().numpy().astype("<i4").tobytes())
-        h.update(self.shifts.numpy().astype("<i4").tobytes())
-        return h.hexdigest()
+        return SwitchEncoder.from_torch(self).digest()
 
 
 # ----------------------------------------------------------------------------- decoders

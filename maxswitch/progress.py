@@ -1,4 +1,5 @@
-"""Progress on stderr, drawn by tqdm: ``bench``'s bar over images and the bar in training's log lines.
+"""Progress on stderr, drawn by tqdm: ``bench``'s bar over images, the bar in training's log lines,
+and ``WorkBar``, the bar of a long decode or batch in the CLI (on a terminal only).
 
 tqdm draws and times the bar (rate, elapsed and remaining time). Where stderr is not a terminal
 (a log file, a pipe, CI) tqdm would write every redraw behind a carriage return on one endless
@@ -67,3 +68,58 @@ def bar(fraction: float, width: int = 20) -> str:
 
     f = min(max(fraction, 0.0), 1.0)
     return tqdm.format_meter(f, 1.0, 0, ascii=_ASCII, bar_format=f"[{{bar:{width}}}] {{percentage:3.0f}}%")
+
+
+class WorkBar:
+    """Progress of one long piece of work (the rows of a large image, the files of a batch) as a
+    tqdm bar on a terminal, drawn only once the work has taken ``delay`` seconds, so that quick
+    work prints nothing; silent where the stream is not a terminal (a log, a pipe, CI) or
+    ``enabled`` is False (``--quiet``). ``write`` prints a message above the bar."""
+
+    def __init__(self, total: int, desc: str, unit: str, stream=None, enabled: bool = True, delay: float = 1.0):
+        self.stream = stream or sys.stderr
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._bar = None
+        if enabled and tty and total > 0:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total,
+                desc=desc,
+                unit=unit,
+                file=self.stream,
+                ascii=_ASCII,
+                bar_format=_FORMAT,
+                dynamic_ncols=True,
+                delay=delay,
+                leave=False,
+            )
+
+    def update(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def write(self, msg: str) -> bool:
+        """Print ``msg`` above the bar; False (nothing printed) when there is no bar."""
+        if self._bar is None:
+            return False
+        self._bar.write(msg, file=self.stream)
+        return True
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def counted(bands, bar: WorkBar):
+    """Yield the bands of ``tiling.decode_bands``, advancing ``bar`` by their rows."""
+    for band in bands:
+        yield band
+        bar.update(band.shape[0])

@@ -72,10 +72,7 @@ class TableModel:
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
         self.check()
-        # every row's frequencies as constriction takes them: float32 (N, 4) holding 256 q - 1
-        # exactly, also seen as one 16-byte item per row (one row is then one fast 1-D take)
-        self._f4 = self.q.astype(np.float32) * 256 - 1
-        self._f4_rows = self._f4.view(np.complex128).reshape(-1)
+        self._f4_rows = None  # the reference path's frequencies (``freqs``), made on its first use
         self._steps = []  # per table: its features, their strides and its first row (decoding)
         for t in range(len(self.features)):
             feats = [int(f) for f in self.features[t] if f >= 0]
@@ -101,6 +98,10 @@ class TableModel:
     def freqs(self, rows: np.ndarray) -> np.ndarray:
         """Frequency rows (n,) (any integer dtype) -> their frequencies (n, 4) float32, as the
         entropy coder takes them."""
+        if self._f4_rows is None:
+            # every row's frequencies as constriction takes them: float32 (N, 4) holding 256 q - 1
+            # exactly, seen as one 16-byte item per row (one row is then one fast 1-D take)
+            self._f4_rows = (self.q.astype(np.float32) * 256 - 1).view(np.complex128).reshape(-1)
         return self._f4_rows.take(rows.astype(np.intp, copy=False)).view(np.float32).reshape(-1, 4)
 
     @classmethod
@@ -135,8 +136,8 @@ class TableModel:
             raise ContextError("context tables are malformed")
         if len(self.q) > MAX_ROWS:
             raise ContextError(f"context tables have more than {MAX_ROWS} rows")
-        q = self.q.astype(np.int64)
-        if len(q) and (q.min() < 1 or not (q.sum(axis=1) == 1 << Q_BITS).all()):
+        q = self.q
+        if len(q) and (q.min() < 1 or not (q.sum(axis=1, dtype=np.int64) == 1 << Q_BITS).all()):
             raise ContextError("context table rows must be positive integers summing to 2^16")
         for s, C in enumerate(self.channels):
             for c in range(C):
@@ -168,7 +169,7 @@ class TableModel:
     @classmethod
     def from_tensors(cls, channels, tensors: dict) -> "TableModel":
         try:
-            f, o, q = (tensors[f"table.{k}"].numpy() for k in ("features", "offsets", "q"))
+            f, o, q = (np.asarray(tensors[f"table.{k}"]) for k in ("features", "offsets", "q"))
         except KeyError as e:
             raise ContextError(f"context tables are missing {e}") from None
         if q.dtype != np.uint16:

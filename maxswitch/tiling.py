@@ -19,7 +19,12 @@ scale, joined by pixel shuffles); the mirror decoder reads less (16). With
 ``DECODER_MARGIN = 32`` a tile computes the same function as the whole image, so tiles join
 without seams; only float rounding (a different blocking of the same sums) can differ.
 
-The direct decoder runs in its inference form (``nets.DirectRunner``): channels-last memory, one-hot switches written
+Decoding runs a *runner* (an object with ``margin`` and ``block``): ``fastdecode.OrtRunner``,
+the direct decoder on ONNX Runtime, which ``codec`` hands in for the models it applies to, or
+``TorchRunner`` around any torch decoder module, the reference path and the one for every other
+decoder kind. torch is imported only by the latter.
+
+In torch the direct decoder runs in its inference form (``nets.DirectRunner``): channels-last memory, one-hot switches written
 straight into the convolution's input buffer next to the upsampled features, pixel shuffles
 folded into a reordering of the 1x1 convolutions' outputs, and the final
 ``clamp(x + 0.5) * 255`` folded into the last 1x1 convolution, so a tile goes from switches to
@@ -32,7 +37,8 @@ import os
 import sys
 
 import numpy as np
-import torch
+
+from . import threads as _threads
 
 ENCODER_MARGIN = 8
 DECODER_MARGIN = 32
@@ -42,9 +48,6 @@ DECODER_MARGIN = 32
 AUTO_TILE_PIXELS = 768 * 768
 DEFAULT_TILE = 512  # decoder
 ENCODER_TILE = 512
-
-_CL = torch.channels_last
-
 
 _MALLOC_TUNED = False
 
@@ -77,27 +80,27 @@ def _tune_malloc() -> None:
 def _run_tiles(jobs: list, fn) -> None:
     """Run ``fn`` on every tile job: one tile per thread, or all threads on each tile.
 
-    With several tiles and torch set to N > 1 threads, N worker threads take one tile each
-    with torch's own threading off for the duration (restored after): tiles share no data
-    and no locks, so this scales better than N threads splitting every operation of one tile
-    (measured: encoding 24 MP with 2 threads, 30 vs 24 MP/s; decoding, 4.6 vs 4.1 MP/s). One
-    tile alone uses torch's threads.
+    With several tiles and N > 1 threads (``threads.get()``), N worker threads take one tile
+    each with the libraries' own threading off for the duration (restored after): tiles share
+    no data and no locks, so this scales better than N threads splitting every operation of one
+    tile (measured with torch: encoding 24 MP with 2 threads, 30 vs 24 MP/s; decoding, 4.6 vs
+    4.1 MP/s). One tile alone uses the libraries' threads. ``fn(job, threads)`` is told how many
+    threads its tile may use.
     """
-    threads = torch.get_num_threads()
-    if threads <= 1 or len(jobs) < 2:
+    n = _threads.get()
+    if n <= 1 or len(jobs) < 2:
         for job in jobs:
-            fn(job)
+            fn(job, n)
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    pool = ThreadPoolExecutor(min(threads, len(jobs)), thread_name_prefix="maxswitch-tile")
-    torch.set_num_threads(1)
+    pool = ThreadPoolExecutor(min(n, len(jobs)), thread_name_prefix="maxswitch-tile")
     try:
-        for _ in pool.map(fn, jobs):
-            pass
+        with _threads.limited(1):
+            for _ in pool.map(lambda job: fn(job, 1), jobs):
+                pass
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(threads)
 
 
 def _spans(n: int, tile: int, margin: int):
@@ -105,6 +108,13 @@ def _spans(n: int, tile: int, margin: int):
     for lo in range(0, n, tile):
         hi = min(n, lo + tile)
         yield lo, hi, max(0, lo - margin), min(n, hi + margin)
+
+
+def encoder_tiles(height: int, width: int, tile: int | None = None) -> int:
+    """How many tiles ``encode_tiled`` cuts an image of this size into."""
+    H, W = _padded(height), _padded(width)
+    t = _tile_size(H, W, tile, ENCODER_TILE)
+    return 1 if t is None or (H <= t and W <= t) else -(-H // t) * -(-W // t)
 
 
 def _tile_size(H: int, W: int, tile: int | None, default: int) -> int | None:
@@ -127,7 +137,8 @@ def _padded(n: int) -> int:
 
 def _as_hwc(img) -> np.ndarray:
     """uint8 (H, W, 3) array (a view where possible) of a numpy image or a (1, 3, H, W) tensor."""
-    if isinstance(img, torch.Tensor):
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(img, torch.Tensor):
         if img.ndim != 4 or img.shape[0] != 1 or img.shape[1] != 3:
             raise ValueError(f"expected a (1, 3, H, W) tensor, got {tuple(img.shape)}")
         if img.dtype != torch.uint8:
@@ -148,62 +159,123 @@ def _crop_padded(rgb: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndar
     return np.ascontiguousarray(sub) if sub.flags.writeable else sub.copy()
 
 
-def encode_tiled(encoder, img, tile: int | None = None) -> list[torch.Tensor]:
+def encode_tiled(encoder, img, tile: int | None = None, progress=None) -> list:
     """Switches of an image, computed tile by tile.
 
     Args:
-        encoder: a ``nets.Encoder``.
+        encoder: an ``encoder.SwitchEncoder`` (numba) or a ``nets.Encoder`` (torch): the same
+            switches, bit for bit.
         img: uint8 (H, W, 3) array of any size (padded here, tile by tile, by edge
             replication to multiples of 8, as ``image.pad_to_multiple`` does), or a uint8
             (1, 3, H, W) tensor.
         tile: tile side in pixels (multiple of 8); None picks one for large images,
             0 disables tiling.
+        progress: called with 1 after each tile (from the tiles' threads), if given.
 
     Returns:
-        Three uint8 tensors (1, C_s, H'/2^s, W'/2^s) of the padded size H' x W', identical
-        to ``encoder`` on the whole padded image.
+        Three uint8 arrays (1, C_s, H'/2^s, W'/2^s) of the padded size H' x W', identical to
+        ``encoder`` on the whole padded image: numpy arrays from a ``SwitchEncoder``, tensors
+        from a ``nets.Encoder``.
     """
     _tune_malloc()
     rgb = _as_hwc(img)
     H, W = _padded(rgb.shape[0]), _padded(rgb.shape[1])
     t = _tile_size(H, W, tile, ENCODER_TILE)
+    run_encoder = _encoder_fn(encoder)
     if t is None or (H <= t and W <= t):
-        x = torch.from_numpy(_crop_padded(rgb, 0, H, 0, W)).permute(2, 0, 1)[None]
-        return encoder(x)
-    out = [torch.empty(1, c, H >> (s + 1), W >> (s + 1), dtype=torch.uint8) for s, c in enumerate(encoder.channels)]
+        codes = run_encoder(_crop_padded(rgb, 0, H, 0, W))
+        if progress is not None:
+            progress(1)
+        return codes
+    out = [_empty(encoder, (1, c, H >> (s + 1), W >> (s + 1))) for s, c in enumerate(encoder.channels)]
 
-    def run(job):
+    def run(job, _threads_for_tile):
         (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) = job
-        x = torch.from_numpy(_crop_padded(rgb, cy0, cy1, cx0, cx1)).permute(2, 0, 1)[None]
-        codes = encoder(x)
+        codes = run_encoder(_crop_padded(rgb, cy0, cy1, cx0, cx1))
         for s, c in enumerate(codes):
             f = s + 1
             out[s][:, :, y0 >> f : y1 >> f, x0 >> f : x1 >> f] = c[
                 :, :, (y0 - cy0) >> f : (y1 - cy0) >> f, (x0 - cx0) >> f : (x1 - cx0) >> f
             ]
+        if progress is not None:
+            progress(1)
 
     _run_tiles([(ys, xs) for ys in _spans(H, t, ENCODER_MARGIN) for xs in _spans(W, t, ENCODER_MARGIN)], run)
     return out
 
 
+def _encoder_fn(encoder):
+    """uint8 (h, w, 3) tile -> its 3 code arrays (1, C_s, h/2^s, w/2^s), for either encoder."""
+    from .encoder import SwitchEncoder
+
+    if isinstance(encoder, SwitchEncoder):
+        return lambda tile: [c[None] for c in encoder(tile)]
+    import torch
+
+    return lambda tile: encoder(torch.from_numpy(tile).permute(2, 0, 1)[None])
+
+
+def _empty(encoder, shape):
+    """An uninitialised uint8 array of ``shape`` of the kind ``encoder`` gives (numpy or torch)."""
+    from .encoder import SwitchEncoder
+
+    if isinstance(encoder, SwitchEncoder):
+        return np.empty(shape, np.uint8)
+    import torch
+
+    return torch.empty(shape, dtype=torch.uint8)
+
+
 # ----------------------------------------------------------------------------- decoder
 
 
-def _runner(decoder):
-    """The decoder's fast inference form (``decoder.inference()``), or None: then tiles run the
-    module itself. Each decoder kind keeps its fast path beside its definition in nets.py."""
-    fast = getattr(decoder, "inference", None)
-    return fast() if fast is not None else None
+class TorchRunner:
+    """A torch decoder module as a runner (``block``): its fast inference form
+    (``decoder.inference()``, ``nets.DirectRunner``) where it has one, else the module itself
+    on each tile with its context; ``margin`` is the decoder's ``TILE_MARGIN`` (a decoder kind
+    states its own). The reference path, and the one for every decoder kind that
+    ``fastdecode`` does not run."""
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+        fast = getattr(decoder, "inference", None)
+        self.fast = fast() if fast is not None else None
+        self.margin = getattr(decoder, "TILE_MARGIN", DECODER_MARGIN)
+
+    def block(self, codes, y0: int, y1: int, x0: int, x1: int, th: int, tw: int, threads: int = 1) -> np.ndarray:
+        """uint8 (th, tw, 3) pixels of rows y0.., columns x0.. (see ``fastdecode.OrtRunner.block``)."""
+        import torch
+
+        codes = _as_code_tensors(codes)
+        with torch.inference_mode():  # per thread
+            if self.fast is not None:
+                return _to_uint8_block(self.fast.region(codes, y0, y1, x0, x1)[0], th, tw).numpy()
+            m = self.margin
+            H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
+            cy0, cy1, cx0, cx1 = max(0, y0 - m), min(H, y1 + m), max(0, x0 - m), min(W, x1 + m)
+            f = [min(s + 1, 3) for s in range(len(codes))]  # a 4th map (a what picture): stage 3's scale
+            sub = [c[:, :, cy0 >> f[s] : cy1 >> f[s], cx0 >> f[s] : cx1 >> f[s]] for s, c in enumerate(codes)]
+            x_hat = self.decoder(sub)[0, :, y0 - cy0 : y0 - cy0 + th, x0 - cx0 : x0 - cx0 + tw]
+            return x_hat.clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def _to_uint8_block(x: torch.Tensor, th: int, tw: int) -> torch.Tensor:
-    """float (h, w, 2, 2, 3) in 0..255 -> uint8 (th, tw, 3), the top-left th x tw pixels."""
+def as_runner(decoder):
+    """``decoder`` itself if it is a runner (has ``block``), else a ``TorchRunner`` around it."""
+    return decoder if hasattr(decoder, "block") else TorchRunner(decoder)
+
+
+def _to_uint8_block(x, th: int, tw: int):
+    """float tensor (h, w, 2, 2, 3) in 0..255 -> uint8 (th, tw, 3), the top-left th x tw pixels."""
+    import torch
+
     hh, ww = (th + 1) // 2, (tw + 1) // 2
     rgb = x[:hh, :ww].permute(0, 2, 1, 3, 4).reshape(2 * hh, 2 * ww, 3)[:th, :tw]
     return rgb.clamp_(0.0, 255.0).round_().to(torch.uint8)
 
 
-def _as_code_tensors(codes) -> list[torch.Tensor]:
+def _as_code_tensors(codes) -> list:
+    import torch
+
     out = []
     for c in codes:
         t = c if isinstance(c, torch.Tensor) else torch.from_numpy(np.asarray(c))
@@ -211,13 +283,23 @@ def _as_code_tensors(codes) -> list[torch.Tensor]:
     return out
 
 
+def _as_code_arrays(codes) -> list[np.ndarray]:
+    """3 switch maps (numpy or tensors, with or without the batch axis) as numpy (1, C_s, h, w)."""
+    out = []
+    for c in codes:
+        a = c if isinstance(c, np.ndarray) else c.numpy()
+        out.append(a if a.ndim == 4 else a[None])
+    return out
+
+
 def decode_tiled(decoder, codes, tile: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode switches to uint8 RGB, tile by tile.
 
     Args:
-        decoder: a module mapping 3 code tensors (1, C_s, H/2^s, W/2^s) to float RGB
-            (1, 3, H, W) in 0..1; run in its fast inference form where it has one
-            (``decoder.inference()``), with its own ``TILE_MARGIN`` where it states one.
+        decoder: a runner (``fastdecode.OrtRunner``), or a module mapping 3 code tensors
+            (1, C_s, H/2^s, W/2^s) to float RGB (1, 3, H, W) in 0..1, run by ``TorchRunner``: in
+            its fast inference form where it has one (``decoder.inference()``), with its own
+            ``TILE_MARGIN`` where it states one.
         codes: the 3 switch maps, numpy (C_s, H/2^s, W/2^s) or tensors (1, C_s, ...).
         tile: tile side in pixels (multiple of 8); None picks one for large images,
             0 disables tiling.
@@ -262,35 +344,38 @@ def decode_bands(decoder, codes, tile: int | None = None, size: tuple[int, int] 
     height, width = size or (H, W)
     if not (0 < height <= H and 0 < width <= W):
         raise ValueError(f"size {height}x{width} does not fit the padded size {H}x{W}")
+    runner = as_runner(decoder)
+    if tile is None and getattr(runner, "tile", None):  # a runner may prefer its own tiles
+        tile = runner.tile if H * W > runner.tile**2 else 0
     t = _tile_size(H, W, tile, DEFAULT_TILE)
-    return _bands(decoder, src, t or max(H, W), height, width)
+    return _bands(runner, src, t or max(H, W), height, width)
 
 
 class _ArrayRows:
     """Whole switch maps, as a source of rows (``decode_bands``)."""
 
-    def __init__(self, codes: list[torch.Tensor]):
+    def __init__(self, codes: list[np.ndarray]):
         self.codes = codes
         self.size = (codes[0].shape[-2] * 2, codes[0].shape[-1] * 2)
 
-    def rows(self, p0: int, p1: int) -> list[torch.Tensor]:
+    def rows(self, p0: int, p1: int) -> list[np.ndarray]:
         # a 4th map is a WhatDecoder's what picture, at the scale of stage 3
         return [c[:, :, p0 >> min(s + 1, 3) : p1 >> min(s + 1, 3)] for s, c in enumerate(self.codes)]
 
 
 def as_source(codes):
     """A source of switch rows (``decode_bands``) for 3 maps or a source."""
-    return codes if hasattr(codes, "rows") else _ArrayRows(_as_code_tensors(codes))
+    return codes if hasattr(codes, "rows") else _ArrayRows(_as_code_arrays(codes))
 
 
 class WithWhat:
     """A source of switch rows (``decode_bands``) and a what picture uint8 (1, 3, H/8, W/8):
     each band gets the what picture's rows as a 4th map (``nets.WhatDecoder``)."""
 
-    def __init__(self, src, what: torch.Tensor):
+    def __init__(self, src, what):
         self.src, self.what, self.size = src, what, src.size
 
-    def rows(self, p0: int, p1: int) -> list[torch.Tensor]:
+    def rows(self, p0: int, p1: int) -> list:
         return [*self.src.rows(p0, p1), self.what[:, :, p0 >> 3 : p1 >> 3]]
 
 
@@ -299,38 +384,24 @@ def _row_groups(H: int, W: int, t: int, margin: int, height: int, width: int) ->
     hold too few tiles to keep every thread busy), each band a list of tile jobs."""
     xs = [x for x in _spans(W, t, margin) if x[0] < width]
     rows = [y for y in _spans(H, t, margin) if y[0] < height]
-    per = max(1, -(-2 * torch.get_num_threads() // len(xs)))
+    per = max(1, -(-2 * _threads.get() // len(xs)))
     return [[(y, x) for y in rows[i : i + per] for x in xs] for i in range(0, len(rows), per)]
 
 
-@torch.inference_mode()
-def _bands(decoder, src, t: int, height: int, width: int):
-    runner = _runner(decoder)
-    margin = getattr(decoder, "TILE_MARGIN", DECODER_MARGIN)  # a decoder kind states its own
+def _bands(runner, src, t: int, height: int, width: int):
     H, W = src.size
-    for jobs in _row_groups(H, W, t, margin, height, width):
+    for jobs in _row_groups(H, W, t, runner.margin, height, width):
         b0, b1 = jobs[0][0][0], min(jobs[-1][0][1], height)
         # the band's switches with the context its tiles read: the tile spans' context rows,
-        # which also cover the fast runner's reach (TILE_MARGIN pixels); c0 is a multiple of 8
+        # which also cover the runners' reach (TILE_MARGIN pixels); c0 is a multiple of 8
         c0, c1 = jobs[0][0][2], jobs[-1][0][3]
-        codes = [c if isinstance(c, torch.Tensor) else torch.from_numpy(c) for c in src.rows(c0, c1)]
-        codes = [c if c.ndim == 4 else c[None] for c in codes]
+        codes = _as_code_arrays(src.rows(c0, c1))
         band = np.empty((b1 - b0, width, 3), dtype=np.uint8)
 
-        def run(job, b0=b0, band=band, codes=codes, c0=c0):
-            (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) = job
+        def run(job, threads, b0=b0, band=band, codes=codes, c0=c0):
+            (y0, y1, _, _), (x0, x1, _, _) = job
             th, tw = min(y1, height) - y0, min(x1, width) - x0
-            with torch.inference_mode():  # per thread
-                if runner is not None:
-                    block = _to_uint8_block(runner.region(codes, y0 - c0, y1 - c0, x0, x1)[0], th, tw)
-                else:
-                    sub = [
-                        c[:, :, (cy0 - c0) >> (s + 1) : (cy1 - c0) >> (s + 1), cx0 >> (s + 1) : cx1 >> (s + 1)]
-                        for s, c in enumerate(codes)
-                    ]
-                    x_hat = decoder(sub)[0, :, y0 - cy0 : y0 - cy0 + th, x0 - cx0 : x0 - cx0 + tw]
-                    block = x_hat.clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0)
-            band[y0 - b0 : y0 - b0 + th, x0 : x0 + tw] = block.numpy()
+            band[y0 - b0 : y0 - b0 + th, x0 : x0 + tw] = runner.block(codes, y0 - c0, y1 - c0, x0, x1, th, tw, threads)
 
         _run_tiles(jobs, run)
         yield band

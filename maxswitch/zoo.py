@@ -17,7 +17,6 @@ import json
 import os
 import re
 import struct
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -93,16 +92,27 @@ def read_metadata(data: bytes) -> dict:
     return meta
 
 
-@dataclass
+class _Later:
+    """A part of a model built on first use (the torch forms: importing torch takes seconds)."""
+
+    def __init__(self, build):
+        self.build = build
+
+
 class Model:
     """A loaded model: the fixed encoder, the decoder and its description.
 
     Attributes:
         name: e.g. ``"natural-16-16-16"``.
         version: integer version of the decoder weights.
-        config: the ``nets.ModelConfig``.
-        encoder: ``nets.Encoder`` (fixed integer weights).
-        decoder: ``nn.Module`` in eval mode, or None if the asset has no decoder.
+        config: the ``modelconfig.ModelConfig``.
+        switch_encoder: ``encoder.SwitchEncoder``, the encoder that ``codec.encode`` runs (numpy
+            and numba: encoding never imports torch).
+        encoder: ``nets.Encoder`` (torch, the reference and training form), built on first use.
+        decoder: ``nn.Module`` in eval mode, or None if the asset has no decoder; built on first
+            use (it imports torch), from ``decoder_weights``.
+        decoder_weights: the decoder's float32 arrays by parameter name (numpy), or None: what
+            the fast decoder (``fastdecode.py``) is built from without torch.
         sha256: SHA-256 of the asset file.
         encoder_digest: ``Encoder.digest()``, the identity recorded in .msw files.
         meta: the full description stored in the file.
@@ -110,16 +120,51 @@ class Model:
         table: ``tables.TableModel`` for payload coding 3, or None.
     """
 
-    name: str
-    version: int
-    config: object
-    encoder: object
-    decoder: object
-    sha256: str
-    encoder_digest: str
-    meta: dict
-    context: object = None
-    table: object = None
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        config,
+        encoder,
+        decoder,
+        sha256: str,
+        encoder_digest: str,
+        meta: dict,
+        context=None,
+        table=None,
+        decoder_weights: dict | None = None,
+    ):
+        self.name, self.version, self.config = name, version, config
+        self.sha256, self.encoder_digest, self.meta = sha256, encoder_digest, meta
+        self.context, self.table = context, table
+        self._encoder, self._decoder, self.decoder_weights = encoder, decoder, decoder_weights
+        self._switch_encoder = None
+
+    @property
+    def encoder(self):
+        if isinstance(self._encoder, _Later):
+            self._encoder = self._encoder.build()
+        return self._encoder
+
+    @property
+    def switch_encoder(self):
+        if self._switch_encoder is None:
+            from .encoder import SwitchEncoder
+
+            enc = self._encoder
+            self._switch_encoder = enc if isinstance(enc, SwitchEncoder) else SwitchEncoder.from_torch(self.encoder)
+        return self._switch_encoder
+
+    @property
+    def decoder(self):
+        if self._decoder is None and self.decoder_weights is not None:
+            self._decoder = _build_decoder(self.config, self.decoder_weights)
+        return self._decoder
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether the model can decode (without building its decoder)."""
+        return self._decoder is not None or self.decoder_weights is not None
 
     @property
     def context_digest(self) -> str | None:
@@ -177,9 +222,12 @@ def save_model(
 
 
 def _build(data: bytes, sha: str) -> Model:
-    from safetensors.torch import load
+    """A model from an asset's bytes, without torch: the encoder, tables and context model as
+    numpy arrays, the decoder's weights kept for ``Model.decoder`` to build on first use."""
+    from safetensors.numpy import load
 
-    from .nets import Encoder, ModelConfig, build_decoder
+    from .encoder import SwitchEncoder
+    from .modelconfig import ModelConfig
 
     meta = read_metadata(data)
     if meta.get("schema") != ASSET_SCHEMA:
@@ -191,21 +239,18 @@ def _build(data: bytes, sha: str) -> Model:
         tensors = load(data)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"malformed model asset: {e}") from None
-    enc = Encoder(cfg.channels, cfg.pool)
-    enc_sd = {k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}
     unknown = [k for k in tensors if not k.startswith(("encoder.", "decoder.", "context.", "table."))]
     if unknown:
         raise ModelError(f"malformed model asset: unknown tensor {unknown[0]}")
+    enc_sd = {k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}
     dec_sd = {k[len("decoder.") :]: v for k, v in tensors.items() if k.startswith("decoder.")}
+    want = {f"{p}{s}" for p in "wb" for s in range(3)} | {"shifts"}
     try:
-        enc.load_state_dict(enc_sd, strict=True)
-        dec = None
-        if dec_sd:
-            dec = build_decoder(cfg)
-            dec.load_state_dict(dec_sd, strict=True)
-            dec.eval()
-    except RuntimeError as e:
-        raise ModelError(f"model weights do not match their description: {str(e).splitlines()[0]}") from None
+        if set(enc_sd) != want:
+            raise ValueError(f"encoder tensors {sorted(enc_sd)} are not {sorted(want)}")
+        enc = SwitchEncoder.from_tensors(cfg.channels, cfg.pool, enc_sd)
+    except (ValueError, TypeError) as e:
+        raise ModelError(f"model weights do not match their description: {e}") from None
     digest = enc.digest()
     if meta.get("encoder_digest") != digest:
         raise ModelError("model's encoder weights do not match the digest recorded in the asset")
@@ -214,7 +259,35 @@ def _build(data: bytes, sha: str) -> Model:
 
     ctx = _learned_part(ContextModel, "context", "context model", cfg, tensors, meta)
     table = _learned_part(TableModel, "table", "context tables", cfg, tensors, meta)
-    return Model(meta["name"], int(meta["version"]), cfg, enc, dec, sha, digest, meta, ctx, table)
+    model = Model(meta["name"], int(meta["version"]), cfg, None, None, sha, digest, meta, ctx, table, dec_sd or None)
+    model._switch_encoder = enc
+    model._encoder = _Later(lambda: _torch_encoder(cfg, enc_sd))
+    return model
+
+
+def _torch_encoder(cfg, enc_sd: dict):
+    """The ``nets.Encoder`` of an asset's encoder arrays."""
+    import torch
+
+    from .nets import Encoder
+
+    enc = Encoder(cfg.channels, cfg.pool)
+    enc.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in enc_sd.items()}, strict=True)
+    return enc
+
+
+def _build_decoder(cfg, dec_sd: dict):
+    """The decoder module (eval mode) of an asset's decoder arrays."""
+    import torch
+
+    from .nets import build_decoder
+
+    dec = build_decoder(cfg)
+    try:
+        dec.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in dec_sd.items()}, strict=True)
+    except RuntimeError as e:
+        raise ModelError(f"model weights do not match their description: {str(e).splitlines()[0]}") from None
+    return dec.eval()
 
 
 def _learned_part(cls, prefix: str, what: str, cfg, tensors: dict, meta: dict):

@@ -106,6 +106,14 @@ def tiny_zoo(tiny_model, monkeypatch):
     return "tiny-4-6-8"
 
 
+@pytest.fixture(params=["numba", "torch"])
+def encoder_path(request, monkeypatch):
+    """Run the test with each encoder (``MAXSWITCH_ENCODER``): numba (the default, no torch) and
+    torch (the reference): one set of goldens checks both."""
+    monkeypatch.setenv("MAXSWITCH_ENCODER", request.param)
+    return request.param
+
+
 def run_cli(*args, input: bytes | None = None, env=None, cwd=None):
     """Run ``python -m maxswitch`` in a real subprocess; return CompletedProcess (bytes)."""
     e = dict(os.environ)

@@ -7,8 +7,9 @@ digest; decoder weights never enter it):
 * ``example.natural-16-16-16.msw``: the shipped default model (its encoder is fixed for good;
   retraining changes only its decoder).
 
-Encoding is checked in this process with 1 and 2 torch threads and in a fresh process with 2
-threads (the CLI writing to stdout). To regenerate after a deliberate format change:
+Encoding is checked in this process with 1 and 2 threads and in a fresh process with 2 threads
+(the CLI writing to stdout), each with both encoders (the ``encoder_path`` fixture: numba, the
+default, and torch, the reference). To regenerate after a deliberate format change:
 ``MAXSWITCH_REGEN_GOLDEN=1 pytest tests/test_golden.py`` (and say why in the commit).
 """
 
@@ -43,7 +44,7 @@ def encode_with_threads(model, threads: int, coding: str = "zstd", **kw) -> byte
         torch.set_num_threads(before)
 
 
-def test_tiny_model_golden_in_process_and_across_threads(tiny_zoo):
+def test_tiny_model_golden_in_process_and_across_threads(tiny_zoo, encoder_path):
     one = encode_with_threads(tiny_zoo, 1)
     two = encode_with_threads(tiny_zoo, 2)
     assert one == two
@@ -56,14 +57,14 @@ def test_tiny_model_golden_in_process_and_across_threads(tiny_zoo):
     assert (inf["width"], inf["height"], inf["model"]) == (384, 256, "tiny-4-6-8")
 
 
-def test_tiny_model_golden_in_a_fresh_process(tiny_model):
-    env = {"MAXSWITCH_MODELS": str(tiny_model[0].parent)}
+def test_tiny_model_golden_in_a_fresh_process(tiny_model, encoder_path):
+    env = {"MAXSWITCH_MODELS": str(tiny_model[0].parent), "MAXSWITCH_ENCODER": encoder_path}
     r = run_cli("encode", "-m", "tiny-4-6-8", "-t", "2", "--coding", "zstd", "--quiet", EXAMPLE, "-", env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout == (EXPECTED / "example.tiny-4-6-8.msw").read_bytes()
 
 
-def test_shipped_encoder_golden(monkeypatch):
+def test_shipped_encoder_golden(monkeypatch, encoder_path):
     """natural-16-16-16 (0.1's default): its encoder is fixed for good, so are its v1 bytes."""
     monkeypatch.delenv("MAXSWITCH_MODELS", raising=False)
     monkeypatch.setattr(zoo, "_LOADED", {})
@@ -78,7 +79,7 @@ def test_shipped_encoder_golden(monkeypatch):
 # ----------------------------------------------------------------------------- format v2
 
 
-def test_tiny_model_v2_golden_across_threads_and_tiles(tiny_zoo):
+def test_tiny_model_v2_golden_across_threads_and_tiles(tiny_zoo, encoder_path):
     """Context coding: the same bytes with 1 and 2 threads and with encoder tiles of 64 px."""
     one = encode_with_threads(tiny_zoo, 1, coding="context")
     two = encode_with_threads(tiny_zoo, 2, coding="context", tile=64)
@@ -97,7 +98,7 @@ def test_tiny_model_v2_golden_decodes_in_a_fresh_process_to_the_v1_switches(tiny
     assert got == hashlib.sha256(b"".join(c.tobytes() for c in v1.codes)).hexdigest()
 
 
-def test_shipped_model_v2_golden_and_v1_switches(monkeypatch):
+def test_shipped_model_v2_golden_and_v1_switches(monkeypatch, encoder_path):
     """natural-16-16-16's context coding: golden bytes (1 and 2 threads), and the same
     switches as its v1 golden."""
     monkeypatch.delenv("MAXSWITCH_MODELS", raising=False)

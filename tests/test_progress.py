@@ -2,6 +2,8 @@
 
 import io
 
+import numpy as np
+
 from maxswitch import bench
 from maxswitch.progress import Progress, bar
 
@@ -51,3 +53,40 @@ def test_training_bar_text():
     assert bar(0.0) == "[....................]   0%"
     assert bar(1.7) == "[####################] 100%"
     assert bar(-1) == bar(0) and len(bar(0.5, width=10)) == len("[..........]  50%")
+
+
+def test_workbar_draws_on_a_terminal_only_and_not_when_quiet():
+    from maxswitch.progress import WorkBar, counted
+
+    out = Terminal()
+    with WorkBar(100, "big.msw", "rows", stream=out, delay=0) as b:
+        bands = list(counted(iter([np.zeros((40, 2, 3)), np.zeros((60, 2, 3))]), b))
+        assert b.write("big.msw: decoded")
+    assert len(bands) == 2 and "big.msw [" in out.getvalue() and "100/100" in out.getvalue()
+    assert "big.msw: decoded" in out.getvalue()
+    for stream, enabled in ((io.StringIO(), True), (Terminal(), False)):  # a log or a pipe; --quiet
+        with WorkBar(100, "x", "rows", stream=stream, enabled=enabled) as b:
+            b.update(100)
+            assert not b.write("msg")
+        assert stream.getvalue() == ""
+
+
+def test_workbar_waits_for_its_delay():
+    from maxswitch.progress import WorkBar
+
+    out = Terminal()
+    with WorkBar(10, "quick", "tiles", stream=out, delay=60) as b:
+        b.update(10)
+    assert "quick" not in out.getvalue()  # work done before the delay prints nothing
+
+
+def test_encode_reports_progress_over_its_tiles(tiny_zoo):
+    from conftest import make_image, png_bytes
+
+    import maxswitch
+
+    seen = []
+    maxswitch.encode(png_bytes(make_image(300, 140)), tiny_zoo, tile=64, progress=lambda d, t: seen.append((d, t)))
+    total = seen[-1][1]
+    assert seen[-1][0] == total and total == 5 * 3 + 1 + 1  # 15 encoder tiles, 1 table tile, zstd
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -209,7 +209,7 @@ def _golden(name, data):
     return p.read_bytes()
 
 
-def test_tiny_model_table_golden_across_threads_tiles_and_processes(tiny_model, tiny_zoo):
+def test_tiny_model_table_golden_across_threads_tiles_and_processes(tiny_model, tiny_zoo, encoder_path):
     one = _encode(tiny_zoo, 1)
     two = _encode(tiny_zoo, 2, tile=64)
     assert one == two
@@ -222,7 +222,7 @@ def test_tiny_model_table_golden_across_threads_tiles_and_processes(tiny_model, 
     assert got == hashlib.sha256(b"".join(c.tobytes() for c in v1.codes)).hexdigest()
 
 
-def test_default_model_table_golden(monkeypatch):
+def test_default_model_table_golden(monkeypatch, encoder_path):
     monkeypatch.delenv("MAXSWITCH_MODELS", raising=False)
     monkeypatch.setattr(zoo, "_LOADED", {})
     m = zoo.load_model("natural-6-12-24")

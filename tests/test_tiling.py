@@ -178,7 +178,8 @@ def test_a_failing_tile_stops_the_run_and_restores_threads(threads):
     threads(2)
     done = []
 
-    def fn(job):
+    def fn(job, threads_for_tile):
+        assert threads_for_tile == 1  # tiles on threads of their own, one thread each
         if job == 3:
             raise RuntimeError("tile 3")
         time.sleep(0.02)

@@ -1,0 +1,111 @@
+"""The direct decoder on ONNX Runtime (fastdecode.py) against the torch reference: within
+0.05 dB of it on every shipped direct model, tiles that join, regions at the image's edges, and
+torch for every decoder it does not handle."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import EXAMPLE, make_image
+
+from maxswitch import codec, fastdecode, metrics, tiling, zoo
+from maxswitch.nets import DirectDecoder, ModelConfig, build_decoder
+
+pytest.importorskip("onnxruntime")
+
+DIRECT = [
+    m["name"]
+    for m in zoo.manifest()["models"]
+    if m.get("decoder") == "direct" and m.get("pool", "max") == "max" and (zoo.models_dir() / m["file"]).is_file()
+]
+
+
+def _example():
+    from PIL import Image
+
+    return np.asarray(Image.open(EXAMPLE).convert("RGB"))
+
+
+def _psnr(a, b) -> float:
+    return metrics.psnr(a, b)
+
+
+@pytest.mark.parametrize("name", DIRECT)
+def test_every_shipped_direct_decoder_within_0_05_db_of_torch(name):
+    m = zoo.load_model(name)
+    runner = fastdecode.runner_for(m)
+    assert runner is not None
+    rgb = _example()
+    codes = codec.compute_switches(m, rgb)
+    fast = tiling.decode_tiled(runner, codes, 0, rgb.shape[:2])
+    ref = tiling.decode_tiled(m.decoder, codes, 0, rgb.shape[:2])  # torch, DirectRunner
+    assert np.abs(fast.astype(int) - ref).max() <= 2
+    assert abs(_psnr(rgb, fast) - _psnr(rgb, ref)) <= 0.05
+    # and the plain module (DirectDecoder.forward), the definition both follow
+    with torch.inference_mode():
+        x = m.decoder([torch.from_numpy(c)[None] for c in codes])[0]
+    plain = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()[: rgb.shape[0], : rgb.shape[1]]
+    assert abs(_psnr(rgb, fast) - _psnr(rgb, plain)) <= 0.05
+
+
+def _tiny():
+    cfg = ModelConfig((4, 6, 8), "direct", (8, 12, 16))
+    torch.manual_seed(0)
+    dec = build_decoder(cfg).eval()
+    for p in dec.parameters():  # weights of a trained size, so that rounding shows
+        p.data.mul_(3.0)
+    return cfg, dec
+
+
+@pytest.mark.parametrize("size", [(8, 8), (40, 24), (104, 136), (61, 97)])
+def test_regions_and_tiles_match_the_torch_runner(size):
+    cfg, dec = _tiny()
+    runner = fastdecode.runner_for_module(dec)
+    assert runner is not None
+    H, W = (-(-v // 8) * 8 for v in size)
+    rng = np.random.default_rng(sum(size))
+    codes = [rng.integers(0, 4, (c, H >> (s + 1), W >> (s + 1)), dtype=np.uint8) for s, c in enumerate(cfg.channels)]
+    ref = tiling.decode_tiled(dec, codes, 0, size)
+    whole = tiling.decode_tiled(runner, codes, 0, size)
+    assert whole.shape == size + (3,)
+    assert np.abs(whole.astype(int) - ref).max() <= 1
+    for tile in (8, 16, 40):
+        tiled = tiling.decode_tiled(runner, codes, tile, size)
+        assert np.abs(tiled.astype(int) - whole).max() <= 1, tile
+
+
+def test_decoders_it_does_not_handle_go_to_torch(monkeypatch):
+    cfg, dec = _tiny()
+    mirror = build_decoder(ModelConfig((4, 6, 8), "mirror", (8, 12, 16)))
+    assert fastdecode.runner_for_module(mirror) is None
+
+    class WithMore(DirectDecoder):  # a subclass may compute something else: not taken
+        pass
+
+    assert fastdecode.runner_for_module(WithMore(cfg.channels, cfg.widths)) is None
+    sd = {k: v.numpy() for k, v in dec.state_dict().items()}
+    assert fastdecode.direct_weights(cfg.channels, sd) is not None
+    assert fastdecode.direct_weights(cfg.channels, {**sd, "what.0.weight": np.zeros(3, np.float32)}) is None
+    assert fastdecode.direct_weights((4, 6, 9), sd) is None
+    monkeypatch.setenv("MAXSWITCH_DECODER", "torch")
+    assert fastdecode.runner_for_module(dec) is None
+
+
+def test_codec_decodes_with_onnxruntime_and_torch_alike(tiny_zoo, monkeypatch):
+    from conftest import png_bytes
+
+    data = codec.encode(png_bytes(make_image(90, 70, seed=2)), tiny_zoo)
+    m = zoo.load_model(tiny_zoo)
+    monkeypatch.setenv("MAXSWITCH_DECODER", "onnx")
+    assert isinstance(codec.decoder_runner(m), fastdecode.OrtRunner)
+    fast, _ = codec.decode_array(data)
+    # auto: torch is imported in this process, so its DirectRunner decodes
+    monkeypatch.setenv("MAXSWITCH_DECODER", "auto")
+    assert isinstance(codec.decoder_runner(m), torch.nn.Module)
+    monkeypatch.setenv("MAXSWITCH_DECODER", "torch")
+    m._ort_runner = None
+    assert isinstance(codec.decoder_runner(m), torch.nn.Module)
+    ref, _ = codec.decode_array(data)
+    assert np.abs(fast.astype(int) - ref).max() <= 1
+    monkeypatch.setenv("MAXSWITCH_DECODER", "gpu")
+    with pytest.raises(codec.CodecError, match="unknown decoder"):
+        codec.decoder_runner(m)
