@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from maxswitch.zoo import load_model, models_dir, register, save_model  # noqa: E402
 
-DATA = "train-bsds500 (holdout-train split, 280 images)"
+DATA = "train-bsds500 (holdout-train split, 280 images) and 60 random screens (examples/screens.py --train)"
 
 
 def assemble(decoder_asset: str, coders: str | None, out: str | None) -> Path:

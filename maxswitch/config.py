@@ -1,7 +1,7 @@
 """Defaults that more than one module reads, in one dependency-free place (no numpy, no torch),
 so that the CLI's help texts, the library and the docs cannot disagree."""
 
-DEFAULT_MODEL = "natural-6-12-24"
+DEFAULT_MODEL = "what-2-4-8"  # the cheapest rung at 0.2 default's Kodak PSNR (26.64 dB) or above
 DECODER_KINDS = ("direct", "mirror", "what")  # nets.DECODERS maps each to its class (docs/RESULTS.md compares them)
 ZSTD_LEVEL = 1  # payload coding "zstd": chosen by measurement (docs/PERFORMANCE.md, zstd level)
 DEFAULT_CODING = "auto"  # both codings, the smaller file is kept (zstd alone for models without a context model)
@@ -17,9 +17,18 @@ SWITCH_LADDER = (
     "natural-32-32-32",
     "natural-48-96-192",
 )
-LADDERS = {"switch-only": SWITCH_LADDER}
-LADDER = SWITCH_LADDER  # the rungs of `encode -q 1..N`; the default model is one of them
-LADDER_FAMILY = {"switch-only": "natural"}  # ladder -> the manifest family of its models
+# "what+where" (0.3, format v3): switches beside a coded description of the image's values (its 8x8
+# block means, maxswitch/what.py), read by decoders that fuse both (nets.WhatDecoder)
+WHAT_LADDER = (
+    "what-2-4-8",
+    "what-2-6-12",
+    "what-4-8-16",
+    "what-6-12-24",
+    "what-16-16-16",
+)
+LADDERS = {"what+where": WHAT_LADDER, "switch-only": SWITCH_LADDER}
+LADDER = WHAT_LADDER  # the rungs of `encode -q 1..N`; the default model is one of them
+LADDER_FAMILY = {"what+where": "what+where", "switch-only": "natural"}  # ladder -> its models' manifest family
 
 # Format v2 codes the padded image in independent tiles of CONTEXT_TILE x CONTEXT_TILE pixels
 # (part of the format: docs/FORMAT.md; read by entropy.py and by format.max_payload).
