@@ -269,7 +269,7 @@ def write_manifest_tables() -> None:
         "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for m in models:
-        if m["family"] not in ("natural", "faces"):
+        if m["family"] not in ("what+where", "natural", "faces"):
             continue
         f = m.get("figures", {})
         kodak = str(f.get("dataset", "")).startswith("kodak")
@@ -281,8 +281,9 @@ def write_manifest_tables() -> None:
             f"{f['psnr'] if kodak else '-'} | {f.get('rmse', '-')} |"
         )
     body = (
-        "Kodak figures of the ladder: `maxswitch bench ../shared/data/kodak --ladder --coding both` (24 images; bpp "
-        "is the whole file, default coding; in brackets format v1's zstd coding of the same switches); faces: "
+        "Kodak figures of the ladders: `maxswitch bench ../shared/data/kodak` (24 images; bpp is the whole file, "
+        "default coding; in brackets, where measured, format v1's zstd coding of the same switches; commands in "
+        "docs/RESULTS.md); `-q` picks a rung of the what+where ladder (format v3); faces: "
         "`make reproduce` (lfw-test split at 128x128). More models (pretrained encoders, controls, the decoder "
         "comparison) are listed by `maxswitch models`; every figure is in docs/RESULTS.md.\n\n" + "\n".join(rows)
     )

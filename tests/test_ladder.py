@@ -36,12 +36,12 @@ def test_manifest_kodak_figures_increase_strictly_along_each_ladder(family):
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
-def _means(images):
+def _means(images, rungs=LADDER):
     rates, psnrs = [], []
-    for q in range(1, len(LADDER) + 1):
+    for name in rungs:
         bpp, psnr = [], []
         for x in images:
-            data = maxswitch.encode(x, quality=q)
+            data = maxswitch.encode(x, name)
             y, _ = codec.decode_array(data)
             bpp.append(8 * len(data) / (x.shape[0] * x.shape[1]))
             psnr.append(metrics.psnr(x, y))
@@ -51,10 +51,15 @@ def _means(images):
 
 
 @pytest.mark.skipif(not KODAK.is_dir(), reason="needs ../shared/data/kodak (photographs)")
-def test_rate_and_psnr_increase_strictly_on_a_few_photographs():
-    """Mean bpp and PSNR over three Kodak photographs, quarter-size crops (CPU time)."""
-    images = [np.asarray(Image.open(KODAK / f"kodim{i:02d}.png").convert("RGB"))[:256, :384] for i in (3, 14, 23)]
-    rates, psnrs = _means(images)
+@pytest.mark.parametrize("family", list(LADDERS))
+def test_rate_and_psnr_increase_strictly_on_the_kodak_photographs(family):
+    """Mean bpp and PSNR over all 24 Kodak photographs, a 128 x 192 crop of each (CPU time). Three
+    crops were too few: what-4-8-16 beats what-2-6-12 on 18 of the 24 whole images, by 0.23 dB on
+    the mean, and loses on kodim03 by 1.1 dB."""
+    images = [
+        np.asarray(Image.open(KODAK / f"kodim{i:02d}.png").convert("RGB"))[128:256, 192:384] for i in range(1, 25)
+    ]
+    rates, psnrs = _means(images, LADDERS[family])
     assert all(a < b for a, b in zip(rates, rates[1:])), rates
     assert all(a < b for a, b in zip(psnrs, psnrs[1:])), psnrs
 

@@ -411,12 +411,14 @@ def test_cli_non_png_outputs_pasted_band_by_band_have_the_decoded_pixels(tmp_pat
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
-@pytest.mark.parametrize("coding", ["zstd", "context"])
+@pytest.mark.parametrize("coding", ["zstd", "context", "table"])
 def test_switches_decoded_band_by_band_give_the_same_pixels(monkeypatch, coding):
     from maxswitch import entropy
 
     monkeypatch.setattr(entropy, "TILE", 128)  # several rows of context tiles (encode and decode alike)
     m = load_model(DEFAULT_MODEL)
+    if coding == "context" and m.context is None:  # the default (what-2-4-8) has context tables only
+        m = load_model("natural-6-12-24")
     rgb = np.asarray(make_image(200, 330, seed=12))
     data = maxswitch.encode(rgb, m, coding=coding)
     whole, _ = codec.decode_array(data, m, tile=64)
@@ -432,7 +434,7 @@ def test_damage_found_part_way_through_a_banded_decode_leaves_no_output(monkeypa
     from maxswitch.cli import main
 
     monkeypatch.setattr(entropy, "TILE", 128)
-    data = bytearray(maxswitch.encode(np.asarray(make_image(200, 330, seed=12)), coding="context"))
+    data = bytearray(maxswitch.encode(np.asarray(make_image(200, 330, seed=12)), "natural-6-12-24", coding="context"))
     data[len(data) - 4 - 3] ^= 0x5A  # in the last tile, then the CRC made right again
     data[-4:] = zlib.crc32(bytes(data[:-4])).to_bytes(4, "little")
     (tmp_path / "bad.msw").write_bytes(bytes(data))
