@@ -195,7 +195,7 @@ def collate(samples: list[dict]) -> dict:
         return {"fatal": fatal[0]}
     return {
         "image": torch.stack([s["image"] for s in samples]),
-        "codes": [torch.stack([s["codes"][i] for s in samples]) for i in range(3)],
+        "codes": [torch.stack([s["codes"][i] for s in samples]) for i in range(len(samples[0]["codes"]))],
         "bad": [b for s in samples for b in s["bad"]],
     }
 

@@ -542,10 +542,11 @@ def fit(
         if step % 50 == 0 or step == 1:
             rate = (step - step0) / max(time.time() - t_run, 1e-9)
             db = f" (~{10 * math.log10(1 / max(res.loss_ema, 1e-10)):.2f} dB)" if unit == "mse" else ""
+            left = (recipe.steps - step) / max(rate, 1e-9) if recipe.steps else recipe.minutes * 60 - elapsed
             say(
                 f"{name}: {bar(progress)} step {step}{'/' + str(recipe.steps) if recipe.steps else ''} "
-                f"{elapsed / 60:5.1f} min  {unit} {res.loss_ema:.5f}{db}  {rate:.2f} steps/s  "
-                f"lr {opt.param_groups[0]['lr']:.2e}"
+                f"{elapsed / 60:5.1f} min, ~{max(left, 0) / 60:.1f} min left  {unit} {res.loss_ema:.5f}{db}  "
+                f"{rate:.2f} steps/s  lr {opt.param_groups[0]['lr']:.2e}"
             )
         if evaluate is not None and place.main and step % recipe.eval_every == 0:
             module.eval()
