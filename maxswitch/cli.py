@@ -15,7 +15,7 @@ import threading
 import click
 
 from . import __version__
-from .config import CONTEXT_MINUTES, DECODER_KINDS, DEFAULT_CODING, DEFAULT_MODEL, LADDER, TRAIN_MINUTES
+from .config import AUDIT_MINUTES, CONTEXT_MINUTES, DECODER_KINDS, DEFAULT_CODING, DEFAULT_MODEL, LADDER, TRAIN_MINUTES
 from .config import ZSTD_LEVEL as ZSTD_LEVEL_DEFAULT
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
@@ -1253,6 +1253,119 @@ def fit_tables_cmd(
             log=lambda msg: click.echo(msg, err=True),
             progress=None if quiet else progress,
         )
+
+
+@cli.command()
+@click.argument("model", metavar="MODEL")
+@click.argument("data_dir", metavar="DATA_DIR")
+@click.option(
+    "--weights", default=None, metavar="FILE", help="The network's weights: safetensors or a torch state dict."
+)
+@click.option("--random", type=int, default=None, metavar="SEED", help="Untrained weights drawn from this seed.")
+@click.option(
+    "--normalize",
+    type=click.Choice(["unit", "imagenet", "signed", "raw"]),
+    default="unit",
+    show_default=True,
+    help="The network's input: x/255, ImageNet mean and std, x/127.5-1 or 0..255.",
+)
+@click.option("--layers", default="all", show_default=True, help="Pooling layers to audit: indices, ranges or names.")
+@click.option(
+    "--inputs",
+    type=click.Choice(["alone", "upto", "both"]),
+    default="alone",
+    show_default=True,
+    help="What a layer's decoder reads: its switches alone, those of every layer up to it, or both decoders.",
+)
+@click.option(
+    "--controls",
+    type=click.Choice(["deepest", "each", "none"]),
+    default="deepest",
+    show_default=True,
+    help="Train the two controls (no switches, avg-pool positions) for the deepest audited layer, each, or none.",
+)
+@_training_options(AUDIT_MINUTES, "Held-out images (default: DATA_DIR's holdout-val split).")
+@click.option("--val-images", type=click.IntRange(1), default=24, show_default=True, help="Held-out images measured.")
+@click.option("--resize", type=click.IntRange(8), default=None, help="Resize every image to this square size.")
+@click.option("--patch", type=click.IntRange(8), default=96, show_default=True, help="Crop side (multiple of 8).")
+@click.option("--width", type=click.IntRange(1, 256), default=16, show_default=True, help="Decoder base width.")
+@click.option("--eval-every", type=click.IntRange(1), default=None, help="Measure PSNR every N steps as well.")
+@click.option("--checkpoint", default=None, help="Checkpoint file of the decoders (default: none).")
+@click.option(
+    "--checkpoint-every",
+    type=click.FloatRange(min=0),
+    default=180.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Write the checkpoint this often.",
+)
+@click.option("--resume", is_flag=True, help="Continue from --checkpoint.")
+@click.option(
+    "-t", "--threads", type=click.IntRange(1, 256), default=2, show_default=True, help="CPU threads for training."
+)
+@click.option("--amp", is_flag=True, help="Mixed precision (bf16 autocast) for the decoders; CUDA only.")
+@click.option("--json", "json_path", metavar="FILE", help="Write the report as JSON (-: stdout, the table to stderr).")
+@click.option("--markdown", is_flag=True, help="Print the table in Markdown.")
+@click.option("--grid", "grid_path", metavar="FILE.png", help="Originals beside each decoder's reconstruction.")
+@click.option("--grid-images", type=click.IntRange(1), default=4, show_default=True, help="Images in the grid.")
+def audit(model, data_dir, json_path, markdown, grid_path, **settings):
+    """Measure how much of its input image a network's max-pool switches give away.
+
+    MODEL is a factory, package.module:function or path/to/file.py:function, returning a torch
+    network (weights: --weights FILE, --random SEED, or as the factory builds them), or a
+    maxswitch model by name or path. Every 2-D max pooling it runs is found (nn.MaxPool2d and
+    F.max_pool2d calls, any window), and each window's switch is recorded as the position of
+    its maximum inside the window. For each audited layer a decoder learns to rebuild the image
+    from those switches on DATA_DIR's crops; the table gives PSNR, SSIM and MS-SSIM on held-out
+    images, the switches' raw and coded bits per pixel, and two controls: no switches, and an
+    average pool's positions. The network runs only as far as the deepest audited layer.
+    Nothing is downloaded. The decoders train in train's loop: checkpoints, --resume, devices,
+    and torchrun --nproc_per_node=N -m maxswitch audit ... (--batch is the global batch).
+    What the figures bound: docs/AUDIT.md.
+
+    \b
+    Examples:
+      maxswitch audit examples/vgg16_like.py:vgg16_like photos/ --random 0 --normalize imagenet
+      maxswitch audit my_package.nets:build photos/ --weights w.safetensors --layers 1-3 --grid g.png
+      maxswitch audit natural-16-16-16 photos/ --inputs both --steps 2000 --json report.json
+    """
+    from .audit import audit_setup, run_audit
+    from .audit_model import AuditError
+    from .audit_report import format_table, grid_png, json_bytes
+    from .pooling import PoolingError
+    from .progress import Progress
+
+    if json_path and json_path != "-":
+        _check_output_path(json_path, "--json")
+    if grid_path:
+        if not grid_path.lower().endswith(".png"):
+            raise click.BadParameter("use a .png file name", param_hint="--grid")
+        _check_output_path(grid_path, "--grid")
+    say = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    with _training_errors("use another --checkpoint, or --resume"):
+        try:
+            setup = audit_setup(model, data_dir, **settings)
+            result = run_audit(setup, log=say, progress=lambda: Progress(desc="audit: held-out images"))
+        except (AuditError, PoolingError) as e:
+            raise Failure(str(e)) from None
+    if result is None:  # a torchrun rank other than 0
+        return
+    outputs = {}
+    if json_path:
+        outputs[json_path] = json_bytes(result.report)
+    if grid_path:
+        outputs[grid_path] = grid_png(result.report, result.grid)
+    click.echo(format_table(result.report, markdown=markdown), nl=False, err=json_path == "-")
+    from .atomic import write_atomic
+
+    for path, data in outputs.items():
+        if path == "-":
+            click.echo(data.decode(), nl=False)  # JSON: text
+            continue
+        try:
+            write_atomic(path, data, overwrite=True)
+        except OSError as e:
+            raise Failure(f"cannot write {path}: {e.strerror or e}") from None
 
 
 @contextlib.contextmanager

@@ -37,3 +37,4 @@ CONTEXT_TILE = 512
 # Training time budgets in minutes when no step budget is given (`maxswitch train`, `train-context`).
 TRAIN_MINUTES = 20.0
 CONTEXT_MINUTES = 10.0
+AUDIT_MINUTES = 20.0  # `maxswitch audit`: all of its decoders train together in this budget

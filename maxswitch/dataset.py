@@ -204,7 +204,7 @@ def collate(samples: list[dict]) -> dict:
     out = {} if "what" not in samples[0] else {"what": torch.stack([s["what"] for s in samples])}
     return out | {
         "image": torch.stack([s["image"] for s in samples]),
-        "codes": [torch.stack([s["codes"][i] for s in samples]) for i in range(3)],
+        "codes": [torch.stack([s["codes"][i] for s in samples]) for i in range(len(samples[0]["codes"]))],
         "bad": [b for s in samples for b in s["bad"]],
     }
 

@@ -627,9 +627,10 @@ def fit(
         if status.due() or step == 1:
             rate = (step - step0) / max(time.time() - t_run, 1e-9)
             done = step / recipe.steps if recipe.steps is not None else elapsed / (recipe.minutes * 60)
+            left = (recipe.steps - step) / max(rate, 1e-9) if recipe.steps else recipe.minutes * 60 - elapsed
             status.progress(
                 f"{name}: {bar(done)} step {step}{'/' + str(recipe.steps) if recipe.steps else ''} "
-                f"{elapsed / 60:5.1f} min  {unit} {res.loss_ema:.5f}{_db(res.loss_ema, unit)}  {rate:.2f} steps/s  "
+                f"{elapsed / 60:5.1f} min, ~{max(left, 0) / 60:.1f} min left  {unit} {res.loss_ema:.5f}{_db(res.loss_ema, unit)}  {rate:.2f} steps/s  "
                 f"lr {opt.param_groups[0]['lr']:.2e}"
             )
         if evaluate is not None and place.main and step % recipe.eval_every == 0:

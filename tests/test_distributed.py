@@ -187,3 +187,25 @@ def test_empty_folder_on_every_rank(tmp_path):
     lines = [x for x in r.stderr.splitlines() if x.startswith("maxswitch: error")]
     assert r.returncode != 0 and 1 <= len(lines) <= 2 and all("no images found" in x for x in lines), r.stderr
     assert not [x for x in r.stderr.splitlines() if "File" in x and "/maxswitch/" in x]
+
+
+def test_an_audit_on_two_processes_matches_one(folder, tmp_path):
+    """maxswitch audit trains its decoders in the same loop: with torchrun, the same global batch
+    gives the same loss, and rank 0 alone measures and prints the report."""
+    net = tmp_path / "net.py"
+    net.write_text(
+        "from torch import nn\n"
+        "def two_pools():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2), nn.MaxPool2d(3, 2, 1))\n"
+    )
+    reports = []
+    for n in (1, 2):
+        out = tmp_path / f"r{n}.json"
+        args = ["audit", f"{net}:two_pools", str(folder), "--steps", "4", "--batch", "4", "--patch", "32"]
+        r = _run([*args, "--workers", "0", "-t", "1", "--device", "cpu", "--json", str(out)], nproc=n)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert r.stdout.count("control: no switches") == 1
+        reports.append(json.loads(out.read_text()))
+    a, b = (rep["training"] for rep in reports)
+    assert (a["processes"], b["processes"]) == (1, 2) and b["recipe"]["batch"] == 4
+    assert b["last_loss"] == pytest.approx(a["last_loss"], rel=LOSS_RTOL)

@@ -71,3 +71,30 @@ def test_train_on_cuda_with_amp_writes_a_model_that_decodes_on_cpu(tmp_path):
     m = load_model(str(out))
     img = codec.decode(codec.encode(make_image(64, 48), model=m), model=m)
     assert img.size == (64, 48)
+
+
+def test_audit_on_cuda_reads_the_network_there(tmp_path):
+    """maxswitch audit on CUDA: the network's switches are computed on the GPU (float networks
+    have no exact-arithmetic promise to keep), the decoders train there with --amp, and the
+    probe's forward is kept out of autocast."""
+    import json
+
+    from click.testing import CliRunner
+
+    from maxswitch.cli import cli
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(4):
+        make_image(64, 48, seed=i).save(tmp_path / "imgs" / f"im{i}.png")
+    net = tmp_path / "net.py"
+    net.write_text(
+        "from torch import nn\n"
+        "def two_pools():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2), nn.MaxPool2d(3, 2, 1))\n"
+    )
+    out = tmp_path / "r.json"
+    args = ["audit", f"{net}:two_pools", str(tmp_path / "imgs"), "--steps", "3", "--batch", "2", "--patch", "32"]
+    r = CliRunner().invoke(cli, [*args, "--device", "cuda", "--amp", "--workers", "0", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert rep["training"]["device"] != "cpu" and len(rep["rows"]) == 2
