@@ -60,9 +60,10 @@ def _model(model) -> Model:
 
 
 def _msw_bytes(data) -> bytes:
-    """A .msw file given as bytes, a path or an open binary file -> its bytes."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
+    """A .msw file given as bytes, a path or an open binary file -> its bytes (bytes-like
+    objects and ``format.FileBytes`` as they are: never copied)."""
+    if isinstance(data, (bytes, bytearray, memoryview, fmt.FileBytes)):
+        return data
     if isinstance(data, (str, Path)):
         return Path(data).read_bytes()
     if hasattr(data, "read"):
@@ -220,6 +221,9 @@ def _unpack(h: fmt.Header, payload: bytes, model: Model | None, rows: bool = Fal
             return entropy.RowDecoder(_learned(h, model), payload, H, W)
         return entropy.decode(_learned(h, model), payload, H, W)
     packed = sw.decompress(payload, h.raw_size)
+    pad = 8 * h.raw_size - 2 * h.switch_count  # the last byte's unused low bits: zero (docs/FORMAT.md)
+    if pad and packed[-1] & ((1 << pad) - 1):
+        raise sw.PayloadError("the packed switches' padding bits are not zero (corrupt)")
     shapes = sw.shapes(H, W, h.channels)
     return sw.PackedRows(packed, shapes) if rows else sw.unpack(packed, shapes)
 

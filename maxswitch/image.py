@@ -25,6 +25,7 @@ from PIL import Image, ImageOps
 
 from .errors import MaxswitchError
 from .format import MAGIC as MSW_MAGIC
+from .format import MAX_SIDE
 
 # Colour kinds recorded in the .msw header (fixed ids, never reordered).
 KIND_GREY, KIND_GREY_ALPHA, KIND_RGB, KIND_RGB_ALPHA = 1, 2, 3, 4
@@ -75,25 +76,39 @@ def _kind_of(mode: str, has_transparency: bool) -> int:
 def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, int]:
     """Convert any Pillow image to uint8 (H, W, 3); return it and the source bit depth."""
     mode = im.mode
-    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-        a = np.asarray(im, dtype=np.int64)
-        top = int(a.max(initial=0))
-        # the sample range: 16-bit modes, else the smallest of 8, 16 and 32 bits that holds the data
-        # (a 32-bit integer image is scaled from its full range, not clipped at 65535)
-        depth = 16 if mode.startswith("I;16") else (8 if top <= 255 else 16 if top <= 65535 else 32)
-        full = (1 << depth) - 1 if depth < 32 else (1 << 31) - 1
-        a = (a.clip(0, full) * 255 + full // 2) // full  # round to the nearest 8-bit level
-        a = a.clip(0, 255).astype(np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2), depth
-    if mode == "F":
-        a = np.asarray(im, dtype=np.float64)
-        finite = a[np.isfinite(a)]
-        top = float(finite.max(initial=0.0)) if finite.size else 0.0
-        # [0, 1] (the float convention), else 8-bit, 16-bit or the data's own range: scaled, not clipped
-        hi = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0 if top <= 65535.0 else top
-        a = np.nan_to_num(a, nan=0.0, posinf=hi, neginf=0.0)
-        a = np.clip(np.round(a / hi * 255), 0, 255).astype(np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2), 32
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # a strip of rows at a time: whole-image int64 or float64 temporaries were 8 bytes per
+        # pixel each (a 16-bit 16000 x 16000 PNG peaked at 5.1 GB; docs/SECURITY.md)
+        w, h = im.size
+        step = max(1, (8 << 20) // max(1, w))
+        strips = [(y, min(h, y + step)) for y in range(0, h, step)]
+
+        def strip(y0, y1, dtype):
+            return np.asarray(im.crop((0, y0, w, y1)), dtype=dtype)
+
+        grey = np.empty((h, w), np.uint8)
+        if mode == "F":
+            top = 0.0
+            for y0, y1 in strips:
+                a = strip(y0, y1, np.float64)
+                a = a[np.isfinite(a)]
+                top = max(top, float(a.max(initial=0.0)))
+            # [0, 1] (the float convention), else 8-bit, 16-bit or the data's own range: scaled, not clipped
+            hi = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0 if top <= 65535.0 else top
+            for y0, y1 in strips:
+                a = np.nan_to_num(strip(y0, y1, np.float64), nan=0.0, posinf=hi, neginf=0.0)
+                grey[y0:y1] = np.clip(np.round(a / hi * 255), 0, 255).astype(np.uint8)
+            depth = 32
+        else:
+            top = max((int(strip(y0, y1, np.int64).max(initial=0)) for y0, y1 in strips), default=0)
+            # the sample range: 16-bit modes, else the smallest of 8, 16 and 32 bits that holds the data
+            # (a 32-bit integer image is scaled from its full range, not clipped at 65535)
+            depth = 16 if mode.startswith("I;16") else (8 if top <= 255 else 16 if top <= 65535 else 32)
+            full = (1 << depth) - 1 if depth < 32 else (1 << 31) - 1
+            for y0, y1 in strips:
+                a = (strip(y0, y1, np.int64).clip(0, full) * 255 + full // 2) // full  # the nearest 8-bit level
+                grey[y0:y1] = a.clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2), depth
     if mode in ("RGBA", "RGBa", "LA", "La", "PA", "P", "1", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
         if mode in ("LA", "La", "1", "L"):
             a = np.asarray(im.convert("L"))
@@ -126,8 +141,9 @@ def _rawmode(im: Image.Image) -> str:
         return ""
 
 
-def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode image bytes (any format Pillow reads) into a LoadedImage.
+def load(data, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode image bytes, or an open seekable binary file (then the file's bytes are not held),
+    in any format Pillow reads, into a LoadedImage.
 
     The pixel limit is checked from the file's header, before any pixel is decoded; Pillow's
     own decompression-bomb limit is set to the same number for the duration of the call, so
@@ -138,9 +154,15 @@ def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     Raises:
         ImageError: empty input, not an image, truncated, or more than ``max_pixels``.
     """
-    if not data:
+    if hasattr(data, "read"):  # an open file: Pillow reads what it needs from it
+        fp = data
+        head = fp.read(8)
+        fp.seek(0)
+    else:
+        fp, head = None, data[:8]
+    if not head:
         raise ImageError("input is empty (0 bytes)")
-    if data[:8] == MSW_MAGIC:
+    if head == MSW_MAGIC:
         raise ImageError("input is a .msw file, not an image (use 'maxswitch decode' to decode it)")
     try:
         with _PIL_LIMIT_LOCK, warnings.catch_warnings():
@@ -149,10 +171,12 @@ def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
             saved = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = max_pixels
             try:
-                im = Image.open(io.BytesIO(data))
+                im = Image.open(fp if fp is not None else io.BytesIO(data))
                 w, h = im.size
                 if w * h > max_pixels:
                     raise _over_limit(w, h, max_pixels)
+                if w > MAX_SIDE or h > MAX_SIDE:  # the format's limit, before the encoder runs
+                    raise ImageError(f"image is {w}x{h}; a .msw file holds at most {MAX_SIDE} pixels per side")
                 if w <= 0 or h <= 0:
                     raise ImageError("image has no pixels")
                 frames = getattr(im, "n_frames", 1)
@@ -236,16 +260,44 @@ _FORMATS = {
 }
 
 
+def recognised(prefix: bytes) -> bool:
+    """Whether Pillow recognises an image format in a file's first bytes (an image whose header
+    lies further, past a large metadata block, counts: only "no format" is False)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.open(io.BytesIO(prefix))
+    except Image.UnidentifiedImageError:
+        return False
+    except Exception:  # noqa: BLE001 - a format was recognised and its header is cut or damaged
+        return True
+    return True
+
+
 def format_for(path: str | None) -> str:
-    """Pick the output format from a file name's extension (PNG when unknown or stdout)."""
+    """Pick the output format from a file name's extension (PNG for stdout, and for a character
+    device or a FIFO such as ``/dev/null``, which are written through)."""
     if not path or path == "-":
         return "PNG"
     ext = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if ext not in _FORMATS and _is_stream(path):
+        return "PNG"
     if ext not in _FORMATS:
         raise ImageError(
             f"unknown output image extension {ext or '(none)'!r}; use one of {', '.join(sorted(_FORMATS))}"
         )
     return _FORMATS[ext]
+
+
+def _is_stream(path: str) -> bool:
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 # largest side each output format can hold (libjpeg: 65,500; libwebp: 16,383)
@@ -295,6 +347,7 @@ def png_chunks(rgb, kind: int, rows: int = 256, level: int = 6, size: tuple[int,
 def _png_rows(z, chunk, piece: np.ndarray, rows: int, w: int, grey: bool):
     """IDAT chunks of a band, filtered and compressed ``rows`` rows at a time (the buffers
     here are a few copies of ``rows`` rows, whatever the band's height)."""
+    rows = max(1, min(rows, (16 << 20) // (3 * w)))  # a wide picture: fewer rows per step
     for y in range(0, piece.shape[0], rows):
         band = piece[y : y + rows]
         if grey:
