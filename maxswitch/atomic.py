@@ -93,8 +93,9 @@ def remove_temporaries(final: bool = False) -> None:
     and with ``final`` stops any later one, so that a file created at the moment of the signal
     is removed too."""
     global _ENDING
+    if final:
+        _ENDING = True  # first: no thread creates or publishes a file from now on
     got = _CREATING.acquire(timeout=5)
-    _ENDING = _ENDING or final
     try:
         for tmp in list(_LIVE):
             try:
@@ -133,6 +134,13 @@ def _mkstemp(folder: str) -> tuple[int, str]:
     finally:
         if old is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _publishing() -> None:
+    """Refuse to put a finished temporary file in place once a signal is ending the process
+    (the handler may be waiting for another thread's creation meanwhile)."""
+    if _ENDING:
+        raise InterruptedError("the process is ending")
 
 
 def write_atomic(path: str, data, overwrite: bool = False) -> None:
@@ -174,6 +182,7 @@ def write_atomic(path: str, data, overwrite: bool = False) -> None:
             writer(f)
             f.flush()
             os.fsync(f.fileno())
+        _publishing()
         if not overwrite:
             # link() fails if the target appeared meanwhile: no race with another writer
             try:
