@@ -190,7 +190,9 @@ def load(data, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
                 kind = _kind_of(im.mode, transparency)
                 if raw.startswith("LA;16") and kind == KIND_RGB_ALPHA:
                     kind = KIND_GREY_ALPHA
-                im = ImageOps.exif_transpose(im)
+                # in place: without it Pillow returns a copy even when nothing turns (a second
+                # 4-byte-per-pixel image: a 256-megapixel encode peaked at 3.0 GB)
+                ImageOps.exif_transpose(im, in_place=True)
                 rgb, depth = _to_rgb8(im)
                 if ";16" in raw and depth == 8:
                     depth = 16
