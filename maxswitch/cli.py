@@ -663,6 +663,8 @@ def decode(
         if fmt_out == "PNG" and ref is None and h.width * h.height > image.STREAM_PNG_PIXELS:
             # decoded and written band by band: the image is never held whole (docs/SECURITY.md)
             rgb, payload = None, image.png_chunks(bands, h.kind, size=(h.height, h.width))
+        elif fmt_out == "TIFF" and ref is None and h.width * h.height > image.STREAM_PNG_PIXELS:
+            rgb, payload = None, image.tiff_chunks(bands, h.kind, (h.height, h.width))  # likewise
         elif ref is None:  # into Pillow band by band (no whole numpy copy beside Pillow's), then
             # straight into the output file rather than a buffer of the whole encoded image
             im, rgb = image.bands_to_pil(bands, h.kind, (h.height, h.width)), None

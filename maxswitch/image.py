@@ -365,6 +365,66 @@ def _png_rows(z, chunk, piece: np.ndarray, rows: int, w: int, grey: bool):
             yield chunk(b"IDAT", out)
 
 
+def tiff_chunks(bands, kind: int, size: tuple[int, int]):
+    """An uncompressed baseline TIFF of uint8 (rows, W, 3) bands from the top, yielded band by
+    band (as ``png_chunks`` does for PNG): the picture is never held whole, neither as an array
+    nor as a Pillow image (4 bytes per pixel: a 1,048,576 x 244 decode to TIFF peaked at 2.24 GB
+    that way; docs/SECURITY.md). One strip per row; grey kinds are written as 8-bit grey,
+    converted by Pillow band by band (the values of ``to_pil``). Pixels are those ``save`` writes.
+    """
+    import struct
+
+    h, w = size
+    grey = kind in (KIND_GREY, KIND_GREY_ALPHA)
+    spp = 1 if grey else 3
+    row = w * spp
+    n_tags = 10
+    ifd = 8
+    extra = ifd + 2 + 12 * n_tags + 4  # after the IFD: BitsPerSample (RGB), the strip arrays, the pixels
+    bps_at = extra
+    offs_at = bps_at + (8 if not grey else 0)
+    counts_at = offs_at + 4 * h
+    data_at = counts_at + 4 * h if h > 1 else offs_at  # one strip: its offset and size are in the tags
+    if data_at + row * h > 0xFFFFFFFF:
+        raise ImageError(f"image of {w}x{h} is too large for a TIFF file (4 GiB)")
+
+    def tag(t, typ, count, value):
+        return struct.pack("<HHI", t, typ, count) + (
+            struct.pack("<HH", value, 0) if typ == 3 and count == 1 else struct.pack("<I", value)
+        )
+
+    tags = [
+        tag(256, 4, 1, w),
+        tag(257, 4, 1, h),
+        tag(258, 3, spp, 8) if grey else tag(258, 3, 3, bps_at),
+        tag(259, 3, 1, 1),  # no compression
+        tag(262, 3, 1, 1 if grey else 2),  # BlackIsZero / RGB
+        tag(273, 4, h, offs_at) if h > 1 else tag(273, 4, 1, data_at),
+        tag(277, 3, 1, spp),
+        tag(278, 4, 1, 1),  # one row per strip
+        tag(279, 4, h, counts_at) if h > 1 else tag(279, 4, 1, row),
+        tag(284, 3, 1, 1),  # chunky
+    ]
+    head = b"II*\x00" + struct.pack("<I", ifd) + struct.pack("<H", n_tags) + b"".join(tags) + struct.pack("<I", 0)
+    if not grey:
+        head += struct.pack("<HHHH", 8, 8, 8, 0)
+    if h > 1:
+        head += np.arange(data_at, data_at + row * h, row, dtype="<u4").tobytes()
+        head += np.full(h, row, "<u4").tobytes()
+    assert len(head) == data_at
+    yield head
+    done = 0
+    for piece in bands:
+        if piece.shape[1] != w or done + piece.shape[0] > h:
+            raise ValueError("bands do not fit the declared TIFF size")
+        done += piece.shape[0]
+        if grey:
+            piece = np.asarray(Image.fromarray(np.ascontiguousarray(piece), "RGB").convert("L"))
+        yield np.ascontiguousarray(piece).tobytes()
+    if done != h:
+        raise ValueError(f"bands hold {done} rows, the TIFF declares {h}")
+
+
 def check_fits(fmt: str, width: int, height: int) -> None:
     """Raise ImageError if a ``width`` x ``height`` image is larger than ``fmt`` can hold
     (checked before decoding as well as in ``save``)."""

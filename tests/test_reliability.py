@@ -261,7 +261,7 @@ def test_a_signal_while_a_worker_thread_creates_the_temporary_file_leaves_nothin
 @pytest.mark.parametrize(
     "args",
     [
-        ["encode", "/dev/zero", "{tmp}/z.msw"],
+        ["encode", "/dev/zero", "{tmp}/z.msw", "-m", "tiny-4-6-8"],
         ["compare", "/dev/zero", "{png}"],
         ["decode", "{msw}", "{tmp}/d.png", "--compare", "/dev/zero"],
     ],
@@ -278,13 +278,23 @@ def test_endless_inputs_are_refused_after_their_first_bytes(args, tiny_zoo, tmp_
 
 
 def test_an_endless_image_pipe_is_bounded(monkeypatch):
+    """A stream that starts like an image and never ends is refused at the byte limit."""
+    buf = io.BytesIO()
+    make_image(8, 8).save(buf, "BMP")
+    head = buf.getvalue()[:54]  # a BMP's headers: recognised from them alone
+
     class Endless(io.RawIOBase):
+        sent = 0
+
         def readable(self):
             return True
 
         def readinto(self, b):
-            b[:] = b"\x89PNG\r\n\x1a\n" + bytes(len(b) - 8) if len(b) >= 8 else bytes(len(b))
-            return len(b)
+            n = len(b)
+            chunk = (head[self.sent :] + bytes(n))[:n] if self.sent < len(head) else bytes(n)
+            b[:n] = chunk
+            self.sent += n
+            return n
 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(Endless())))
     from maxswitch.image import ImageError
@@ -406,7 +416,7 @@ def test_a_wide_picture_is_decoded_in_bands_of_bounded_size(tiny_zoo, monkeypatc
 
     data = codec.encode(png_bytes(make_image(1200, 60)), tiny_zoo, coding="table")
     ref = codec.decode_array(data)[0]
-    monkeypatch.setattr(tiling, "BAND_SWITCHES", 1200 * 200)
+    monkeypatch.setattr(tiling, "BAND_SWITCHES", 1200 * 100)
     h, bands = codec.decode_bands(data, tile=512)
     got = list(bands)
     assert max(b.shape[0] for b in got) < 60 and sum(b.shape[0] for b in got) == 60
@@ -428,30 +438,66 @@ def test_the_row_decoder_keeps_rows_packed_and_gives_the_switches(tiny_zoo):
     assert all(p.dtype == np.uint8 and p.shape[2] == -(-(W >> (s + 1)) // 4) for s, p in enumerate(rd.done[0]))
 
 
-def test_sources_are_not_read_whole_for_a_file(tmp_path, tiny_zoo):
+def test_sources_are_not_read_whole_for_a_file(tmp_path, tiny_zoo, monkeypatch):
     """Decoding a file left on disk reads its payload in pieces (a row of tiles, a group of
-    zstd blocks), never the whole payload at once."""
+    zstd blocks, CRC steps), never the whole payload at once."""
     data = codec.encode(png_bytes(make_image(1100, 600)), tiny_zoo, coding="table")
     p = tmp_path / "x.msw"
     p.write_bytes(data)
+    sizes = []
+    real = os.pread
+
+    def spy(fd, n, off):
+        sizes.append(n)
+        return real(fd, n, off)
+
+    monkeypatch.setattr(os, "pread", spy)
     fb = fmt.FileBytes(open(p, "rb"))
-    biggest = []
-    real = fb._pread
+    try:
+        fmt.FileBytes.CACHE = 1 << 12
+        h, payload = fmt.read(fb)
+        from maxswitch.zoo import load_model
 
-    def spy(lo, hi):
-        biggest.append(hi - lo)
-        return real(lo, hi)
-
-    fb._pread = spy
-    h, payload = fmt.read(fb)
-    payload._pread = spy
-    from maxswitch.zoo import load_model
-
-    rd = entropy.RowDecoder(load_model(tiny_zoo).table, payload, *h.padded)
-    rd.rows(0, 8)
-    assert max(biggest) < len(data)
-    fb.close()
+        rd = entropy.RowDecoder(load_model(tiny_zoo).table, payload, *h.padded)
+        sizes.clear()
+        rd.rows(0, 8)
+        assert sizes and max(sizes) < len(payload) // 2
+    finally:
+        fmt.FileBytes.CACHE = 1 << 16
+        fb.close()
 
 
 def test_paths_used_above_exist():
     assert Path(fmt.__file__).is_file()
+
+
+@pytest.mark.parametrize("kind", [1, 3])
+def test_large_tiffs_are_written_band_by_band_with_the_pixels_of_save(kind, monkeypatch, tmp_path):
+    """Over ``STREAM_PNG_PIXELS`` the CLI writes a TIFF band by band (``image.tiff_chunks``): the
+    picture is not held as a Pillow image; the pixels are those Pillow's writer gives."""
+    from PIL import Image
+
+    from maxswitch import image
+
+    rng = np.random.default_rng(kind)
+    a = rng.integers(0, 256, (37, 29, 3)).astype(np.uint8)
+    data = b"".join(image.tiff_chunks([a[:10], a[10:11], a[11:]], kind, (37, 29)))
+    got = Image.open(io.BytesIO(data))
+    ref = image.to_pil(a, kind)
+    assert got.mode == ref.mode and np.array_equal(np.asarray(got), np.asarray(ref))
+    with pytest.raises(ValueError):
+        b"".join(image.tiff_chunks([a[:10]], kind, (37, 29)))
+
+
+def test_the_cli_streams_large_tiffs(tiny_zoo, monkeypatch, tmp_path, capsys):
+    from PIL import Image
+
+    from maxswitch import image
+
+    msw = tmp_path / "x.msw"
+    msw.write_bytes(codec.encode(png_bytes(make_image(70, 40)), tiny_zoo))
+    assert cli.main(["decode", str(msw), str(tmp_path / "a.tif"), "--quiet"]) == 0
+    monkeypatch.setattr(image, "STREAM_PNG_PIXELS", 0)
+    assert cli.main(["decode", str(msw), str(tmp_path / "b.tif"), "--quiet"]) == 0
+    a, b = (np.asarray(Image.open(tmp_path / n)) for n in ("a.tif", "b.tif"))
+    assert np.array_equal(a, b)
