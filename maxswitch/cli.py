@@ -27,7 +27,7 @@ class Failure(click.ClickException):
     exit_code = EXIT_FAIL
 
 
-MAX_INPUT_BYTES = 1 << 30  # an image file larger than this is refused (docs/SECURITY.md, "Limits")
+MAX_INPUT_BYTES = 1 << 30  # an image from a pipe or device larger than this is refused (docs/SECURITY.md, "Limits")
 
 
 def _read_input(path: str, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:

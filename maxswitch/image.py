@@ -42,7 +42,7 @@ class LoadedImage:
     """An image ready for the encoder.
 
     Attributes:
-        rgb: uint8 array (H, W, 3).
+        rgb: uint8 array (H, W, 3) (for a grey source, a read-only view of its grey values).
         kind: one of the KIND_* ids (colour kind of the source).
         bit_depth: bits per sample of the source (8 or 16).
         frames: number of frames in the source (first one is used).
@@ -108,19 +108,34 @@ def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, int]:
             for y0, y1 in strips:
                 a = (strip(y0, y1, np.int64).clip(0, full) * 255 + full // 2) // full  # the nearest 8-bit level
                 grey[y0:y1] = a.clip(0, 255).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2), depth
-    if mode in ("RGBA", "RGBa", "LA", "La", "PA", "P", "1", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
-        if mode in ("LA", "La", "1", "L"):
-            a = np.asarray(im.convert("L"))
-            return np.repeat(a[:, :, None], 3, axis=2), 8
-        return np.asarray(im.convert("RGB")), 8
-    if mode == "RGB":
-        return np.asarray(im), 8
-    # anything else Pillow can convert (e.g. 16-bit RGB modes in newer Pillows)
+        return _grey_rgb(grey), depth
+    if mode in ("LA", "La", "1", "L"):
+        return _grey_rgb(_by_strips(im, "L")), 8
     try:
-        return np.asarray(im.convert("RGB")), 8
+        return _by_strips(im, "RGB"), 8
     except Exception as e:  # noqa: BLE001 - Pillow raises many kinds
         raise ImageError(f"cannot convert image mode {mode} to RGB: {e}") from None
+
+
+def _grey_rgb(grey: np.ndarray) -> np.ndarray:
+    """(H, W) grey as the (H, W, 3) RGB the encoder sees: a read-only view of the grey bytes
+    repeated, not a copy (a 256-megapixel grey picture saves 512 MB)."""
+    return np.broadcast_to(grey[:, :, None], (*grey.shape, 3))
+
+
+def _by_strips(im: Image.Image, mode: str) -> np.ndarray:
+    """The picture in ``mode`` ("RGB" or "L") as a new uint8 array, converted a strip of rows at a
+    time: ``np.asarray(im)`` goes through ``tobytes``, which holds the picture's bytes twice
+    (its pieces and their join) beside Pillow's own copy (a 256-megapixel RGB encode peaked at
+    2.9 GB that way; docs/SECURITY.md). Every conversion used here is per pixel, so strips give
+    the whole picture's values."""
+    w, h = im.size
+    out = np.empty((h, w, 3) if mode == "RGB" else (h, w), np.uint8)
+    step = max(1, (8 << 20) // max(1, 4 * w))
+    for y0 in range(0, h, step):
+        piece = im.crop((0, y0, w, min(h, y0 + step)))
+        out[y0 : y0 + piece.height] = np.asarray(piece if piece.mode == mode else piece.convert(mode))
+    return out
 
 
 _PIL_LIMIT_LOCK = threading.Lock()
@@ -213,7 +228,9 @@ def load(data, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
         raise ImageError(f"not a readable image: {msg}") from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageError("image has no pixels")
-    return LoadedImage(np.ascontiguousarray(rgb), kind, depth, frames, dropped)
+    if rgb.strides[2] != 0:  # not a grey picture's view (``_grey_rgb``)
+        rgb = np.ascontiguousarray(rgb)
+    return LoadedImage(rgb, kind, depth, frames, dropped)
 
 
 def pad_to_multiple(rgb: np.ndarray, m: int = 8) -> np.ndarray:
