@@ -171,10 +171,11 @@ def encode(model: ContextModel, codes: list[np.ndarray]) -> bytes:
     The bytes do not depend on the number of threads: tiles are independent."""
     H, W = codes[0].shape[1] * 2, codes[0].shape[2] * 2
     parts = _map(lambda t: encode_tile(model, _tile_codes(codes, t)), tiles(H, W), model)
-    out = bytearray()
+    pieces = []
     for words in parts:
-        out += _U32.pack(len(words)) + words.astype("<u4").tobytes()
-    return bytes(out)
+        pieces += (_U32.pack(len(words)), words.astype("<u4", copy=False).tobytes())
+    del parts
+    return b"".join(pieces)  # the payload's one copy beside its pieces
 
 
 def tile_spans(payload, height: int, width: int):

@@ -219,7 +219,7 @@ def write(h: Header, payload: bytes) -> bytes:
     if h.raw_size > 0xFFFFFFFF or len(payload) > 0xFFFFFFFF:
         raise FormatError("image too large for the format (over 4 GiB of switches)")
     name = h.model.encode("ascii")
-    body = b"".join(
+    head = b"".join(
         [
             MAGIC,
             struct.pack("<BBBBII", h.version, h.coding, h.kind, h.bit_depth, h.width, h.height),
@@ -228,10 +228,10 @@ def write(h: Header, payload: bytes) -> bytes:
             h.encoder_digest,
             h.context_digest if h.version >= 2 else b"",
             struct.pack("<HHHII", *h.channels, h.raw_size, len(payload)),
-            payload,
         ]
     )
-    return body + struct.pack("<I", zlib.crc32(body))
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return b"".join([head, payload, struct.pack("<I", crc)])  # one copy of the payload
 
 
 PREFIX_MAX = 21 + MAX_NAME + 2 * DIGEST_BYTES + 14  # bytes that always suffice for ``declared_length``
