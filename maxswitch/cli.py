@@ -88,6 +88,19 @@ def _open_input(path: str, what: str):
             f.close()
 
 
+def _model_known(key: str | None) -> bool:
+    """Whether a model name or path names an asset that exists, checked without loading it (no
+    torch): a shipped model whose file is present, or a file."""
+    from .config import DEFAULT_MODEL
+    from .zoo import models_dir, shipped
+
+    key = key or DEFAULT_MODEL
+    entry = shipped(key)
+    if entry is not None:
+        return (models_dir() / entry["file"]).is_file()
+    return os.path.isfile(key)
+
+
 def _starts_with_msw(path: str) -> bool:
     """Whether a file starts with the .msw magic (a pipe: its first bytes are peeked, not taken)."""
     from .format import MAGIC
@@ -547,7 +560,7 @@ def encode(
     for _, out in pairs:
         if os.path.splitext(out)[1].lower() in _IMAGE_EXTS:
             raise click.UsageError(f"output {out} has an image extension; .msw files are not images (use NAME.msw)")
-    m = load_model(model_for_quality(quality) if quality else model)
+    key = model_for_quality(quality) if quality else model
     kw = dict(
         max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS,
         level=level or switches.ZSTD_LEVEL,
@@ -555,10 +568,24 @@ def encode(
         threads=None if jobs > 1 else threads,  # with -j, one torch thread per file
         coding=coding,
     )
-    if coding == "context" and m.context is None:
-        raise Failure(f"model {m.name} has no context model; use --coding zstd")
-    if coding == "table" and m.table is None:
-        raise Failure(f"model {m.name} has no context tables; use --coding context or zstd")
+    lock, loaded_model = threading.Lock(), []
+
+    def model_now():
+        """The model, loaded (with torch) on first use: a single picture is then read before torch
+        and the model take their 0.28 GB, and its Pillow copy is gone by then (docs/SECURITY.md:
+        encode's peak memory). Its problems are still found before any picture is read (below)."""
+        with lock:
+            if not loaded_model:
+                m = load_model(key)
+                if coding == "context" and m.context is None:
+                    raise Failure(f"model {m.name} has no context model; use --coding zstd")
+                if coding == "table" and m.table is None:
+                    raise Failure(f"model {m.name} has no context tables; use --coding context or zstd")
+                loaded_model.append(m)
+            return loaded_model[0]
+
+    if len(pairs) > 1 or not _model_known(key):
+        model_now()  # several pictures: load it once, first; an unknown model: its error now
 
     def job(inp, out):
         _check_output(out, force, inp)
@@ -574,7 +601,8 @@ def encode(
         if loaded.frames > 1:
             _say(quiet, f"maxswitch: warning: {_oneline(inp)} has {loaded.frames} frames; encoding frame 1 (the first)")
         t1 = time.perf_counter()
-        msw = codec.encode(loaded, m, **kw)
+        msw = codec.encode(loaded, model_now(), release_pixels=True, **kw)
+        del loaded
         t2 = time.perf_counter()
         _write_output(out, msw, force, input_path=inp)
         t3 = time.perf_counter()

@@ -112,6 +112,7 @@ def encode(
     threads: int | None = None,
     coding: str | None = None,
     quality: int | None = None,
+    release_pixels: bool = False,
 ) -> bytes:
     """Compress an image into a .msw byte string that holds only its switches.
 
@@ -127,6 +128,8 @@ def encode(
             file is kept), "context" (format v2, the model's MLP context model), "table"
             (format v2, the model's context tables) or "zstd" (format v1).
         quality: a rung of the rate-distortion ladder, 1..len(config.LADDER), instead of a model.
+        release_pixels: with a ``LoadedImage``, drop its pixels (``rgb`` becomes None) once the
+            switches are computed, so that they are not held while the switches are coded.
 
     Returns:
         The complete file. The same image and model always give the same bytes.
@@ -161,6 +164,8 @@ def encode(
         bit_depth=loaded.bit_depth,
         raw_size=fmt.raw_size(loaded.width, loaded.height, m.config.channels),
     )
+    if release_pixels:
+        loaded.rgb = None
     v2 = None
     if learned is not None:
         from . import entropy
