@@ -196,6 +196,20 @@ def check(data: bytes) -> str:
             got = None
         if inf is not None and got != data:
             raise Finding("inconsistent", "the CLI's stream reader refused or cut a file that info accepted")
+        # the same bytes left in a file (format.FileBytes: how the CLI reads files over 64 MiB
+        # and spools pipes) must give what the bytes give
+        spooled = None
+        try:
+            spooled = cli._read_stream(io.BytesIO(data), fmt.declared_length, fmt.PREFIX_MAX, fmt.FormatError, spool=0)
+            inf2 = codec.info(spooled, max_pixels=FUZZ_MAX_PIXELS) if isinstance(spooled, fmt.FileBytes) else inf
+        except ok as e:
+            _message_ok(e)
+            inf2 = None
+        finally:
+            if isinstance(spooled, fmt.FileBytes):
+                spooled.close()
+        if (inf2 is None) != (inf is None) or (inf is not None and inf2 != inf):
+            raise Finding("inconsistent", "info of the file left on disk (FileBytes) differs from info of its bytes")
         if got is not None and len(got) > len(data):
             raise Finding("inconsistent", "the stream reader returned more bytes than it was given")
         if img is not None:

@@ -82,30 +82,65 @@ def _umask() -> int:
 
 _LIVE: set[str] = set()  # temporary files being written, for remove_temporaries()
 _SIGNALS = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
+_CREATING = threading.Lock()  # held while a temporary file is being created (any thread)
+_ENDING = False  # set by remove_temporaries: no temporary file is created after it
 
 
-def remove_temporaries() -> None:
-    """Unlink every temporary file still being written (the CLI's signal handler calls this
-    just before it ends the process; best effort, never raises)."""
-    for tmp in list(_LIVE):
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+def remove_temporaries(final: bool = False) -> None:
+    """Unlink every temporary file being written (the CLI's signal handler calls this with
+    ``final`` just before it ends the process; best effort, never raises). It first waits, up
+    to 5 s, for a creation in progress in another thread (an ``open()`` on a slow file system),
+    and with ``final`` stops any later one, so that a file created at the moment of the signal
+    is removed too."""
+    global _ENDING
+    if final:
+        _ENDING = True  # first: no thread creates or publishes a file from now on
+    got = _CREATING.acquire(timeout=5)
+    try:
+        for tmp in list(_LIVE):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    finally:
+        if got:
+            _CREATING.release()
 
 
 def _mkstemp(folder: str) -> tuple[int, str]:
-    """mkstemp, registered in _LIVE with the CLI's signals blocked meanwhile, so that a signal
-    never finds a temporary file that it does not know about."""
+    """Create a new temporary file in ``folder``; its name is registered in _LIVE *before* the
+    file is created, under a lock that the signal handler waits for, and with the CLI's signals
+    blocked in the main thread (where the handler runs), so that a signal at any moment, in any
+    thread, finds every temporary file that exists."""
     main = threading.current_thread() is threading.main_thread()
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS) if main else None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".maxswitch-", suffix=".tmp", dir=folder)
-        _LIVE.add(tmp)
+        with _CREATING:
+            if _ENDING:
+                raise InterruptedError("the process is ending")
+            for _ in range(100):
+                tmp = os.path.join(folder, f".maxswitch-{next(tempfile._get_candidate_names())}.tmp")
+                _LIVE.add(tmp)  # before the file exists
+                try:
+                    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+                except FileExistsError:
+                    _LIVE.discard(tmp)
+                    continue
+                except BaseException:
+                    _LIVE.discard(tmp)
+                    raise
+                return fd, tmp
+            raise FileExistsError("no free temporary file name")
     finally:
         if old is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    return fd, tmp
+
+
+def _publishing() -> None:
+    """Refuse to put a finished temporary file in place once a signal is ending the process
+    (the handler may be waiting for another thread's creation meanwhile)."""
+    if _ENDING:
+        raise InterruptedError("the process is ending")
 
 
 def write_atomic(path: str, data, overwrite: bool = False) -> None:
@@ -147,6 +182,7 @@ def write_atomic(path: str, data, overwrite: bool = False) -> None:
             writer(f)
             f.flush()
             os.fsync(f.fileno())
+        _publishing()
         if not overwrite:
             # link() fails if the target appeared meanwhile: no race with another writer
             try:

@@ -27,54 +27,164 @@ class Failure(click.ClickException):
     exit_code = EXIT_FAIL
 
 
-def _read_input(path: str, what: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
+MAX_INPUT_BYTES = 1 << 30  # an image from a pipe or device larger than this is refused (docs/SECURITY.md, "Limits")
+
+
+def _read_input(path: str, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """An image file or pipe, read whole but bounded: a stream in no image format (``/dev/zero``,
+    an ISO image) is refused after its first MiB, and anything over ``limit`` bytes after that
+    many, with one line, instead of growing until the kernel kills the process."""
+    from .image import ImageError, recognised
+
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        f = sys.stdin.buffer if path == "-" else open(path, "rb")
     except IsADirectoryError:
         raise Failure(f"{path} is a folder, not {what}") from None
     except OSError as e:
         raise Failure(f"cannot read {path}: {e.strerror}") from None
+    try:
+        out = bytearray(_read_upto(f, 1 << 20))
+        if len(out) == 1 << 20 and not recognised(bytes(out)):
+            raise ImageError("not a readable image: no image format recognised")
+        while True:
+            b = f.read(min(1 << 24, limit + 1 - len(out)))
+            if not b:
+                break
+            out += b
+            if len(out) > limit:
+                raise ImageError(f"input is over {limit} bytes, the most maxswitch reads as an image")
+        return bytes(out)
+    except IsADirectoryError:
+        raise Failure(f"{path} is a folder, not {what}") from None
+    except OSError as e:
+        raise Failure(f"cannot read {path}: {e.strerror}") from None
+    finally:
+        if path != "-":
+            f.close()
+
+
+@contextlib.contextmanager
+def _open_input(path: str, what: str):
+    """An image input for ``image.load``: a regular file open for reading (Pillow reads what it
+    needs: the file's bytes are not held beside the picture), else the bytes of the bounded
+    ``_read_input``."""
+    import stat
+
+    f = None
+    if path != "-":
+        try:
+            f = open(path, "rb")
+        except IsADirectoryError:
+            raise Failure(f"{path} is a folder, not {what}") from None
+        except OSError as e:
+            raise Failure(f"cannot read {path}: {e.strerror}") from None
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            f.close()
+            f = None
+    try:
+        yield f if f is not None else _read_input(path, what)
+    finally:
+        if f is not None:
+            f.close()
+
+
+def _model_known(key: str | None) -> bool:
+    """Whether a model name or path names an asset that exists, checked without loading it (no
+    torch): a shipped model whose file is present, or a file."""
+    from .config import DEFAULT_MODEL
+    from .zoo import models_dir, shipped
+
+    key = key or DEFAULT_MODEL
+    entry = shipped(key)
+    if entry is not None:
+        return (models_dir() / entry["file"]).is_file()
+    return os.path.isfile(key)
+
+
+def _starts_with_msw(path: str) -> bool:
+    """Whether a file starts with the .msw magic (a pipe: its first bytes are peeked, not taken)."""
+    from .format import MAGIC
+
+    if path == "-":
+        return sys.stdin.buffer.peek(8)[:8] == MAGIC
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == MAGIC
+    except OSError:
+        return False  # _read_input says why
 
 
 def _read_upto(f, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        b = f.read(min(n - got, 1 << 24))
+    """Up to ``n`` bytes (fewer at the end of the file), for the small reads of a header."""
+    out = bytearray()
+    while len(out) < n:
+        b = f.read(n - len(out))
         if not b:
             break
-        chunks.append(b)
-        got += len(b)
-    return b"".join(chunks)
+        out += b
+    return bytes(out)
 
 
-def _read_msw(path: str, max_pixels: int | None = None) -> bytes:
+SPOOL_BYTES = 64 << 20  # a larger .msw file is read from its file on demand (a pipe's is spooled), not held
+
+
+def _read_msw(path: str, max_pixels: int | None = None, before_payload=None):
     """Read a .msw file, but no further than its header says it goes: a wrong file (an ISO
     image, /dev/zero, an endless pipe) is refused after its first bytes, never read whole, and
     a header whose sizes exceed the pixel limit or lie about its payload is refused before the
-    payload is read."""
-    from .format import PREFIX_MAX, FormatError, check_prefix, declared_length
+    payload is read. A file over ``SPOOL_BYTES`` is not held: a regular file is left where it
+    is and a pipe's bytes go to an unlinked temporary file (``format.FileBytes``); smaller ones
+    are read once into one buffer. ``before_payload(header)`` runs before a large payload is
+    read (decode checks the model there: a header with another channel plan is refused before
+    its payload)."""
+    import stat
+
+    from .format import PREFIX_MAX, FileBytes, FormatError, check_prefix, declared_length
 
     def declared(prefix):
         n = declared_length(prefix)
         if n is not None:
-            check_prefix(prefix, max_pixels)
+            h = check_prefix(prefix, max_pixels)
+            if before_payload is not None and h is not None and n > SPOOL_BYTES:
+                before_payload(h)
         return n
 
     if path == "-":
         return _read_stream(sys.stdin.buffer, declared, PREFIX_MAX, FormatError)
     try:
-        with open(path, "rb") as f:
-            return _read_stream(f, declared, PREFIX_MAX, FormatError)
+        f = open(path, "rb")
     except IsADirectoryError:
         raise Failure(f"{path} is a folder, not a .msw file") from None
     except OSError as e:
         raise Failure(f"cannot read {path}: {e.strerror}") from None
+    try:
+        st = os.fstat(f.fileno())
+        if stat.S_ISREG(st.st_mode) and st.st_size > SPOOL_BYTES:
+            head = _read_upto(f, PREFIX_MAX)
+            total = declared(head)
+            if total is not None and st.st_size > total:
+                raise FormatError("unexpected bytes after the end of the file")
+            keep, f = f, None
+            return FileBytes(keep)  # read on demand; closed when dropped
+        return _read_stream(f, declared, PREFIX_MAX, FormatError)
+    except IsADirectoryError:
+        raise Failure(f"{path} is a folder, not a .msw file") from None
+    except OSError as e:
+        raise Failure(f"cannot read {path}: {e.strerror}") from None
+    finally:
+        if f is not None:
+            f.close()
 
 
-def _read_stream(f, declared_length, prefix_max: int, FormatError) -> bytes:
+def _read_stream(f, declared_length, prefix_max: int, FormatError, spool: int | None = None):
+    """Read a .msw file from a stream up to its declared end (see ``_read_msw``): bytes of a
+    short file, a bytearray read once, or over ``spool`` bytes a ``format.FileBytes`` of an
+    unlinked temporary file."""
+    import tempfile
+
+    from .format import FileBytes
+
+    spool = SPOOL_BYTES if spool is None else spool
     data = b""
     for step in (8, 21, prefix_max):  # magic, then the name's length, then the payload's
         data += _read_upto(f, step - len(data))
@@ -83,10 +193,36 @@ def _read_stream(f, declared_length, prefix_max: int, FormatError) -> bytes:
             break
     if total is None:  # shorter than a header: read() reports it
         return data
-    data += _read_upto(f, total - len(data))
-    if len(data) == total and f.read(1):
+    if total > spool:  # never held: into a temporary file without a name (nothing left behind)
+        tmp = tempfile.TemporaryFile(prefix=".maxswitch-")
+        tmp.write(data)
+        got, buf = len(data), bytearray(1 << 20)
+        view = memoryview(buf)
+        while got < total:
+            n = f.readinto(view[: min(len(buf), total - got)])
+            if not n:
+                break
+            tmp.write(view[:n])
+            got += n
+        tmp.flush()
+        if got == total and f.read(1):
+            tmp.close()
+            raise FormatError("unexpected bytes after the end of the file")
+        return FileBytes(tmp)
+    out = bytearray(total)  # the one copy of the file: no chunks to join
+    out[: len(data)] = data
+    view, got = memoryview(out), len(data)
+    while got < total:
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    del view
+    if got < total:
+        return bytes(out[:got])  # truncated: read() says so
+    if f.read(1):
         raise FormatError("unexpected bytes after the end of the file")
-    return data
+    return out
 
 
 def _write_output(path: str, data, force: bool, input_path: str | None = None) -> None:
@@ -520,9 +656,8 @@ def encode(
         if os.path.splitext(out)[1].lower() in _IMAGE_EXTS:
             raise click.UsageError(f"output {out} has an image extension; .msw files are not images (use NAME.msw)")
     targeted = target_bpp is not None or target_psnr is not None
-    rungs = (
-        [load_model(n) for n in LADDER] if targeted else [load_model(model_for_quality(quality) if quality else model)]
-    )
+    key = model_for_quality(quality) if quality else model
+    rungs = [load_model(n) for n in LADDER] if targeted else []
     kw = dict(
         max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS,
         level=level or switches.ZSTD_LEVEL,
@@ -535,12 +670,30 @@ def encode(
             raise Failure(f"model {m.name} has no context model; use --coding zstd")
         if coding == "table" and m.table is None:
             raise Failure(f"model {m.name} has no context tables; use --coding context or zstd")
+    lock, loaded_model = threading.Lock(), []
+
+    def model_now():
+        """The model, loaded (with torch) on first use: a single picture is then read before torch
+        and the model take their 0.28 GB, and its Pillow copy is gone by then (docs/SECURITY.md:
+        encode's peak memory). Its problems are still found before any picture is read (below)."""
+        with lock:
+            if not loaded_model:
+                m = load_model(key)
+                if coding == "context" and m.context is None:
+                    raise Failure(f"model {m.name} has no context model; use --coding zstd")
+                if coding == "table" and m.table is None:
+                    raise Failure(f"model {m.name} has no context tables; use --coding context or zstd")
+                loaded_model.append(m)
+            return loaded_model[0]
+
+    if not targeted and (len(pairs) > 1 or not _model_known(key)):
+        model_now()  # several pictures: load it once, first; an unknown model: its error now
 
     def job(inp, out):
         _check_output(out, force, inp)
         t0 = time.perf_counter()
-        data = _read_input(inp, "an image")
-        loaded = load_image(data, kw["max_pixels"])
+        with _open_input(inp, "an image") as src:
+            loaded = load_image(src, kw["max_pixels"])
         if loaded.dropped:
             notes = ["a .msw file holds switches only"]
             notes += ["transparent pixels decode opaque"] if "alpha" in loaded.dropped else []
@@ -562,7 +715,8 @@ def encode(
         else:
             with contextlib.ExitStack() as stack:
                 advance = _Advance(stack, _oneline(os.path.basename(inp)), "tiles", quiet)
-                msw = codec.encode(loaded, rungs[0], progress=advance, **kw)
+                msw = codec.encode(loaded, model_now(), progress=advance, release_pixels=True, **kw)
+        del loaded
         t2 = time.perf_counter()
         _write_output(out, msw, force, input_path=inp)
         t3 = time.perf_counter()
@@ -651,7 +805,10 @@ def decode(
     for _, out in pairs:
         image.format_for(out)  # an unknown extension is refused before any work
     m = load_model(model) if model else None
-    ref = load_image(_read_input(original, "an image"), max_pixels or image.DEFAULT_MAX_PIXELS) if original else None
+    ref = None
+    if original:
+        with _open_input(original, "an image") as src:
+            ref = load_image(src, max_pixels or image.DEFAULT_MAX_PIXELS)
 
     def job(inp, out):
         with contextlib.ExitStack() as stack:
@@ -661,7 +818,7 @@ def decode(
         _check_output(out, force, inp, exists=_decoded_exists(inp))
         t0 = time.perf_counter()
         limit = max_pixels or image.DEFAULT_MAX_PIXELS
-        data = _read_msw(inp, limit)
+        data = _read_msw(inp, limit, before_payload=lambda h: codec.resolve_model(h, m))
         t1 = time.perf_counter()
         h, bands = codec.decode_bands(data, m, max_pixels=limit, tile=tile, threads=None if jobs > 1 else threads)
         del data  # checked and its switches decoded: the network runs band by band below
@@ -674,6 +831,8 @@ def decode(
         if fmt_out == "PNG" and ref is None and h.width * h.height > image.STREAM_PNG_PIXELS:
             # decoded and written band by band: the image is never held whole (docs/SECURITY.md)
             rgb, payload = None, image.png_chunks(bands, h.kind, size=(h.height, h.width))
+        elif fmt_out == "TIFF" and ref is None and h.width * h.height > image.STREAM_PNG_PIXELS:
+            rgb, payload = None, image.tiff_chunks(bands, h.kind, (h.height, h.width))  # likewise
         elif ref is None:  # into Pillow band by band (no whole numpy copy beside Pillow's), then
             # straight into the output file rather than a buffer of the whole encoded image
             im, rgb = image.bands_to_pil(bands, h.kind, (h.height, h.width)), None
@@ -744,12 +903,13 @@ def compare(a, b, as_json, max_pixels):
 
     def load(path):
         """uint8 (H, W, 3) and colour kind: a .msw file as decode writes it, an image as loaded."""
-        data = _read_input(path, "an image")
-        if data[:8] == b"\x89MSW\r\n\x1a\n":
-            rgb, h = codec.decode_array(data, max_pixels=max_pixels or image.DEFAULT_MAX_PIXELS)
+        limit = max_pixels or image.DEFAULT_MAX_PIXELS
+        if _starts_with_msw(path):
+            rgb, h = codec.decode_array(_read_msw(path, limit), max_pixels=limit)
             return rgb, h.kind
-        loaded = load_image(data, max_pixels or image.DEFAULT_MAX_PIXELS)
-        return loaded.rgb, loaded.kind
+        with _open_input(path, "an image") as src:
+            loaded = load_image(src, limit)
+            return loaded.rgb, loaded.kind
 
     x, y = (image.as_written(*load(p)) for p in (a, b))  # greyscale as greyscale (H, W)
     if x.shape[:2] != y.shape[:2]:
@@ -1453,7 +1613,7 @@ def _install_signal_handlers() -> None:
     def on_signal(signum, frame):
         from .atomic import remove_temporaries
 
-        remove_temporaries()
+        remove_temporaries(final=True)
         name = "interrupted" if signum == signal.SIGINT else f"terminated by {signal.Signals(signum).name}"
         try:
             os.write(_STDERR_FD if _STDERR_FD is not None else 2, f"maxswitch: {name}\n".encode())

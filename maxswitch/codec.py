@@ -61,9 +61,10 @@ def _model(model) -> Model:
 
 
 def _msw_bytes(data) -> bytes:
-    """A .msw file given as bytes, a path or an open binary file -> its bytes."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
+    """A .msw file given as bytes, a path or an open binary file -> its bytes (bytes-like
+    objects and ``format.FileBytes`` as they are: never copied)."""
+    if isinstance(data, (bytes, bytearray, memoryview, fmt.FileBytes)):
+        return data
     if isinstance(data, (str, Path)):
         return Path(data).read_bytes()
     if hasattr(data, "read"):
@@ -151,6 +152,7 @@ def encode(
     coding: str | None = None,
     quality: int | None = None,
     progress=None,
+    release_pixels: bool = False,
 ) -> bytes:
     """Compress an image into a .msw byte string that holds only its switches.
 
@@ -168,6 +170,8 @@ def encode(
         quality: a rung of the rate-distortion ladder, 1..len(config.LADDER), instead of a model.
         progress: called as ``progress(done, total)`` as the work advances (encoder tiles, payload
             tiles), from the threads that do it; for a progress bar.
+        release_pixels: with a ``LoadedImage``, drop its pixels (``rgb`` becomes None) once the
+            switches are computed, so that they are not held while the switches are coded.
 
     Returns:
         The complete file. The same image and model always give the same bytes.
@@ -204,6 +208,8 @@ def encode(
         raw_size=fmt.raw_size(loaded.width, loaded.height, m.config.channels),
     )
     wrap = _what_wrapper(m, loaded.rgb, codes)  # version 3: the what part beside the switches
+    if release_pixels:
+        loaded.rgb = None
     v2 = None
     if learned is not None:
         from . import entropy
@@ -432,6 +438,9 @@ def _unpack(h: fmt.Header, payload: bytes, model: Model | None, rows: bool = Fal
             return entropy.RowDecoder(_learned(h, model), payload, H, W)
         return entropy.decode(_learned(h, model), payload, H, W)
     packed = sw.decompress(payload, h.raw_size)
+    pad = 8 * h.raw_size - 2 * h.switch_count  # the last byte's unused low bits: zero (docs/FORMAT.md)
+    if pad and packed[-1] & ((1 << pad) - 1):
+        raise sw.PayloadError("the packed switches' padding bits are not zero (corrupt)")
     shapes = sw.shapes(H, W, h.channels)
     return sw.PackedRows(packed, shapes) if rows else sw.unpack(packed, shapes)
 

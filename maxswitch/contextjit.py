@@ -5,11 +5,12 @@ for the windows of one phase. Every value is an integer held in float32 whose su
 ``torch.nn.functional.embedding_bag``, which computed them before.
 """
 
-import numba
 import numpy as np
 
+from .jit import njit
 
-@numba.njit(cache=True, nogil=True)
+
+@njit(nogil=True)
 def parent_sums(table, p1, p2, parent_row, grand_row, py, px, h, w, out):
     """Rows of the parent and grandparent features, summed, for the windows (py + 2i, px + 2j)
     of an (h, w) stage, row-major, into out (n, H1).
@@ -39,7 +40,7 @@ def parent_sums(table, p1, p2, parent_row, grand_row, py, px, h, w, out):
             n += 1
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def first_layer(table, codes_c, k, py, px, avail, dirs, base, running, bias_row, out):
     """The first layer's sums (n, H1) of the windows (py + 2i, px + 2j) of phase k of one
     channel: ``base + running + table[bias_row]`` plus the rows of the 8 neighbours, row
@@ -64,7 +65,7 @@ def first_layer(table, codes_c, k, py, px, avail, dirs, base, running, bias_row,
             n += 1
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@njit(nogil=True, fastmath=True)
 def logits(a1, w2t, b2, w3t, b3, out):
     """The context model's two integer layers: ``a2 = clamp(floor((clamp(a1, 0, 255) @ w2 + b2)
     / 64), 0, 255)``, ``out = a2 @ w3 + b3`` (n, 4), with w2t = w2.T, w3t = w3.T. Integers below

@@ -8,13 +8,14 @@ mantissa holds every partial sum exactly (``SwitchEncoder.dtype``), so the order
 does not matter and the switches equal torch's (``nets.Encoder``), bit for bit.
 """
 
-import numba
 import numpy as np
+
+from .jit import njit
 
 ACT_MAX = 1023  # nets.ACT_MAX
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def first_input(rgb, out):
     """rgb: (h, w, 3) uint8 -> out: (3, h + 2, w + 2), pixel - 128 inside a zero border
     (out's border must be zero already)."""
@@ -25,7 +26,7 @@ def first_input(rgb, out):
                 out[c, y + 1, x + 1] = np.float32(rgb[y, x, c]) - 128
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(nogil=True, fastmath={"contract"})
 def stage(x, wt, b, shift, code, nxt):
     """One stage on a padded input.
 

@@ -174,26 +174,40 @@ def encode(model: ContextModel, codes: list[np.ndarray], progress=None) -> bytes
         return words
 
     parts = _map(one, tiles(H, W), model)
-    out = bytearray()
+    pieces = []
     for words in parts:
-        out += _U32.pack(len(words)) + words.astype("<u4").tobytes()
-    return bytes(out)
+        pieces += (_U32.pack(len(words)), words.astype("<u4", copy=False).tobytes())
+    del parts
+    return b"".join(pieces)  # the payload's one copy beside its pieces
 
 
-def iter_tiles(payload, height: int, width: int):
-    """Split a v2 payload into ((y0, y1, x0, x1), words) per tile, checking the lengths."""
+def tile_spans(payload, height: int, width: int):
+    """Walk a v2 payload's tile lengths: ((y0, y1, x0, x1), offset of the words, word count)
+    per tile, checking that they add up to the payload exactly. Reads 4 bytes per tile, so a
+    payload left in its file (``format.FileBytes``) is not read whole."""
     pos, n = 0, len(payload)
     for t in tiles(height, width):
         if pos + 4 > n:
             raise PayloadError("payload is truncated (tile header missing)")
-        (nw,) = _U32.unpack_from(payload, pos)
+        (nw,) = _U32.unpack(payload[pos : pos + 4])
         pos += 4
         if nw > (n - pos) // 4:
             raise PayloadError("payload is truncated inside a tile")
-        yield t, np.frombuffer(payload, dtype="<u4", count=nw, offset=pos)
+        yield t, pos, nw
         pos += 4 * nw
     if pos != n:
         raise PayloadError(f"{n - pos} unexpected bytes after the last tile of the payload")
+
+
+def tile_words(payload, pos: int, nw: int) -> np.ndarray:
+    """A tile's words (a view of a bytes-like payload, a copy of a ``FileBytes`` one's)."""
+    return np.frombuffer(payload[pos : pos + 4 * nw], dtype="<u4")
+
+
+def iter_tiles(payload, height: int, width: int):
+    """Split a v2 payload into ((y0, y1, x0, x1), words) per tile, checking the lengths."""
+    for t, pos, nw in tile_spans(payload, height, width):
+        yield t, tile_words(payload, pos, nw)
 
 
 def _decode_tiles(model: ContextModel, items: list) -> list[list[np.ndarray]]:
@@ -218,38 +232,78 @@ def decode(model: ContextModel, payload, height: int, width: int) -> list[np.nda
     return out
 
 
+_LUT4 = np.array([[(b >> k) & 3 for k in (0, 2, 4, 6)] for b in range(256)], np.uint8)
+
+
+def _pack4(a: np.ndarray) -> np.ndarray:
+    """(C, h, w) codes 0..3 -> (C, h, ceil(w / 4)) bytes, four codes per byte along the width."""
+    C, h, w = a.shape
+    if w % 4:
+        a = np.concatenate([a, np.zeros((C, h, 4 - w % 4), np.uint8)], axis=2)
+    q = a.reshape(C, h, -1, 4)
+    return q[..., 0] | q[..., 1] << 2 | q[..., 2] << 4 | q[..., 3] << 6
+
+
+def _unpack4(p: np.ndarray, w: int) -> np.ndarray:
+    """Inverse of ``_pack4`` for ``w`` codes per row."""
+    C, h, n = p.shape
+    return _LUT4[p].reshape(C, h, 4 * n)[:, :, :w]
+
+
 class RowDecoder:
     """The switches of a v2 payload decoded one row of tiles at a time, as rows are asked for.
 
     ``rows(p0, p1)`` (pixel rows of the padded image, multiples of 8, asked for in increasing
     order) gives what ``decode`` would give for those rows; rows of tiles that lie wholly
     above a request are forgotten, so memory holds about two rows of tiles, not the image.
-    The payload's tile structure is checked when the object is made; a damaged tile raises
+    A decoded row of tiles is kept packed (2 bits per switch) and decoded a few tiles at a
+    time, so a wide picture (1,048,576 x 244, whose one row of tiles is the whole picture)
+    holds its switches at a quarter of a byte each. The payload's tile structure is checked
+    when the object is made (reading 4 bytes per tile); a damaged tile raises
     ``PayloadError`` when its row is first needed.
     """
 
     def __init__(self, model: ContextModel, payload, height: int, width: int):
         self.model, self.size = model, (height, width)  # the padded image's (H, W)
-        self.by_row: dict[int, list] = {}
-        for item in iter_tiles(payload, height, width):
-            self.by_row.setdefault(item[0][0] // TILE, []).append(item)
+        self.payload = payload
+        self.channels = list(model.channels)
+        self.by_row: dict[int, list] = {}  # the tiles' spans: their words are read when decoded
+        for t, pos, nw in tile_spans(payload, height, width):
+            self.by_row.setdefault(t[0] // TILE, []).append((t, pos, nw))
         self.done: dict[int, list[np.ndarray]] = {}
 
     def _row(self, r: int) -> list[np.ndarray]:
         if r not in self.done:
-            items = self.by_row[r]
-            parts = _decode_tiles(self.model, items)
-            self.done[r] = [np.concatenate([p[s] for p in parts], axis=2) for s in range(3)]
+            spans = self.by_row[r]
+            (y0, y1, _, _), W = spans[0][0], self.size[1]
+            C = self.model.channels
+            packed = [np.empty((c, (y1 - y0) >> (s + 1), -(-(W >> (s + 1)) // 4)), np.uint8) for s, c in enumerate(C)]
+            group = 2 * _workers()
+            for i in range(0, len(spans), group):
+                chunk = spans[i : i + group]
+                items = [(t, tile_words(self.payload, pos, nw)) for t, pos, nw in chunk]
+                parts = _decode_tiles(self.model, items)
+                del items
+                x0 = chunk[0][0][2]
+                for s in range(3):
+                    a = np.concatenate([p[s] for p in parts], axis=2)
+                    q = _pack4(a)  # x0 >> (s + 1) is a multiple of 4: tiles start on whole bytes
+                    packed[s][:, :, (x0 >> (s + 1)) // 4 : (x0 >> (s + 1)) // 4 + q.shape[2]] = q
+                del parts
+            self.done[r] = packed
         return self.done[r]
 
     def rows(self, p0: int, p1: int) -> list[np.ndarray]:
         first, last = p0 // TILE, (p1 - 1) // TILE
         for r in [r for r in self.done if r < first]:
             del self.done[r]
-        parts = [self._row(r) for r in range(first, last + 1)]
+        W = self.size[1]
         out = []
         for s in range(3):
-            a = parts[0][s] if len(parts) == 1 else np.concatenate([p[s] for p in parts], axis=1)
-            lo = (p0 - first * TILE) >> (s + 1)
-            out.append(a[:, lo : lo + ((p1 - p0) >> (s + 1))])
+            pieces = []
+            for r in range(first, last + 1):
+                lo = max(p0, r * TILE) - r * TILE
+                hi = min(p1, (r + 1) * TILE) - r * TILE
+                pieces.append(_unpack4(self._row(r)[s][:, lo >> (s + 1) : hi >> (s + 1)], W >> (s + 1)))
+            out.append(pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1))
         return out

@@ -24,6 +24,7 @@ that tiles still join without seams.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import numpy as np
@@ -35,14 +36,40 @@ TILE_MARGIN = 32  # nets.DirectDecoder.TILE_MARGIN
 _LEVELS = ("l3", "l2", "l1")
 
 
+def _import_quietly():
+    """``import onnxruntime`` with file descriptor 2 muted: where the home is not writable (a
+    service user, a read-only container) its C++ logger prints a warning about its telemetry
+    cache at import, before any setting can stop it. Only the import is muted."""
+    if "onnxruntime" in sys.modules:
+        return sys.modules["onnxruntime"]
+    try:
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        import onnxruntime
+
+        return onnxruntime
+    os.dup2(devnull, 2)
+    try:
+        import onnxruntime
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return onnxruntime
+
+
 def available() -> bool:
     """Whether ONNX Runtime is importable and not turned off (``MAXSWITCH_DECODER=torch``)."""
     if os.environ.get("MAXSWITCH_DECODER", "").lower() == "torch":
         return False
     try:
-        import onnxruntime  # noqa: F401
+        onnxruntime = _import_quietly()
     except ImportError:
         return False
+    if hasattr(onnxruntime, "disable_telemetry_events"):
+        # nothing leaves this machine, and where the home is not writable its cache warns on stderr
+        onnxruntime.disable_telemetry_events()
     return True
 
 
@@ -154,6 +181,9 @@ class OrtRunner:
             if threads not in self._sessions:
                 import onnxruntime as ort
 
+                # the process-wide logger too: where the home is not writable it warns about its
+                # telemetry cache on every session (a read-only install, docs/SECURITY.md)
+                ort.set_default_logger_severity(3)
                 so = ort.SessionOptions()
                 so.intra_op_num_threads = threads
                 so.inter_op_num_threads = 1

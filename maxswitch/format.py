@@ -66,6 +66,82 @@ class NewerVersionError(FormatError):
     """A .msw file of a format version newer than this reader."""
 
 
+class FileBytes:
+    """A .msw file's bytes left in an open file and read on demand (``os.pread``), so that a
+    large payload is never held in memory: ``len``, ``x[i]`` (an int) and ``x[a:b]`` (bytes)
+    as for bytes, and ``view(a, b)``, a FileBytes of part of it. ``read`` and the payload
+    decoders take it wherever they take bytes (docs/SECURITY.md: decoding reads the payload a
+    row of tiles or a group of zstd blocks at a time).
+
+    The file must stay open and unchanged while the object is used; ``close`` closes it.
+    """
+
+    CACHE = 1 << 16  # one window of the file is kept, for byte-at-a-time reads (zstd blocks)
+
+    def __init__(self, f, start: int = 0, stop: int | None = None):
+        import os
+
+        self.f = f
+        self.fd = f.fileno()
+        self.start = start
+        self.stop = os.fstat(self.fd).st_size if stop is None else stop
+        self._win, self._at = b"", -1
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def _pread(self, lo: int, hi: int) -> bytes:
+        import os
+
+        out, want = bytearray(), hi - lo
+        while len(out) < want:
+            b = os.pread(self.fd, want - len(out), self.start + lo + len(out))
+            if not b:
+                raise FormatError("the file changed or shrank while it was being read")
+            out += b
+        return bytes(out)
+
+    def __getitem__(self, k):
+        n = len(self)
+        if isinstance(k, slice):
+            lo, hi, step = k.indices(n)
+            if step != 1:
+                raise ValueError("FileBytes slices have no step")
+            return self._pread(lo, hi) if hi > lo else b""
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError("FileBytes index out of range")
+        if not 0 <= k - self._at < len(self._win):
+            self._at = k
+            self._win = self._pread(k, min(n, k + self.CACHE))
+        return self._win[k - self._at]
+
+    def view(self, lo: int, hi: int) -> "FileBytes":
+        return FileBytes(self.f, self.start + lo, self.start + hi)
+
+    def tobytes(self) -> bytes:
+        return self[:]
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def sub(data, lo: int, hi: int):
+    """``data[lo:hi]`` without a copy: a memoryview slice, or a FileBytes view."""
+    return data.view(lo, hi) if isinstance(data, FileBytes) else data[lo:hi]
+
+
+def crc32(data, end: int) -> int:
+    """The CRC-32 of ``data[:end]``, in steps of 16 MiB for a FileBytes (never held whole)."""
+    if not isinstance(data, FileBytes):
+        return zlib.crc32(data[:end])
+    crc, step = 0, 1 << 24
+    for lo in range(0, end, step):
+        crc = zlib.crc32(data[lo : min(end, lo + step)], crc)
+    return crc
+
+
 @dataclass(frozen=True)
 class Header:
     """The fields of a .msw header (see the module docstring for the layout)."""
@@ -145,7 +221,7 @@ def write(h: Header, payload: bytes) -> bytes:
     if h.raw_size > 0xFFFFFFFF or len(payload) > 0xFFFFFFFF:
         raise FormatError("image too large for the format (over 4 GiB of switches)")
     name = h.model.encode("ascii")
-    body = b"".join(
+    head = b"".join(
         [
             MAGIC,
             struct.pack("<BBBBII", h.version, h.coding, h.kind, h.bit_depth, h.width, h.height),
@@ -154,10 +230,10 @@ def write(h: Header, payload: bytes) -> bytes:
             h.encoder_digest,
             h.context_digest if h.version >= 2 else b"",
             struct.pack("<HHHII", *h.channels, h.raw_size, len(payload)),
-            payload,
         ]
     )
-    return body + struct.pack("<I", zlib.crc32(body))
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return b"".join([head, payload, struct.pack("<I", crc)])  # one copy of the payload
 
 
 PREFIX_MAX = 21 + MAX_NAME + 2 * DIGEST_BYTES + 14  # bytes that always suffice for ``declared_length``
@@ -193,13 +269,27 @@ def declared_length(prefix: bytes) -> int | None:
     return off + plen + 4
 
 
+# Codings 2 and 3: the most bits one switch can cost: its smallest probability is 2^-24 (coding
+# 2: a frequency f_k = 0 gives (0 + 1) / 2^24) and 2^-16 (coding 3: q_k >= 1 out of 2^16).
+MAX_BITS = {CODING_CONTEXT: 24, CODING_TABLE: 16}
+
+
+def tile_words_max(n: int, coding: int) -> int:
+    """The most 32-bit words a tile of ``n`` switches can take in coding 2 or 3:
+    ``ceil(b n / 32) + 3 + floor(n / 2^28)`` for ``b`` = 24 or 16 bits per switch (every
+    switch at its smallest probability; 2 words of final state, 1 for the coder's rounding at
+    small states and 1 per 2^28 switches for its rounding after: docs/FORMAT.md)."""
+    return -(-MAX_BITS[coding] * n // 32) + 3 + (n >> 28)
+
+
 def max_payload(h: Header) -> int:
-    """The most bytes a valid payload of this header can take, so that a reader can refuse a
-    lying header before reading or allocating its payload.
+    """The most bytes a valid payload of this header can take, computed from the header alone,
+    so that a reader can refuse a lying header before reading or allocating its payload
+    (docs/FORMAT.md, "Upper limit on L").
 
     Coding 1: zstd's worst case for ``R`` bytes (raw blocks, 3 bytes each per 128 KiB, frame
-    header and checksum). Codings 2 and 3: every switch at the smallest probability, 2^-24
-    (24 bits; coding 3's is 2^-16), plus each tile's word count and the coder's final state.
+    header and checksum). Codings 2 and 3: for each tile, its word count (4 bytes) and at
+    most ``tile_words_max`` words: 3 (coding 2) or 2 (coding 3) bytes per switch and 8 bytes.
     """
     if h.version == VERSION_WHAT:  # the part header, the largest what part, then the switches
         from .parts import HEAD_BYTES, max_what_bytes
@@ -210,8 +300,15 @@ def max_payload(h: Header) -> int:
         r = raw_size(h.width, h.height, h.channels)  # the formula, whatever the R field says
         return r + 3 * (r // (128 << 10) + 1) + 32
     H, W = h.padded
-    tiles = -(-H // CONTEXT_TILE) * -(-W // CONTEXT_TILE)
-    return 3 * h.switch_count + 16 * tiles
+    T = CONTEXT_TILE
+    total = 0
+    # tiles come in at most four sizes: full, the last column, the last row, the corner
+    for th, nh in ((T, H // T), (H % T, 1 if H % T else 0)):
+        for tw, nw in ((T, W // T), (W % T, 1 if W % T else 0)):
+            if nh and nw:
+                n = sum(c * (th >> (s + 1)) * (tw >> (s + 1)) for s, c in enumerate(h.channels))
+                total += nh * nw * (4 + 4 * tile_words_max(n, h.coding))
+    return total
 
 
 def _header_fields(data: bytes, fields: int) -> tuple[Header, int]:
@@ -239,24 +336,28 @@ def _header_fields(data: bytes, fields: int) -> tuple[Header, int]:
     return h, plen
 
 
-def check_prefix(prefix: bytes, max_pixels: int | None = None) -> None:
+def check_prefix(prefix: bytes, max_pixels: int | None = None) -> Header | None:
     """Check a file's header from its first bytes, before its payload is read: field ranges,
     the pixel limit, the raw size and the payload's declared length against ``max_payload``.
     Memory then follows the pixel limit, not what a header claims. The CRC is checked later
     by ``read``; a header that fails here would fail there too.
 
+    Returns:
+        The header (not yet covered by the CRC), or None if ``prefix`` is too short to tell.
+
     Raises:
-        FormatError: the header rules the file out; nothing if ``prefix`` is too short to tell.
+        FormatError: the header rules the file out.
     """
     if len(prefix) < 21 or prefix[8] not in (1, 2, 3):
-        return
+        return None
     n = prefix[20]
     fields = 21 + n + DIGEST_BYTES + _extra(prefix[8])
     if not 1 <= n <= MAX_NAME or len(prefix) < fields + 14:
-        return
+        return None
     h, plen = _header_fields(prefix, fields)
     _check_fields(h)
     _check_sizes(h, plen, max_pixels, check_raw=False)  # R: after the CRC, in read()
+    return h
 
 
 def _check_sizes(h: Header, plen: int, max_pixels: int | None, check_raw: bool = True) -> None:
@@ -285,8 +386,9 @@ def read(data, max_pixels: int | None = None) -> tuple[Header, memoryview]:
         NewerVersionError: the file's format version is newer than this reader's.
         FormatError: anything else wrong (the message names the field).
     """
-    data = memoryview(data).toreadonly().cast("B")
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+    if not isinstance(data, FileBytes):
+        data = memoryview(data).toreadonly().cast("B")
+    if len(data) < len(MAGIC) or bytes(data[: len(MAGIC)]) != MAGIC:
         if len(data) == 0:
             raise FormatError("input is empty, not a .msw file")
         raise FormatError("not a .msw file (bad magic number)")
@@ -308,7 +410,7 @@ def read(data, max_pixels: int | None = None) -> tuple[Header, memoryview]:
     fields = off + DIGEST_BYTES + _extra(version)  # offset of the channels
     if len(data) < fields + 14 + 4:
         raise FormatError("file is truncated inside the header")
-    (plen,) = struct.unpack_from("<I", data, fields + 10)
+    (plen,) = struct.unpack("<I", data[fields + 10 : fields + 14])
     end = fields + 14 + plen
     if len(data) < end + 4:
         raise FormatError(
@@ -316,10 +418,10 @@ def read(data, max_pixels: int | None = None) -> tuple[Header, memoryview]:
         )
     if len(data) > end + 4:
         raise FormatError(f"{len(data) - end - 4} unexpected bytes after the end of the file")
-    (crc,) = struct.unpack_from("<I", data, end)
-    if zlib.crc32(data[:end]) != crc:
+    (crc,) = struct.unpack("<I", data[end : end + 4])
+    if crc32(data, end) != crc:
         raise FormatError("checksum mismatch: the file is corrupt")
-    h, _ = _header_fields(data, fields)
+    h, _ = _header_fields(data[: fields + 14], fields)
     _check_fields(h)
     _check_sizes(h, plen, max_pixels)
-    return h, data[fields + 14 : end]  # a view: no copy
+    return h, sub(data, fields + 14, end)  # a view: no copy

@@ -26,6 +26,7 @@ from PIL import Image, ImageOps
 
 from .errors import MaxswitchError
 from .format import MAGIC as MSW_MAGIC
+from .format import MAX_SIDE
 
 # Colour kinds recorded in the .msw header (fixed ids, never reordered).
 KIND_GREY, KIND_GREY_ALPHA, KIND_RGB, KIND_RGB_ALPHA = 1, 2, 3, 4
@@ -42,7 +43,7 @@ class LoadedImage:
     """An image ready for the encoder.
 
     Attributes:
-        rgb: uint8 array (H, W, 3).
+        rgb: uint8 array (H, W, 3) (for a grey source, a read-only view of its grey values).
         kind: one of the KIND_* ids (colour kind of the source).
         bit_depth: bits per sample of the source (8 or 16).
         frames: number of frames in the source (first one is used).
@@ -77,35 +78,43 @@ def _kind_of(mode: str, has_transparency: bool) -> int:
 def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, int]:
     """Convert any Pillow image to uint8 (H, W, 3); return it and the source bit depth."""
     mode = im.mode
-    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-        a = np.asarray(im, dtype=np.int64)
-        top = int(a.max(initial=0))
-        # the sample range: 16-bit modes, else the smallest of 8, 16 and 32 bits that holds the data
-        # (a 32-bit integer image is scaled from its full range, not clipped at 65535)
-        depth = 16 if mode.startswith("I;16") else (8 if top <= 255 else 16 if top <= 65535 else 32)
-        full = (1 << depth) - 1 if depth < 32 else (1 << 31) - 1
-        a = (a.clip(0, full) * 255 + full // 2) // full  # round to the nearest 8-bit level
-        a = a.clip(0, 255).astype(np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2), depth
-    if mode == "F":
-        a = np.asarray(im, dtype=np.float64)
-        finite = a[np.isfinite(a)]
-        top = float(finite.max(initial=0.0)) if finite.size else 0.0
-        # [0, 1] (the float convention), else 8-bit, 16-bit or the data's own range: scaled, not clipped
-        hi = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0 if top <= 65535.0 else top
-        a = np.nan_to_num(a, nan=0.0, posinf=hi, neginf=0.0)
-        a = np.clip(np.round(a / hi * 255), 0, 255).astype(np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2), 32
-    if mode in ("RGBA", "RGBa", "LA", "La", "PA", "P", "1", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
-        if mode in ("LA", "La", "1", "L"):
-            a = np.asarray(im.convert("L"))
-            return np.repeat(a[:, :, None], 3, axis=2), 8
-        return np.asarray(im.convert("RGB")), 8
-    if mode == "RGB":
-        return np.asarray(im), 8
-    # anything else Pillow can convert (e.g. 16-bit RGB modes in newer Pillows)
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # a strip of rows at a time: whole-image int64 or float64 temporaries were 8 bytes per
+        # pixel each (a 16-bit 16000 x 16000 PNG peaked at 5.1 GB; docs/SECURITY.md)
+        w, h = im.size
+        step = max(1, (8 << 20) // max(1, w))
+        strips = [(y, min(h, y + step)) for y in range(0, h, step)]
+
+        def strip(y0, y1, dtype):
+            return np.asarray(im.crop((0, y0, w, y1)), dtype=dtype)
+
+        grey = np.empty((h, w), np.uint8)
+        if mode == "F":
+            top = 0.0
+            for y0, y1 in strips:
+                a = strip(y0, y1, np.float64)
+                a = a[np.isfinite(a)]
+                top = max(top, float(a.max(initial=0.0)))
+            # [0, 1] (the float convention), else 8-bit, 16-bit or the data's own range: scaled, not clipped
+            hi = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0 if top <= 65535.0 else top
+            for y0, y1 in strips:
+                a = np.nan_to_num(strip(y0, y1, np.float64), nan=0.0, posinf=hi, neginf=0.0)
+                grey[y0:y1] = np.clip(np.round(a / hi * 255), 0, 255).astype(np.uint8)
+            depth = 32
+        else:
+            top = max((int(strip(y0, y1, np.int64).max(initial=0)) for y0, y1 in strips), default=0)
+            # the sample range: 16-bit modes, else the smallest of 8, 16 and 32 bits that holds the data
+            # (a 32-bit integer image is scaled from its full range, not clipped at 65535)
+            depth = 16 if mode.startswith("I;16") else (8 if top <= 255 else 16 if top <= 65535 else 32)
+            full = (1 << depth) - 1 if depth < 32 else (1 << 31) - 1
+            for y0, y1 in strips:
+                a = (strip(y0, y1, np.int64).clip(0, full) * 255 + full // 2) // full  # the nearest 8-bit level
+                grey[y0:y1] = a.clip(0, 255).astype(np.uint8)
+        return _grey_rgb(grey), depth
+    if mode in ("LA", "La", "1", "L"):
+        return _grey_rgb(_by_strips(im, "L")), 8
     try:
-        return np.asarray(im.convert("RGB")), 8
+        return _by_strips(im, "RGB"), 8
     except Exception as e:  # noqa: BLE001 - Pillow raises many kinds
         raise ImageError(f"cannot convert image mode {mode} to RGB: {e}") from None
 
@@ -118,6 +127,27 @@ def _transparent(im: Image.Image) -> bool:
         if band in bands:
             return im.getchannel(band).getextrema()[0] < 255
     return "transparency" in im.info
+
+
+def _grey_rgb(grey: np.ndarray) -> np.ndarray:
+    """(H, W) grey as the (H, W, 3) RGB the encoder sees: a read-only view of the grey bytes
+    repeated, not a copy (a 256-megapixel grey picture saves 512 MB)."""
+    return np.broadcast_to(grey[:, :, None], (*grey.shape, 3))
+
+
+def _by_strips(im: Image.Image, mode: str) -> np.ndarray:
+    """The picture in ``mode`` ("RGB" or "L") as a new uint8 array, converted a strip of rows at a
+    time: ``np.asarray(im)`` goes through ``tobytes``, which holds the picture's bytes twice
+    (its pieces and their join) beside Pillow's own copy (a 256-megapixel RGB encode peaked at
+    2.9 GB that way; docs/SECURITY.md). Every conversion used here is per pixel, so strips give
+    the whole picture's values."""
+    w, h = im.size
+    out = np.empty((h, w, 3) if mode == "RGB" else (h, w), np.uint8)
+    step = max(1, (8 << 20) // max(1, 4 * w))
+    for y0 in range(0, h, step):
+        piece = im.crop((0, y0, w, min(h, y0 + step)))
+        out[y0 : y0 + piece.height] = np.asarray(piece if piece.mode == mode else piece.convert(mode))
+    return out
 
 
 _PIL_LIMIT_LOCK = threading.Lock()
@@ -138,8 +168,9 @@ def _rawmode(im: Image.Image) -> str:
         return ""
 
 
-def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode image bytes (any format Pillow reads) into a LoadedImage.
+def load(data, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode image bytes, or an open seekable binary file (then the file's bytes are not held),
+    in any format Pillow reads, into a LoadedImage.
 
     The pixel limit is checked from the file's header, before any pixel is decoded; Pillow's
     own decompression-bomb limit is set to the same number for the duration of the call, so
@@ -150,9 +181,15 @@ def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     Raises:
         ImageError: empty input, not an image, truncated, or more than ``max_pixels``.
     """
-    if not data:
+    if hasattr(data, "read"):  # an open file: Pillow reads what it needs from it
+        fp = data
+        head = fp.read(8)
+        fp.seek(0)
+    else:
+        fp, head = None, data[:8]
+    if not head:
         raise ImageError("input is empty (0 bytes)")
-    if data[:8] == MSW_MAGIC:
+    if head == MSW_MAGIC:
         raise ImageError("input is a .msw file, not an image (use 'maxswitch decode' to decode it)")
     try:
         with _PIL_LIMIT_LOCK, warnings.catch_warnings():
@@ -161,10 +198,12 @@ def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
             saved = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = max_pixels
             try:
-                im = Image.open(io.BytesIO(data))
+                im = Image.open(fp if fp is not None else io.BytesIO(data))
                 w, h = im.size
                 if w * h > max_pixels:
                     raise _over_limit(w, h, max_pixels)
+                if w > MAX_SIDE or h > MAX_SIDE:  # the format's limit, before the encoder runs
+                    raise ImageError(f"image is {w}x{h}; a .msw file holds at most {MAX_SIDE} pixels per side")
                 if w <= 0 or h <= 0:
                     raise ImageError("image has no pixels")
                 frames = getattr(im, "n_frames", 1)
@@ -179,7 +218,9 @@ def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
                 kind = _kind_of(im.mode, transparency)
                 if raw.startswith("LA;16") and kind == KIND_RGB_ALPHA:
                     kind = KIND_GREY_ALPHA
-                im = ImageOps.exif_transpose(im)
+                # in place: without it Pillow returns a copy even when nothing turns (a second
+                # 4-byte-per-pixel image: a 256-megapixel encode peaked at 3.0 GB)
+                ImageOps.exif_transpose(im, in_place=True)
                 rgb, depth = _to_rgb8(im)
                 if ";16" in raw and depth == 8:
                     depth = 16
@@ -200,7 +241,9 @@ def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
         raise ImageError(f"not a readable image: {msg}") from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageError("image has no pixels")
-    return LoadedImage(np.ascontiguousarray(rgb), kind, depth, frames, dropped)
+    if rgb.strides[2] != 0:  # not a grey picture's view (``_grey_rgb``)
+        rgb = np.ascontiguousarray(rgb)
+    return LoadedImage(rgb, kind, depth, frames, dropped)
 
 
 def pad_to_multiple(rgb: np.ndarray, m: int = 8) -> np.ndarray:
@@ -259,16 +302,44 @@ _FORMATS = {
 }
 
 
+def recognised(prefix: bytes) -> bool:
+    """Whether Pillow recognises an image format in a file's first bytes (an image whose header
+    lies further, past a large metadata block, counts: only "no format" is False)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.open(io.BytesIO(prefix))
+    except Image.UnidentifiedImageError:
+        return False
+    except Exception:  # noqa: BLE001 - a format was recognised and its header is cut or damaged
+        return True
+    return True
+
+
 def format_for(path: str | None) -> str:
-    """Pick the output format from a file name's extension (PNG when unknown or stdout)."""
+    """Pick the output format from a file name's extension (PNG for stdout, and for a character
+    device or a FIFO such as ``/dev/null``, which are written through)."""
     if not path or path == "-":
         return "PNG"
     ext = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if ext not in _FORMATS and _is_stream(path):
+        return "PNG"
     if ext not in _FORMATS:
         raise ImageError(
             f"unknown output image extension {ext or '(none)'!r}; use one of {', '.join(sorted(_FORMATS))}"
         )
     return _FORMATS[ext]
+
+
+def _is_stream(path: str) -> bool:
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 # largest side each output format can hold (libjpeg: 65,500; libwebp: 16,383)
@@ -322,6 +393,7 @@ def png_chunks(rgb, kind: int, rows: int = 256, level: int = PNG_LEVEL, size: tu
 def _png_rows(z, chunk, piece: np.ndarray, rows: int, w: int, grey: bool):
     """IDAT chunks of a band, filtered and compressed ``rows`` rows at a time (the buffers
     here are a few copies of ``rows`` rows, whatever the band's height)."""
+    rows = max(1, min(rows, (16 << 20) // (3 * w)))  # a wide picture: fewer rows per step
     for y in range(0, piece.shape[0], rows):
         band = piece[y : y + rows]
         if grey:
@@ -335,6 +407,66 @@ def _png_rows(z, chunk, piece: np.ndarray, rows: int, w: int, grey: bool):
         out = z.compress(line)
         if out:
             yield chunk(b"IDAT", out)
+
+
+def tiff_chunks(bands, kind: int, size: tuple[int, int]):
+    """An uncompressed baseline TIFF of uint8 (rows, W, 3) bands from the top, yielded band by
+    band (as ``png_chunks`` does for PNG): the picture is never held whole, neither as an array
+    nor as a Pillow image (4 bytes per pixel: a 1,048,576 x 244 decode to TIFF peaked at 2.24 GB
+    that way; docs/SECURITY.md). One strip per row; grey kinds are written as 8-bit grey,
+    converted by Pillow band by band (the values of ``to_pil``). Pixels are those ``save`` writes.
+    """
+    import struct
+
+    h, w = size
+    grey = kind in (KIND_GREY, KIND_GREY_ALPHA)
+    spp = 1 if grey else 3
+    row = w * spp
+    n_tags = 10
+    ifd = 8
+    extra = ifd + 2 + 12 * n_tags + 4  # after the IFD: BitsPerSample (RGB), the strip arrays, the pixels
+    bps_at = extra
+    offs_at = bps_at + (8 if not grey else 0)
+    counts_at = offs_at + 4 * h
+    data_at = counts_at + 4 * h if h > 1 else offs_at  # one strip: its offset and size are in the tags
+    if data_at + row * h > 0xFFFFFFFF:
+        raise ImageError(f"image of {w}x{h} is too large for a TIFF file (4 GiB)")
+
+    def tag(t, typ, count, value):
+        return struct.pack("<HHI", t, typ, count) + (
+            struct.pack("<HH", value, 0) if typ == 3 and count == 1 else struct.pack("<I", value)
+        )
+
+    tags = [
+        tag(256, 4, 1, w),
+        tag(257, 4, 1, h),
+        tag(258, 3, spp, 8) if grey else tag(258, 3, 3, bps_at),
+        tag(259, 3, 1, 1),  # no compression
+        tag(262, 3, 1, 1 if grey else 2),  # BlackIsZero / RGB
+        tag(273, 4, h, offs_at) if h > 1 else tag(273, 4, 1, data_at),
+        tag(277, 3, 1, spp),
+        tag(278, 4, 1, 1),  # one row per strip
+        tag(279, 4, h, counts_at) if h > 1 else tag(279, 4, 1, row),
+        tag(284, 3, 1, 1),  # chunky
+    ]
+    head = b"II*\x00" + struct.pack("<I", ifd) + struct.pack("<H", n_tags) + b"".join(tags) + struct.pack("<I", 0)
+    if not grey:
+        head += struct.pack("<HHHH", 8, 8, 8, 0)
+    if h > 1:
+        head += np.arange(data_at, data_at + row * h, row, dtype="<u4").tobytes()
+        head += np.full(h, row, "<u4").tobytes()
+    assert len(head) == data_at
+    yield head
+    done = 0
+    for piece in bands:
+        if piece.shape[1] != w or done + piece.shape[0] > h:
+            raise ValueError("bands do not fit the declared TIFF size")
+        done += piece.shape[0]
+        if grey:
+            piece = np.asarray(Image.fromarray(np.ascontiguousarray(piece), "RGB").convert("L"))
+        yield np.ascontiguousarray(piece).tobytes()
+    if done != h:
+        raise ValueError(f"bands hold {done} rows, the TIFF declares {h}")
 
 
 def check_fits(fmt: str, width: int, height: int) -> None:

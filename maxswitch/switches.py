@@ -117,6 +117,7 @@ class PackedRows:
             raise PayloadError(f"packed switches are {len(data)} bytes, expected {-(-2 * n // 8)}")
         self.packed = np.frombuffer(data, dtype=np.uint8)
         self.shapes = list(stage_shapes)
+        self.channels = [int(s[0]) for s in stage_shapes]
         self.offsets = np.cumsum([0] + [int(np.prod(s)) for s in stage_shapes])[:-1].tolist()
         self.size = (stage_shapes[0][1] * 2, stage_shapes[0][2] * 2)  # the padded image's (H, W)
 
@@ -194,9 +195,10 @@ def decompress(payload: bytes, expected_size: int, keep: bool = True):
     Raises:
         PayloadError: anything else.
     """
+    head = bytes(payload[:32])  # a frame header takes at most 18 bytes
     try:
-        params = zstandard.get_frame_parameters(payload)
-        header = zstandard.frame_header_size(payload)
+        params = zstandard.get_frame_parameters(head)
+        header = zstandard.frame_header_size(head)
     except zstandard.ZstdError as e:
         raise PayloadError(f"payload is not a zstd frame: {_first_line(e)}") from None
     if params.content_size != expected_size:
@@ -216,7 +218,9 @@ def decompress(payload: bytes, expected_size: int, keep: bool = True):
         raise PayloadError("payload is not exactly one complete zstd frame")
     out = bytearray(expected_size) if keep else None
     view = memoryview(out) if keep else None
-    src = memoryview(payload)
+    from .format import FileBytes
+
+    src = payload if isinstance(payload, FileBytes) else memoryview(payload)  # slices: views or reads
     d = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj()
     n = 0
     try:

@@ -56,7 +56,12 @@ def _kernels():
     if _jit is None:
         try:
             from . import tablejit
-        except ImportError:  # pragma: no cover - numba is a dependency
+        except Exception as e:  # numba missing or broken: the reference path codes the same words
+            import sys
+
+            sys.stderr.write(
+                f"maxswitch: warning: compiled coder unavailable ({type(e).__name__}); using the reference path\n"
+            )
             _jit = False
         else:
             _jit = tablejit

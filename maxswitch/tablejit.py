@@ -9,8 +9,12 @@ context index and each table's first row (``tablecoder.layout``); ``q`` (N, 4) u
 rows; ``phases`` (4, 2) and ``dirs`` (8, 2) int64 as ``context.PHASES`` and ``context.DIRS``.
 """
 
-import numba
 import numpy as np
+
+from .jit import njit
+
+_njit = njit(nogil=True)  # maxswitch/jit.py: the disk cache where there is one
+
 
 U = np.uint64
 PREC = U(24)  # constriction's precision: intervals out of 2^24
@@ -19,7 +23,7 @@ WORD = U(32)  # constriction's word
 MIN_STATE = U(1 << 32)  # below this the decoder refills the state with a word
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def padded(a):
     """(C, h, w) codes -> (C, h + 2, w + 2) with a border of 4 (a neighbour outside the tile)."""
     C, h, w = a.shape
@@ -28,7 +32,7 @@ def padded(a):
     return pad
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def step_rows(pad, parent, c, py, px, t, feats, strides, first, dirs, rows):
     """Table t's rows for the windows (py + 2i, px + 2j) of channel c, row-major, into rows;
     returns their number. pad: this stage's codes with their border (``padded``); parent:
@@ -79,7 +83,7 @@ def step_rows(pad, parent, c, py, px, t, feats, strides, first, dirs, rows):
     return m
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def intervals(a, parent, base, feats, strides, first, q, phases, dirs, cum, freq, n, rows):
     """Write the interval [cum, cum + freq) (in units of 2^-16) of each of a stage's symbols,
     in decoding order, at cum[n:], freq[n:]; returns the new n. base: the stage's first
@@ -101,7 +105,7 @@ def intervals(a, parent, base, feats, strides, first, q, phases, dirs, cum, freq
     return n
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def tile_intervals(c1, c2, c3, feats, strides, first, q, phases, dirs):
     """The tables' part of encoding a tile: every symbol's interval, in decoding order, as
     (cum, freq) uint32 arrays in units of 2^-16."""
@@ -117,7 +121,7 @@ def tile_intervals(c1, c2, c3, feats, strides, first, q, phases, dirs):
     return cum, freq
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def tile_rows(c1, c2, c3, feats, strides, first, phases, dirs):
     """Every symbol's table row, in decoding order (for measuring: ``tablecoder.ans_decode``)."""
     rows = np.empty(c1.size + c2.size + c3.size, np.int64)
@@ -147,7 +151,7 @@ def tile_rows(c1, c2, c3, feats, strides, first, phases, dirs):
     return rows
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def ans_push(cum, freq, out):
     """The entropy coder's part: constriction's ANS stack given every symbol's interval
     (``tile_intervals``); the words into out (room for one per symbol plus two); returns
@@ -171,14 +175,14 @@ def ans_push(cum, freq, out):
     return m
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def encode(c1, c2, c3, feats, strides, first, q, phases, dirs, out):
     """A tile's ANS words into out (room for one per symbol plus two); returns their number."""
     cum, freq = tile_intervals(c1, c2, c3, feats, strides, first, q, phases, dirs)
     return ans_push(cum, freq, out)
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def initial_state(words):
     """constriction's start of decoding: (state, position of the next word to pop), or
     position -2 when the last word is zero (not a stream)."""
@@ -195,7 +199,7 @@ def initial_state(words):
     return state, pos
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def pop(state, pos, words, q0, q1, q2):
     """Decode one symbol of the interval list (0, q0, q0 + q1, q0 + q1 + q2, 2^16) (x 256):
     returns (symbol, state, pos)."""
@@ -214,7 +218,7 @@ def pop(state, pos, words, q0, q1, q2):
     return sym, state, pos
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def ans_pop(words, rows, out):
     """The entropy coder alone on the decoding side, for measuring its share: symbols into out
     given every symbol's table row (n, 4) uint16 (known here; decoding proper finds each step's
@@ -225,7 +229,7 @@ def ans_pop(words, rows, out):
     return 0 if state == 0 and pos == -1 else 2
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def decode_stage(words, pos, state, a, parent, base, feats, strides, first, q, phases, dirs, rows, qs):
     """Pop one stage's symbols into a, step by step (channel, phase): the table rows of the
     whole step first (they depend on earlier steps only) and their frequencies, then the
@@ -250,7 +254,7 @@ def decode_stage(words, pos, state, a, parent, base, feats, strides, first, q, p
     return pos, state
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit
 def decode(words, c1, c2, c3, feats, strides, first, q, phases, dirs):
     """Fill c1, c2, c3 from a tile's words; returns 0, or 1 (the last word is zero: not a
     stream) or 2 (the words do not end with the last switch: corrupt)."""

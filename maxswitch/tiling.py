@@ -351,11 +351,17 @@ def decode_bands(decoder, codes, tile: int | None = None, size: tuple[int, int] 
     return _bands(runner, src, t or max(H, W), height, width)
 
 
+def _channels(src) -> list[int]:
+    """The channels per stage of a source of rows (from a band of its first 8 rows)."""
+    return [int(c.shape[-3]) for c in src.rows(0, 8)]
+
+
 class _ArrayRows:
     """Whole switch maps, as a source of rows (``decode_bands``)."""
 
     def __init__(self, codes: list[np.ndarray]):
         self.codes = codes
+        self.channels = [int(c.shape[-3]) for c in codes]
         self.size = (codes[0].shape[-2] * 2, codes[0].shape[-1] * 2)
 
     def rows(self, p0: int, p1: int) -> list[np.ndarray]:
@@ -379,18 +385,33 @@ class WithWhat:
         return [*self.src.rows(p0, p1), self.what[:, :, p0 >> 3 : p1 >> 3]]
 
 
-def _row_groups(H: int, W: int, t: int, margin: int, height: int, width: int) -> list[list]:
-    """Rows of tiles grouped into bands of at least 2 tiles per thread (a narrow image's rows
-    hold too few tiles to keep every thread busy), each band a list of tile jobs."""
+BAND_SWITCHES = 256 << 20  # a band's switches with their context rows, at one byte each, at most this
+
+
+def _band_rows(t: int, W: int, margin: int, per_pixel: float) -> int:
+    """The height of a row of tiles: ``t``, or less for a wide picture, so that a band's
+    switches with their context rows stay under ``BAND_SWITCHES`` bytes and its pixels under
+    a third of that (a 1,048,576-pixel-wide picture's row of 512-pixel tiles is the whole
+    picture; docs/SECURITY.md); at least 8."""
+    fit = min(BAND_SWITCHES / max(per_pixel, 1e-9) / W - 2 * margin, BAND_SWITCHES / 3 / W)
+    return max(8, min(t, int(fit) // 8 * 8))
+
+
+def _row_groups(H: int, W: int, t: int, margin: int, height: int, width: int, ty: int | None = None) -> list[list]:
+    """Rows of tiles (``ty`` rows high, default ``t``) grouped into bands of at least 2 tiles
+    per thread (a narrow image's rows hold too few tiles to keep every thread busy), each band
+    a list of tile jobs."""
     xs = [x for x in _spans(W, t, margin) if x[0] < width]
-    rows = [y for y in _spans(H, t, margin) if y[0] < height]
+    rows = [y for y in _spans(H, ty or t, margin) if y[0] < height]
     per = max(1, -(-2 * _threads.get() // len(xs)))
     return [[(y, x) for y in rows[i : i + per] for x in xs] for i in range(0, len(rows), per)]
 
 
 def _bands(runner, src, t: int, height: int, width: int):
     H, W = src.size
-    for jobs in _row_groups(H, W, t, runner.margin, height, width):
+    per_pixel = sum(c / 4 ** (s + 1) for s, c in enumerate(getattr(src, "channels", None) or _channels(src)))
+    ty = _band_rows(t, W, runner.margin, per_pixel)
+    for jobs in _row_groups(H, W, t, runner.margin, height, width, ty):
         b0, b1 = jobs[0][0][0], min(jobs[-1][0][1], height)
         # the band's switches with the context its tiles read: the tile spans' context rows,
         # which also cover the runners' reach (TILE_MARGIN pixels); c0 is a multiple of 8
