@@ -36,6 +36,7 @@ FUZZ_MAX_PIXELS = 1 << 16
 # shared machine a process at nice 19 can wait seconds for a core, which says nothing about us.
 SLOW_SECONDS = 2.0
 MODEL_NAME = "fuzz-4-6-8"
+WHAT_MODEL_NAME = "fuzz-what"  # the what+where (format v3) model beside it
 CHANNELS = (4, 6, 8)
 
 _state: dict = {}
@@ -96,7 +97,23 @@ def setup(workdir: str | None = None) -> dict:
         "switches_per_pixel": cfg.switches_per_pixel,
         "encoder_digest": enc.digest(),
     }
-    (d / "manifest.json").write_text(json.dumps({"schema": 1, "models": [entry]}))
+    # a what model (format v3) on the same encoder, coders and untrained decoder
+    from maxswitch.nets import WhatDecoder
+
+    wcfg = ModelConfig(CHANNELS, "what", (8, 8, 8), encoder_seed=5, what=(8, 4, 8))
+    wpath = d / f"{WHAT_MODEL_NAME}.safetensors"
+    wsha = zoo.save_model(
+        wpath,
+        WHAT_MODEL_NAME,
+        1,
+        wcfg,
+        enc,
+        WhatDecoder.from_direct(dec, CHANNELS, (8, 8, 8)).eval(),
+        context=_random_context(CHANNELS),
+        table=TableModel.random(CHANNELS, seed=5),
+    )
+    wentry = dict(entry, name=WHAT_MODEL_NAME, file=wpath.name, sha256=wsha, family="what+where")
+    (d / "manifest.json").write_text(json.dumps({"schema": 1, "models": [entry, wentry]}))
     os.environ["MAXSWITCH_MODELS"] = str(d)
     zoo._LOADED.clear()
     torch.set_num_threads(1)
@@ -116,11 +133,15 @@ def setup(workdir: str | None = None) -> dict:
     ):
         seeds.append(_image(w, h, i, mode))
     # format v1 seeds first (tests index them), then the same pictures in format v2 (codings 2 and 3)
-    seeds = [codec.encode(x, model, coding=c) for c in ("zstd", "context", "table") for x in seeds]
+    pictures = seeds
+    seeds = [codec.encode(x, model, coding=c) for c in ("zstd", "context", "table") for x in pictures]
+    # then format v3 (the what part and the switch checksum around codings 1 to 3)
+    what_model = zoo.load_model(WHAT_MODEL_NAME)
+    seeds += [codec.encode(x, what_model, coding=c) for c in ("zstd", "context", "table") for x in pictures]
     # decode every seed once: the compiled coder of coding 3 is compiled (or loaded from numba's
     # cache) on its first use, seconds of CPU the "slow" oracle must not charge to an input
     for data in seeds:
-        codec.decode_array(data, model)
+        codec.decode_array(data)
     _state.update(seeds=seeds, models_dir=str(d), model=model)
     return _state
 

@@ -419,7 +419,7 @@ def _what_picture(h: fmt.Header, p, src):
     if parts.switch_checksum(src, H, W) != p.checksum:
         raise sw.PayloadError("the switches do not match the file's switch checksum: the payload is corrupt")
     try:
-        pic = what.decode(bytes(p.what), p.spec, H, W)
+        pic = what.decode(bytes(p.what[:]), p.spec, H, W)
     except what.WhatError as e:
         raise sw.PayloadError(str(e)) from None
     return torch.from_numpy(pic).permute(2, 0, 1)[None].contiguous()

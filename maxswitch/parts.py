@@ -39,9 +39,9 @@ class Parts:
     """A version-3 payload split into its parts (views into the file, nothing copied)."""
 
     spec: WhatSpec
-    what: memoryview
+    what: object  # memoryview or format.FileBytes
     checksum: int
-    switches: memoryview
+    switches: object
 
 
 def join(spec: WhatSpec, what: bytes, checksum: int, switches: bytes) -> bytes:
@@ -50,13 +50,17 @@ def join(spec: WhatSpec, what: bytes, checksum: int, switches: bytes) -> bytes:
 
 
 def split(payload) -> Parts:
-    """Split a version-3 payload; ``PayloadError`` if its part header is invalid."""
-    payload = memoryview(payload).cast("B")
+    """Split a version-3 payload (bytes, a memoryview or a ``format.FileBytes`` of a large file:
+    the parts are views, nothing is read whole); ``PayloadError`` if its part header is invalid."""
+    from .format import FileBytes, sub
+
+    if not isinstance(payload, FileBytes):
+        payload = memoryview(payload).cast("B")
     if len(payload) < HEAD_BYTES:
         raise PayloadError(
             f"version-3 payload of {len(payload)} bytes is shorter than its {HEAD_BYTES}-byte part header"
         )
-    f, sy, sc, reserved, a, checksum = _HEAD.unpack_from(payload, 0)
+    f, sy, sc, reserved, a, checksum = _HEAD.unpack(bytes(payload[:HEAD_BYTES]))
     if reserved:
         raise PayloadError(f"version-3 payload: reserved byte is {reserved}, not 0")
     try:
@@ -65,7 +69,7 @@ def split(payload) -> Parts:
         raise PayloadError(f"version-3 payload: {e}") from None
     if a > len(payload) - HEAD_BYTES:
         raise PayloadError(f"what part of {a} bytes declared, {len(payload) - HEAD_BYTES} present")
-    return Parts(spec, payload[HEAD_BYTES : HEAD_BYTES + a], checksum, payload[HEAD_BYTES + a :])
+    return Parts(spec, sub(payload, HEAD_BYTES, HEAD_BYTES + a), checksum, sub(payload, HEAD_BYTES + a, len(payload)))
 
 
 def max_what_bytes(spec_factor: int, padded_h: int, padded_w: int) -> int:
