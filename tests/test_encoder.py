@@ -143,21 +143,24 @@ def test_encode_info_models_help_and_compare_run_without_torch(tmp_path):
         assert r.returncode == 0, (args, r.stderr.decode())
     # the MLP context model (coding 2, the other rungs' default) computes without torch too
     ctx = tmp_path / "c.msw"
-    r = _without_torch("encode", "--quiet", "--coding", "context", src, ctx)
+    r = _without_torch("encode", "--quiet", "-m", "natural-6-12-24", "--coding", "context", src, ctx)
     assert r.returncode == 0, r.stderr.decode()
-    assert ctx.read_bytes() == maxswitch.encode(src.read_bytes(), coding="context")
+    assert ctx.read_bytes() == maxswitch.encode(src.read_bytes(), "natural-6-12-24", coding="context")
 
 
 def test_decode_runs_without_torch_where_onnxruntime_is_installed(tmp_path, monkeypatch):
+    """The direct decoder's files (the switch-only family) decode without torch. The what+where
+    family's decoder (nets.WhatDecoder, the default since 0.3) has no ONNX form yet and needs
+    torch (docs/PERFORMANCE.md)."""
     pytest.importorskip("onnxruntime")
     src = tmp_path / "a.png"
     src.write_bytes(png_bytes(make_image(70, 50, seed=1)))
     msw = tmp_path / "a.msw"
-    msw.write_bytes(maxswitch.encode(src.read_bytes()))
+    msw.write_bytes(maxswitch.encode(src.read_bytes(), "natural-6-12-24"))
     r = _without_torch("decode", "--quiet", msw, tmp_path / "b.png")
     assert r.returncode == 0, r.stderr.decode()
     ctx = tmp_path / "c.msw"
-    ctx.write_bytes(maxswitch.encode(src.read_bytes(), coding="context"))
+    ctx.write_bytes(maxswitch.encode(src.read_bytes(), "natural-6-12-24", coding="context"))
     r = _without_torch("decode", "--quiet", ctx, tmp_path / "c.png")
     assert r.returncode == 0, r.stderr.decode()
     assert np.array_equal(np.asarray(Image.open(tmp_path / "c.png")), np.asarray(Image.open(tmp_path / "b.png")))
