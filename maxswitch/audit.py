@@ -483,9 +483,10 @@ def run_audit(setup: AuditSetup, log=None, progress=None) -> AuditResult | None:
             )
         if not place.main:
             return None
-        say(
-            f"audit: trained {res.step} steps in {(time.time() - t0) / 60:.1f} min; measuring {len(held)} held-out images"
-        )
+        if finished is None:
+            say(
+                f"audit: trained {res.step} steps in {(time.time() - t0) / 60:.1f} min; measuring {len(held)} held-out images"
+            )
         decoders.eval()
         figures, reference, grid = evaluate(setup, decoders, held, device, progress() if progress else None)
         return AuditResult(_report(setup, res, figures, reference, device, place.world), grid)

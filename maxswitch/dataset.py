@@ -197,7 +197,8 @@ class SwitchCrops(torch.utils.data.Dataset):
 
 
 def collate(samples: list[dict]) -> dict:
-    """Stack a batch; ``bad`` gathers the unreadable files first met while making it."""
+    """Stack a batch; ``bad`` gathers the unreadable files first met while making it. ``codes`` has
+    as many switch maps as the samples (none where an audit computes a network's switches itself)."""
     fatal = [s["fatal"] for s in samples if "fatal" in s]
     if fatal:
         return {"fatal": fatal[0]}
