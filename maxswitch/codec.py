@@ -410,9 +410,7 @@ def _split(h: fmt.Header, payload):
 
 def _what_picture(h: fmt.Header, p, src):
     """Check a version-3 file's switch checksum against ``src`` (3 arrays or a row source,
-    read a row of tiles at a time) and decode its what part: uint8 (1, 3, H/8, W/8)."""
-    import torch
-
+    read a row of tiles at a time) and decode its what part: uint8 (1, 3, H/8, W/8) (numpy)."""
     from . import parts, what
 
     H, W = h.padded
@@ -422,7 +420,7 @@ def _what_picture(h: fmt.Header, p, src):
         pic = what.decode(bytes(p.what[:]), p.spec, H, W)
     except what.WhatError as e:
         raise sw.PayloadError(str(e)) from None
-    return torch.from_numpy(pic).permute(2, 0, 1)[None].contiguous()
+    return np.ascontiguousarray(pic.transpose(2, 0, 1)[None])
 
 
 def _unpack(h: fmt.Header, payload: bytes, model: Model | None, rows: bool = False):

@@ -5,8 +5,9 @@ its inference form in torch. This module builds the same computation, region by 
 ONNX graph of standard operators straight from the decoder's weights (numpy arrays by parameter
 name, as a model asset holds them: ``l3.0.weight`` ...), and runs it with ONNX Runtime, which
 imports in about 0.15 s and 50 MB where torch takes about 2 s and 220 MB (docs/PERFORMANCE.md),
-and whose convolutions fuse their ReLU. Any other decoder kind, or a direct decoder with other
-parameters, decodes with torch (``runner_for`` returns None); so does every decoder when
+and whose convolutions fuse their ReLU. ``nets.WhatDecoder`` (the what+where family) runs here
+too: its what picture joins level 3's input and the graph ends with its ``fuse``. Any other
+decoder kind, or a decoder with other parameters, decodes with torch (``runner_for`` returns None); so does every decoder when
 ``onnxruntime`` is not installed or ``MAXSWITCH_DECODER=torch``, and, by default, in a process
 that has imported torch anyway (``codec.decoder_runner``).
 
@@ -16,7 +17,10 @@ joined after the coarser level's output (pixel-shuffled by ``DepthToSpace``, mod
 cropped to the level's input rectangle), and go through conv 3x3 + ReLU, conv 3x3 + ReLU and
 the 1x1 convolution; the last level's output, with ``(x + 0.5) * 255`` folded into its 1x1
 weights, is pixel-shuffled, cropped, clamped to 0..255, rounded (half to even, as torch) and
-cast to uint8 (H, W, 3). Float sums are ordered differently from torch's, so pixels can differ by
+cast to uint8 (H, W, 3). A what decoder's region is first grown by one 8-pixel block on each side
+(inside the image), as ``nets.WhatRunner``; before the clamp, ``fuse`` adds the bilinear
+upsampling (``Resize``, linear, half-pixel centres, edges clamped) of the what picture less the
+region's 8x8 means (``AveragePool``), and the region is cropped back. Float sums are ordered differently from torch's, so pixels can differ by
 a rounding step; tests/test_fastdecode.py holds them within 0.05 dB of the reference and checks
 that tiles still join without seams.
 """
@@ -33,6 +37,9 @@ from . import onnxgraph as og
 
 OUT_CELLS = (2, 2, 0)  # nets.DirectRunner.OUT_CELLS: cells beyond the output each level produces
 TILE_MARGIN = 32  # nets.DirectDecoder.TILE_MARGIN
+WHAT_MARGIN = 40  # nets.WhatDecoder.TILE_MARGIN
+WHAT_FACTOR = 8  # nets.WhatDecoder.FACTOR: the what picture's block size
+WHAT_CHANNELS = 3
 _LEVELS = ("l3", "l2", "l1")
 
 
@@ -73,20 +80,21 @@ def available() -> bool:
     return True
 
 
-def direct_weights(channels, weights: dict) -> dict | None:
+def direct_weights(channels, weights: dict, what: bool = False) -> dict | None:
     """The weights as this module reads them if they are exactly a direct decoder's for this
-    channel plan (conv 3x3, conv 3x3, conv 1x1 per level, widths read from the shapes), else None."""
+    channel plan (conv 3x3, conv 3x3, conv 1x1 per level, widths read from the shapes), or with
+    ``what`` a what decoder's (level 3 reads 3 more channels, the what picture), else None."""
     want = {f"{lv}.{i}.{p}" for lv in _LEVELS for i in (0, 2, 4) for p in ("weight", "bias")}
     if weights is None or set(weights) != want:
         return None
     w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
     c1, c2, c3 = channels
-    prev = 0
+    prev = WHAT_CHANNELS if what else 0
     for lv, c in zip(_LEVELS, (c3, c2, c1)):
         a, b, o = w[f"{lv}.0.weight"], w[f"{lv}.2.weight"], w[f"{lv}.4.weight"]
         width = a.shape[0]
         if (
-            a.shape != (width, prev + 4 * c, 3, 3)
+            a.shape != ((width, 4 * c + prev, 3, 3) if lv == "l3" else (width, prev + 4 * c, 3, 3))
             or b.shape != (width, width, 3, 3)
             or o.ndim != 4
             or o.shape[1:] != (width, 1, 1)
@@ -98,13 +106,16 @@ def direct_weights(channels, weights: dict) -> dict | None:
     return w if prev == 3 else None
 
 
-def graph(channels, w: dict) -> bytes:
+def graph(channels, w: dict, what: bool = False) -> bytes:
     """The ONNX model of a region (see the module docstring); inputs ``c3, c2, c1`` uint8
     (1, 4 C_s, h, w) the one-hot switches, ``s2, e2, s1, e1, so, eo`` int64 (2,) the crops of
     each level's upsampled output (rows, columns; the last one the output pixels of the region)
-    and ``ep`` the pixels kept; output ``rgb`` uint8 (1, rows, columns, 3)."""
+    and ``sp, ep`` (2,) the pixels kept, from ``sp`` to ``ep``; with ``what``, ``wn`` float
+    (1, 3, h3, w3) the what picture under level 3's input (``what / 255 - 0.5``) and ``wf``
+    float (1, 3, rows / 8, columns / 8) its block means (0..255) under the region's pixels.
+    Output ``rgb`` uint8 (1, rows, columns, 3)."""
     nodes, inits = [], []
-    inits += [og.tensor("axes", np.array([2, 3], np.int64)), og.tensor("zero2", np.zeros(2, np.int64))]
+    inits += [og.tensor("axes", np.array([2, 3], np.int64))]
     inits += [og.tensor("lo", np.array(0.0, np.float32)), og.tensor("hi", np.array(255.0, np.float32))]
     pads = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     up = None
@@ -126,6 +137,9 @@ def graph(channels, w: dict) -> bytes:
             inits.append(og.tensor(f"{lv}.{name}", np.ascontiguousarray(arr, np.float32)))
         nodes.append(og.node("Cast", [f"c{3 - i}"], [f"{lv}.oh"], to=og.FLOAT))
         x = f"{lv}.oh"
+        if what and up is None:  # level 3 reads the what picture after its switches
+            nodes.append(og.node("Concat", [x, "wn"], [f"{lv}.in"], axis=1))
+            x = f"{lv}.in"
         if up is not None:  # the coarser level's output, cropped to this level's input, then its switches
             nodes.append(og.node("Slice", [up, f"s{3 - i}", f"e{3 - i}", "axes"], [f"{lv}.upc"]))
             nodes.append(og.node("Concat", [f"{lv}.upc", x], [f"{lv}.in"], axis=1))
@@ -139,14 +153,28 @@ def graph(channels, w: dict) -> bytes:
         )
         up = f"{lv}.up"
     nodes.append(og.node("Slice", [up, "so", "eo", "axes"], ["px"]))
-    nodes.append(og.node("Slice", ["px", "zero2", "ep", "axes"], ["pxc"]))
+    if what:  # fuse: px - up(avg(px)) + up(wf) = px + up(wf - avg(px)), up linear
+        f = WHAT_FACTOR
+        inits.append(og.tensor("scales", np.array([1, 1, f, f], np.float32)))
+        nodes.append(og.node("AveragePool", ["px"], ["avg"], kernel_shape=[f, f], strides=[f, f]))
+        nodes.append(og.node("Sub", ["wf", "avg"], ["dw"]))
+        resize = dict(mode="linear", coordinate_transformation_mode="half_pixel")
+        nodes.append(og.node("Resize", ["dw", "", "scales"], ["dwup"], **resize))
+        nodes.append(og.node("Add", ["px", "dwup"], ["fused"]))
+        px = "fused"
+    else:
+        px = "px"
+    nodes.append(og.node("Slice", [px, "sp", "ep", "axes"], ["pxc"]))
     nodes.append(og.node("Clip", ["pxc", "lo", "hi"], ["clip"]))
     nodes.append(og.node("Round", ["clip"], ["round"]))
     nodes.append(og.node("Cast", ["round"], ["u8"], to=og.UINT8))
     nodes.append(og.node("Transpose", ["u8"], ["rgb"], perm=[0, 2, 3, 1]))
     c1, c2, c3 = channels
     inputs = [og.value_info(f"c{s}", og.UINT8, [1, 4 * c, f"h{s}", f"w{s}"]) for s, c in ((3, c3), (2, c2), (1, c1))]
-    inputs += [og.value_info(n, og.INT64, [2]) for n in ("s2", "e2", "s1", "e1", "so", "eo", "ep")]
+    inputs += [og.value_info(n, og.INT64, [2]) for n in ("s2", "e2", "s1", "e1", "so", "eo", "sp", "ep")]
+    if what:
+        inputs += [og.value_info("wn", og.FLOAT, [1, WHAT_CHANNELS, "h3", "w3"])]
+        inputs += [og.value_info("wf", og.FLOAT, [1, WHAT_CHANNELS, "hb", "wb"])]
     outputs = [og.value_info("rgb", og.UINT8, [1, "rows", "cols", 3])]
     return og.model(nodes, inits, inputs, outputs)
 
@@ -162,17 +190,18 @@ def one_hot(codes: np.ndarray) -> np.ndarray:
 
 class OrtRunner:
     """Decodes regions of an image with ONNX Runtime (``block``), one session per thread count
-    (a session is safe to run from several threads at once)."""
+    (a session is safe to run from several threads at once). With ``what``, the decoder is a
+    ``nets.WhatDecoder``'s and ``codes`` carries the what picture as a 4th map."""
 
-    margin = TILE_MARGIN
     # tiles of this side by default, whatever the image's size: as fast as whole images (by CPU
     # time), a quarter of the memory on a photo, and two tiles or more keep 2 threads busy
     # (docs/PERFORMANCE.md)
     tile = 256
 
-    def __init__(self, channels, weights: dict):
-        self.channels = tuple(channels)
-        self.model = graph(self.channels, weights)
+    def __init__(self, channels, weights: dict, what: bool = False):
+        self.channels, self.what = tuple(channels), what
+        self.margin = WHAT_MARGIN if what else TILE_MARGIN
+        self.model = graph(self.channels, weights, what)
         self._sessions: dict[int, object] = {}
         self._lock = threading.Lock()
 
@@ -197,58 +226,83 @@ class OrtRunner:
 
     def block(self, codes, y0: int, y1: int, x0: int, x1: int, th: int, tw: int, threads: int = 1) -> np.ndarray:
         """The uint8 (th, tw, 3) pixels at rows y0.., columns x0.. of the image whose switches
-        ``codes`` holds (3 arrays (C_s, H/2^s, W/2^s) or (1, C_s, ...); [y0, y1) x [x0, x1) in
-        multiples of 8, th <= y1 - y0, tw <= x1 - x0), as ``nets.DirectRunner.region``."""
+        ``codes`` holds (3 arrays (C_s, H/2^s, W/2^s) or (1, C_s, ...), and for a what decoder
+        the what picture (3, H/8, W/8) as a 4th; [y0, y1) x [x0, x1) in multiples of 8,
+        th <= y1 - y0, tw <= x1 - x0), as ``nets.DirectRunner.region`` (``nets.WhatRunner``)."""
         codes = [c[0] if c.ndim == 4 else c for c in codes]
         H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
-        feeds = {}
-        prev = None
-        for lvl, (s, cod) in enumerate(zip((3, 2, 1), (codes[2], codes[1], codes[0]))):
-            f = 8 >> lvl
-            ko = OUT_CELLS[lvl]
-            nh, nw = H // f, W // f
-            oy0, oy1 = max(0, y0 // f - ko), min(nh, y1 // f + ko)
-            ox0, ox1 = max(0, x0 // f - ko), min(nw, x1 // f + ko)
-            iy0, iy1 = max(0, oy0 - 2), min(nh, oy1 + 2)
-            ix0, ix1 = max(0, ox0 - 2), min(nw, ox1 + 2)
-            feeds[f"c{s}"] = one_hot(cod[None, :, iy0:iy1, ix0:ix1])
-            if prev is not None:  # the coarser output, upsampled, starts at 2 * its origin
-                py0, px0 = prev
-                ay, ax = iy0 - 2 * py0, ix0 - 2 * px0
-                feeds[f"s{s}"] = np.array([ay, ax], np.int64)
-                feeds[f"e{s}"] = np.array([ay + iy1 - iy0, ax + ix1 - ix0], np.int64)
-            prev = (iy0, ix0)
-        feeds["so"] = np.array([oy0 - iy0, ox0 - ix0], np.int64) * 2  # in pixels
-        feeds["eo"] = np.array([oy1 - iy0, ox1 - ix0], np.int64) * 2
-        feeds["ep"] = np.array([th, tw], np.int64)
+        f = WHAT_FACTOR if self.what else 0  # a what decoder's region grows by one block
+        ry0, ry1, rx0, rx1 = max(0, y0 - f), min(H, y1 + f), max(0, x0 - f), min(W, x1 + f)
+        feeds, (iy0, iy1, ix0, ix1) = _level_feeds(codes, ry0, ry1, rx0, rx1)
+        feeds["sp"] = np.array([y0 - ry0, x0 - rx0], np.int64)
+        feeds["ep"] = feeds["sp"] + np.array([th, tw], np.int64)
+        if self.what:
+            pic = codes[3]
+            feeds["wn"] = pic[None, :, iy0:iy1, ix0:ix1].astype(np.float32) / np.float32(255.0) - np.float32(0.5)
+            feeds["wf"] = pic[None, :, ry0 // f : ry1 // f, rx0 // f : rx1 // f].astype(np.float32)
         return self.session(threads).run(["rgb"], feeds)[0][0]
+
+
+def _level_feeds(codes, y0: int, y1: int, x0: int, x1: int) -> tuple[dict, tuple]:
+    """The graph's switch and crop inputs for the pixels [y0, y1) x [x0, x1) (multiples of 8),
+    and level 3's input rectangle (its cells: rows iy0..iy1, columns ix0..ix1)."""
+    H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
+    feeds = {}
+    prev = rect3 = None
+    for lvl, (s, cod) in enumerate(zip((3, 2, 1), (codes[2], codes[1], codes[0]))):
+        f = 8 >> lvl
+        ko = OUT_CELLS[lvl]
+        nh, nw = H // f, W // f
+        oy0, oy1 = max(0, y0 // f - ko), min(nh, y1 // f + ko)
+        ox0, ox1 = max(0, x0 // f - ko), min(nw, x1 // f + ko)
+        iy0, iy1 = max(0, oy0 - 2), min(nh, oy1 + 2)
+        ix0, ix1 = max(0, ox0 - 2), min(nw, ox1 + 2)
+        feeds[f"c{s}"] = one_hot(cod[None, :, iy0:iy1, ix0:ix1])
+        if prev is not None:  # the coarser output, upsampled, starts at 2 * its origin
+            py0, px0 = prev
+            ay, ax = iy0 - 2 * py0, ix0 - 2 * px0
+            feeds[f"s{s}"] = np.array([ay, ax], np.int64)
+            feeds[f"e{s}"] = np.array([ay + iy1 - iy0, ax + ix1 - ix0], np.int64)
+        else:
+            rect3 = (iy0, iy1, ix0, ix1)
+        prev = (iy0, ix0)
+    feeds["so"] = np.array([oy0 - iy0, ox0 - ix0], np.int64) * 2  # in pixels
+    feeds["eo"] = np.array([oy1 - iy0, ox1 - ix0], np.int64) * 2
+    return feeds, rect3
 
 
 def runner_for(model) -> OrtRunner | None:
     """The ONNX Runtime runner of a ``zoo.Model``'s decoder (made once per model), or None where
     this path does not apply (another decoder kind, no onnxruntime, ``MAXSWITCH_DECODER=torch``):
     then torch decodes."""
-    if getattr(model, "config", None) is None or model.config.decoder != "direct" or not available():
+    cfg = getattr(model, "config", None)
+    if cfg is None or cfg.decoder not in ("direct", "what") or not available():
+        return None
+    what = cfg.decoder == "what"
+    if what and tuple(cfg.what)[:1] != (WHAT_FACTOR,):
         return None
     if getattr(model, "_ort_runner", None) is None:
         if model.decoder_weights is not None:
-            w = direct_weights(model.config.channels, model.decoder_weights)
-            model._ort_runner = OrtRunner(model.config.channels, w) if w is not None else False
+            w = direct_weights(cfg.channels, model.decoder_weights, what)
+            model._ort_runner = OrtRunner(cfg.channels, w, what) if w is not None else False
         else:  # a model made around a torch decoder
             model._ort_runner = runner_for_module(model.decoder) or False
     return model._ort_runner or None
 
 
 def runner_for_module(decoder) -> OrtRunner | None:
-    """The ONNX Runtime runner of a torch ``nets.DirectDecoder`` (exactly that class: a subclass
-    may compute something else), or None."""
-    from .nets import DirectDecoder
+    """The ONNX Runtime runner of a torch ``nets.DirectDecoder`` or ``nets.WhatDecoder``
+    (exactly those classes: a subclass may compute something else), or None."""
+    from .nets import DirectDecoder, WhatDecoder
 
-    if type(decoder) is not DirectDecoder or not available():
+    what = type(decoder) is WhatDecoder
+    if type(decoder) is not DirectDecoder and not what or not available():
+        return None
+    if what and decoder.FACTOR != WHAT_FACTOR:
         return None
     sd = {k: v.detach().cpu().numpy() for k, v in decoder.state_dict().items()}
-    c3 = decoder.l3[0].in_channels // 4
+    c3 = (decoder.l3[0].in_channels - (WHAT_CHANNELS if what else 0)) // 4
     c2 = (decoder.l2[0].in_channels - decoder.l3[4].out_channels // 4) // 4
     c1 = (decoder.l1[0].in_channels - decoder.l2[4].out_channels // 4) // 4
-    w = direct_weights((c1, c2, c3), sd)
-    return None if w is None else OrtRunner((c1, c2, c3), w)
+    w = direct_weights((c1, c2, c3), sd, what)
+    return None if w is None else OrtRunner((c1, c2, c3), w, what)

@@ -144,39 +144,11 @@ def residuals(q: np.ndarray) -> np.ndarray:
 
 
 def unresidual(r: np.ndarray) -> np.ndarray:
-    """Inverse of ``residuals``: a raster-order loop, vectorised along anti-diagonals would not
-    help a grid of a few thousand values; rows are rebuilt one at a time (each row's predictions
-    need its left neighbour)."""
-    P, h, w = r.shape
-    q = np.zeros_like(r)
-    for i in range(P):
-        qi, ri = q[i], r[i]
-        for y in range(h):
-            row = qi[y]
-            up = qi[y - 1] if y else None
-            rr = ri[y].tolist()
-            if up is None:
-                left = 0
-                vals = []
-                for x in range(w):
-                    p = left if x else 0  # first row: a = b = c = left
-                    v = rr[x] + p
-                    vals.append(v)
-                    left = v
-            else:
-                ul = up.tolist()
-                vals = []
-                for x in range(w):
-                    bb = ul[x]
-                    if x == 0:
-                        aa = cc = bb
-                    else:
-                        aa, cc = vals[x - 1], ul[x - 1]
-                    lo, hi = (aa, bb) if aa < bb else (bb, aa)
-                    p = lo if cc >= hi else hi if cc <= lo else aa + bb - cc
-                    vals.append(rr[x] + p)
-            row[:] = vals
-    return q
+    """Inverse of ``residuals``: planes (3, h, w) int64 rebuilt in raster order (each value's
+    prediction needs its decoded left neighbour), by the compiled kernel ``whatjit.unresidual``."""
+    from .whatjit import unresidual as kernel
+
+    return kernel(np.ascontiguousarray(r, dtype=np.int64))
 
 
 def _zigzag(r: np.ndarray) -> np.ndarray:

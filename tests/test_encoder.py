@@ -149,24 +149,21 @@ def test_encode_info_models_help_and_compare_run_without_torch(tmp_path):
 
 
 def test_decode_runs_without_torch_where_onnxruntime_is_installed(tmp_path, monkeypatch):
-    """The direct decoder's files (the switch-only family) decode without torch. The what+where
-    family's decoder (nets.WhatDecoder, the default since 0.3) has no ONNX form yet and needs
-    torch (docs/PERFORMANCE.md)."""
+    """Both families decode without torch: the default (what+where, nets.WhatDecoder) and the
+    switch-only direct decoders, in every coding; each within a rounding step of torch."""
     pytest.importorskip("onnxruntime")
     src = tmp_path / "a.png"
     src.write_bytes(png_bytes(make_image(70, 50, seed=1)))
-    msw = tmp_path / "a.msw"
-    msw.write_bytes(maxswitch.encode(src.read_bytes(), "natural-6-12-24"))
-    r = _without_torch("decode", "--quiet", msw, tmp_path / "b.png")
-    assert r.returncode == 0, r.stderr.decode()
-    ctx = tmp_path / "c.msw"
-    ctx.write_bytes(maxswitch.encode(src.read_bytes(), "natural-6-12-24", coding="context"))
-    r = _without_torch("decode", "--quiet", ctx, tmp_path / "c.png")
-    assert r.returncode == 0, r.stderr.decode()
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "c.png")), np.asarray(Image.open(tmp_path / "b.png")))
-    got = np.asarray(Image.open(tmp_path / "b.png"))
-    assert got.shape == (50, 70, 3)
-    # the torch path on the same file: within a rounding step
-    monkeypatch.setenv("MAXSWITCH_DECODER", "torch")
-    want = np.asarray(maxswitch.decode(msw.read_bytes()))
-    assert np.abs(got.astype(int) - want).max() <= 2
+    for model, coding in ((None, None), ("natural-6-12-24", None), ("natural-6-12-24", "context")):
+        msw = tmp_path / "a.msw"
+        msw.write_bytes(maxswitch.encode(src.read_bytes(), model, coding=coding))
+        out = tmp_path / "b.png"
+        r = _without_torch("decode", "--quiet", "-f", msw, out)
+        assert r.returncode == 0, (model, coding, r.stderr.decode())
+        got = np.asarray(Image.open(out))
+        assert got.shape == (50, 70, 3)
+        # the torch path on the same file: within a rounding step
+        monkeypatch.setenv("MAXSWITCH_DECODER", "torch")
+        want = np.asarray(maxswitch.decode(msw.read_bytes()))
+        monkeypatch.delenv("MAXSWITCH_DECODER")
+        assert np.abs(got.astype(int) - want).max() <= 2, (model, coding)

@@ -1,6 +1,6 @@
-"""The direct decoder on ONNX Runtime (fastdecode.py) against the torch reference: within
-0.05 dB of it on every shipped direct model, tiles that join, regions at the image's edges, and
-torch for every decoder it does not handle."""
+"""The direct and what decoders on ONNX Runtime (fastdecode.py) against the torch reference:
+within 0.05 dB of it on every shipped direct and what model, tiles that join, regions at the
+image's edges, and torch for every decoder it does not handle."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import torch
 from conftest import EXAMPLE, make_image
 
 from maxswitch import codec, fastdecode, metrics, tiling, zoo
-from maxswitch.nets import DirectDecoder, ModelConfig, build_decoder
+from maxswitch.nets import DirectDecoder, ModelConfig, WhatDecoder, build_decoder
 
 pytest.importorskip("onnxruntime")
 
@@ -16,6 +16,11 @@ DIRECT = [
     m["name"]
     for m in zoo.manifest()["models"]
     if m.get("decoder") == "direct" and m.get("pool", "max") == "max" and (zoo.models_dir() / m["file"]).is_file()
+]
+WHAT = [
+    m["name"]
+    for m in zoo.manifest()["models"]
+    if m.get("decoder") == "what" and (zoo.models_dir() / m["file"]).is_file()
 ]
 
 
@@ -47,6 +52,21 @@ def test_every_shipped_direct_decoder_within_0_05_db_of_torch(name):
     assert abs(_psnr(rgb, fast) - _psnr(rgb, plain)) <= 0.05
 
 
+@pytest.mark.parametrize("name", WHAT)
+def test_every_shipped_what_decoder_within_0_05_db_of_torch(name, monkeypatch):
+    m = zoo.load_model(name)
+    runner = fastdecode.runner_for(m)
+    assert isinstance(runner, fastdecode.OrtRunner) and runner.what and runner.margin == WhatDecoder.TILE_MARGIN
+    rgb = _example()
+    data = codec.encode(rgb, name)
+    monkeypatch.setenv("MAXSWITCH_DECODER", "onnx")
+    fast, _ = codec.decode_array(data)
+    monkeypatch.setenv("MAXSWITCH_DECODER", "torch")
+    ref, _ = codec.decode_array(data)
+    assert np.abs(fast.astype(int) - ref).max() <= 2
+    assert abs(_psnr(rgb, fast) - _psnr(rgb, ref)) <= 0.05
+
+
 def _tiny():
     cfg = ModelConfig((4, 6, 8), "direct", (8, 12, 16))
     torch.manual_seed(0)
@@ -73,6 +93,41 @@ def test_regions_and_tiles_match_the_torch_runner(size):
         assert np.abs(tiled.astype(int) - whole).max() <= 1, tile
 
 
+def _tiny_what():
+    cfg = ModelConfig((4, 6, 8), "what", (8, 12, 16), what=(8, 4, 8))
+    torch.manual_seed(1)
+    dec = build_decoder(cfg).eval()
+    assert type(dec) is WhatDecoder
+    for p in dec.parameters():
+        p.data.mul_(3.0)
+    return cfg, dec
+
+
+@pytest.mark.parametrize("size", [(8, 8), (40, 24), (104, 136), (61, 97)])
+def test_what_regions_and_tiles_match_the_torch_runner(size):
+    """The fusion's block means and bilinear edges, tile by tile and at the image's edges."""
+    cfg, dec = _tiny_what()
+    runner = fastdecode.runner_for_module(dec)
+    assert runner is not None and runner.what
+    H, W = (-(-v // 8) * 8 for v in size)
+    rng = np.random.default_rng(sum(size) + 1)
+    codes = [rng.integers(0, 4, (c, H >> (s + 1), W >> (s + 1)), dtype=np.uint8) for s, c in enumerate(cfg.channels)]
+    pic = rng.integers(0, 256, (3, H // 8, W // 8), dtype=np.uint8)
+    src = tiling.WithWhat(tiling.as_source(codes), pic[None])
+    ref = tiling.join_bands(tiling.decode_bands(dec, src, 0, size), *size)
+    whole = tiling.join_bands(tiling.decode_bands(runner, src, 0, size), *size)
+    assert whole.shape == size + (3,)
+    assert np.abs(whole.astype(int) - ref).max() <= 1
+    # the module itself (WhatDecoder.forward), the definition
+    with torch.inference_mode():
+        x = dec([torch.from_numpy(c)[None] for c in codes], torch.from_numpy(pic)[None])[0]
+    plain = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()[: size[0], : size[1]]
+    assert np.abs(whole.astype(int) - plain).max() <= 1
+    for tile in (8, 16, 40):
+        tiled = tiling.join_bands(tiling.decode_bands(runner, src, tile, size), *size)
+        assert np.abs(tiled.astype(int) - whole).max() <= 1, tile
+
+
 def test_decoders_it_does_not_handle_go_to_torch(monkeypatch):
     cfg, dec = _tiny()
     mirror = build_decoder(ModelConfig((4, 6, 8), "mirror", (8, 12, 16)))
@@ -86,6 +141,16 @@ def test_decoders_it_does_not_handle_go_to_torch(monkeypatch):
     assert fastdecode.direct_weights(cfg.channels, sd) is not None
     assert fastdecode.direct_weights(cfg.channels, {**sd, "what.0.weight": np.zeros(3, np.float32)}) is None
     assert fastdecode.direct_weights((4, 6, 9), sd) is None
+    assert fastdecode.direct_weights(cfg.channels, sd, what=True) is None  # level 3 lacks the what input
+
+    class WhatWithMore(WhatDecoder):
+        pass
+
+    wcfg, wdec = _tiny_what()
+    assert fastdecode.runner_for_module(WhatWithMore(wcfg.channels, wcfg.widths)) is None
+    wsd = {k: v.numpy() for k, v in wdec.state_dict().items()}
+    assert fastdecode.direct_weights(wcfg.channels, wsd, what=True) is not None
+    assert fastdecode.direct_weights(wcfg.channels, wsd) is None
     monkeypatch.setenv("MAXSWITCH_DECODER", "torch")
     assert fastdecode.runner_for_module(dec) is None
 
