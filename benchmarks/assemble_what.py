@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch.zoo import load_model, models_dir, register, save_model  # noqa: E402
+from maxswitch.networks.zoo import load_model, models_dir, register, save_model  # noqa: E402
 
 DATA = "train-bsds500 (holdout-train split, 280 images) and 60 random screens (examples/screens.py --train)"
 

@@ -128,7 +128,7 @@ def first_run(src: Path, work: Path) -> dict:
 def library(images: list[Path], repeat: int, thread_counts: list[int]) -> list[dict]:
     """Library calls on Kodak-sized images: MP/s by wall clock, CPU ms per image."""
     from maxswitch import codec, threads
-    from maxswitch.zoo import DEFAULT_MODEL, load_model
+    from maxswitch.networks.zoo import DEFAULT_MODEL, load_model
 
     m = load_model(DEFAULT_MODEL)
     arrays = [np.asarray(Image.open(p).convert("RGB")) for p in images]

@@ -24,10 +24,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch import codec, entropy, tablecoder  # noqa: E402
-from maxswitch import switches as sw  # noqa: E402
+from maxswitch import codec  # noqa: E402
+from maxswitch.bitstream import entropy, tablecoder  # noqa: E402
+from maxswitch.bitstream import switches as sw  # noqa: E402
 from maxswitch.config import DEFAULT_MODEL  # noqa: E402
-from maxswitch.zoo import load_model  # noqa: E402
+from maxswitch.networks.zoo import load_model  # noqa: E402
 
 
 def best(fn, n=3):

@@ -20,8 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from maxswitch import codec, image, zoo  # noqa: E402
-from maxswitch.train import list_images  # noqa: E402
+from maxswitch import codec, image
+from maxswitch.networks import zoo  # noqa: E402
+from maxswitch.training.train import list_images  # noqa: E402
 
 
 def entropy_bits(symbols: np.ndarray, contexts: np.ndarray, n_contexts: int) -> float:

@@ -29,8 +29,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch import codec, fastdecode, metrics, tiling  # noqa: E402
-from maxswitch.zoo import DEFAULT_MODEL, load_model  # noqa: E402
+from maxswitch import codec  # noqa: E402
+from maxswitch.evaluation import metrics  # noqa: E402
+from maxswitch.networks import fastdecode, tiling  # noqa: E402
+from maxswitch.networks.zoo import DEFAULT_MODEL, load_model  # noqa: E402
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 

@@ -8,7 +8,7 @@ context model are kept). DATA: a folder of training images (e.g. ../shared/data/
 never a test set). The asset is written with version V (default: MODEL's + 1) and the fit's
 record (images, recipe, table size, seconds); register it with zoo.register as any model. OUT is
 never MODEL itself nor another model holding a context model or tables (``train.check_new_asset``).
-Method and recipe: maxswitch/tables_fit.py; cost: docs/TRAINING.md.
+Method and recipe: maxswitch/training/tables_fit.py; cost: docs/TRAINING.md.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch.tables_fit import TableRecipe, fit_tables_asset  # noqa: E402
-from maxswitch.train import check_new_asset  # noqa: E402
+from maxswitch.training.tables_fit import TableRecipe, fit_tables_asset  # noqa: E402
+from maxswitch.training.train import check_new_asset  # noqa: E402
 
 
 def main() -> int:

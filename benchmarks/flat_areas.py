@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from make_example import draw  # noqa: E402
 
 import maxswitch  # noqa: E402
-from maxswitch import metrics  # noqa: E402
+from maxswitch.evaluation import metrics  # noqa: E402
 
 
 def main():

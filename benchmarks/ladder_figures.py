@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from maxswitch.config import LADDERS  # noqa: E402
-from maxswitch.zoo import set_figures  # noqa: E402
+from maxswitch.networks.zoo import set_figures  # noqa: E402
 
 
 def means(path: str) -> dict:

@@ -29,9 +29,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch import codec, metrics  # noqa: E402
-from maxswitch.train import list_images, load_rgb, select_split  # noqa: E402
-from maxswitch.zoo import load_model, manifest, set_figures  # noqa: E402
+from maxswitch import codec  # noqa: E402
+from maxswitch.evaluation import metrics  # noqa: E402
+from maxswitch.networks.zoo import load_model, manifest, set_figures  # noqa: E402
+from maxswitch.training.train import list_images, load_rgb, select_split  # noqa: E402
 
 RESULTS = ROOT / "docs" / "RESULTS.md"
 FACE_SIZE = 128
@@ -139,7 +140,7 @@ def table_compare(data: Path) -> tuple[str, dict]:
         "| decoder | parameters | MACs per pixel | training | held-out val PSNR | Kodak PSNR | Kodak SSIM |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
-    from maxswitch.nets import decoder_macs_per_pixel
+    from maxswitch.networks.nets import decoder_macs_per_pixel
 
     for m in models_of("experiment"):
         model = load_model(m["name"])

@@ -46,10 +46,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch import codec, nets  # noqa: E402
-from maxswitch import format as fmt  # noqa: E402
-from maxswitch import switches as sw  # noqa: E402
-from maxswitch.zoo import DEFAULT_MODEL, load_model  # noqa: E402
+from maxswitch import codec  # noqa: E402
+from maxswitch.bitstream import format as fmt  # noqa: E402
+from maxswitch.bitstream import switches as sw  # noqa: E402
+from maxswitch.networks import nets  # noqa: E402
+from maxswitch.networks.zoo import DEFAULT_MODEL, load_model  # noqa: E402
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 CAI_PY = ROOT / "runs" / "compressai-venv" / "bin" / "python"
@@ -113,7 +114,7 @@ def time_maxswitch(model, imgs, repeat: int) -> dict:
     """Library encode/decode (default coding: ``auto``) and their stages on same-size images;
     timings per image. The coding stages time the payload coding the file actually uses: the
     context tables or MLP and ANS (format v2), or packing and zstd (v1)."""
-    from maxswitch import entropy
+    from maxswitch.bitstream import entropy
 
     res = {k: [] for k in ("encode", "decode", "encoder_net", "coding", "uncoding", "decoder_net")}
     size, codings = 0, set()
@@ -399,7 +400,9 @@ def time_cli(rgb: np.ndarray, threads: int, repeat: int, tmp: Path) -> dict:
         ),
         repeat,
     )
-    t_imp, _ = best(lambda: run("-c", "import torch, maxswitch.codec, maxswitch.tiling, maxswitch.cli"), repeat)
+    t_imp, _ = best(
+        lambda: run("-c", "import torch, maxswitch.codec, maxswitch.networks.tiling, maxswitch.cli"), repeat
+    )
     t_read, _ = best(lambda: np.asarray(Image.open(png).convert("RGB")), repeat)
     im = Image.fromarray(rgb)
     t_write, _ = best(lambda: im.save(io.BytesIO(), "PNG"), repeat)

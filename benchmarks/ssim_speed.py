@@ -1,4 +1,4 @@
-"""SSIM and MS-SSIM: maxswitch.metrics (numpy, float64) against pytorch_msssim (torch), 1 thread.
+"""SSIM and MS-SSIM: maxswitch.evaluation.metrics (numpy, float64) against pytorch_msssim (torch), 1 thread.
 
     python benchmarks/ssim_speed.py [--images 4] [--repeat 5]
 
@@ -33,7 +33,7 @@ from PIL import Image  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch import metrics  # noqa: E402
+from maxswitch.evaluation import metrics  # noqa: E402
 
 W, H = 768, 512
 

@@ -16,7 +16,7 @@ PY=${PYTHON:-.venv/bin/python}
 LIST=$OUT/train-list.txt
 if [ ! -f "$LIST" ]; then
   "$PY" examples/screens.py --train "$OUT/screens-train" 60 > /dev/null
-  "$PY" -c "import sys; from maxswitch.train import select_split; from maxswitch.dataset import list_images; [print(p.resolve()) for p in select_split(list_images(sys.argv[1]), 'holdout-train')]" "$T" > "$LIST"
+  "$PY" -c "import sys; from maxswitch.training.train import select_split; from maxswitch.training.dataset import list_images; [print(p.resolve()) for p in select_split(list_images(sys.argv[1]), 'holdout-train')]" "$T" > "$LIST"
   ls "$PWD/$OUT/screens-train"/*.png >> "$LIST"
 fi
 run() {  # NAME ARCH MINUTES LR [extra options]

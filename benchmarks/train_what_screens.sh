@@ -15,7 +15,7 @@ mkdir -p "$OUT"
 LIST=$OUT/train-list.txt
 if [ ! -f "$LIST" ]; then
   "$PY" examples/screens.py --train "$OUT/screens-train" 160 > /dev/null
-  "$PY" -c "import sys; from maxswitch.train import select_split; from maxswitch.dataset import list_images; [print(p.resolve()) for p in select_split(list_images(sys.argv[1]), 'holdout-train')]" "$T" > "$LIST"
+  "$PY" -c "import sys; from maxswitch.training.train import select_split; from maxswitch.training.dataset import list_images; [print(p.resolve()) for p in select_split(list_images(sys.argv[1]), 'holdout-train')]" "$T" > "$LIST"
   ls "$PWD/$OUT/screens-train"/*.png >> "$LIST"
 fi
 name=what-2-4-8

@@ -31,10 +31,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maxswitch.nets import Encoder, ModelConfig  # noqa: E402
-from maxswitch.pretrain import pretrain_classifier, quantise, rotation_accuracy  # noqa: E402
-from maxswitch.train import Recipe, calibration_batch, list_images, load_rgb, select_split, train  # noqa: E402
-from maxswitch.zoo import models_dir, register  # noqa: E402
+from maxswitch.networks.nets import Encoder, ModelConfig  # noqa: E402
+from maxswitch.networks.zoo import models_dir, register  # noqa: E402
+from maxswitch.training.pretrain import pretrain_classifier, quantise, rotation_accuracy  # noqa: E402
+from maxswitch.training.train import Recipe, calibration_batch, list_images, load_rgb, select_split, train  # noqa: E402
 
 TABLE2 = [(8, 8, 8), (6, 12, 24), (16, 16, 16), (12, 24, 48), (32, 32, 32), (24, 48, 96), (64, 64, 64), (48, 96, 192)]
 PRETRAINED = TABLE2[:6]
@@ -212,8 +212,8 @@ def jobs(data: str, threads: int):
 def context_jobs(data: str, threads: int, steps: int | None = None, batch: int | None = None):
     """The learned context model (format v2) of every model of the -q ladder, added to its asset."""
     from maxswitch.config import LADDER
-    from maxswitch.context_train import measure, switch_maps, train_context
-    from maxswitch.zoo import load_model, save_model
+    from maxswitch.networks.zoo import load_model, save_model
+    from maxswitch.training.context_train import measure, switch_maps, train_context
 
     bsds = Path(data) / "train-bsds500"
     for name in LADDER:

@@ -85,11 +85,11 @@ def run_atheris(a) -> int:
 
     with atheris.instrument_imports(include=["maxswitch"]):
         import maxswitch.codec  # noqa: F401
-        import maxswitch.format  # noqa: F401
+        import maxswitch.bitstream.format  # noqa: F401
         import maxswitch.image  # noqa: F401
-        import maxswitch.switches  # noqa: F401
-        import maxswitch.tiling  # noqa: F401
-        import maxswitch.zoo  # noqa: F401
+        import maxswitch.bitstream.switches  # noqa: F401
+        import maxswitch.networks.tiling  # noqa: F401
+        import maxswitch.networks.zoo  # noqa: F401
     import harness
 
     st = harness.setup()

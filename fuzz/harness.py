@@ -49,7 +49,7 @@ def _random_context(channels, seed: int = 0):
     """A context model with integer weights drawn by numpy (the same on every machine)."""
     import numpy as np
 
-    from maxswitch.context import ContextModel, StageNet, stage_layouts
+    from maxswitch.bitstream.context import ContextModel, StageNet, stage_layouts
 
     rng = np.random.default_rng(seed)
     stages = [
@@ -72,8 +72,9 @@ def setup(workdir: str | None = None) -> dict:
         return _state
     import torch
 
-    from maxswitch import codec, zoo
-    from maxswitch.nets import Encoder, ModelConfig, build_decoder
+    from maxswitch import codec
+    from maxswitch.networks import zoo
+    from maxswitch.networks.nets import Encoder, ModelConfig, build_decoder
 
     d = Path(workdir or tempfile.mkdtemp(prefix="maxswitch-fuzz-models-"))
     d.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,7 @@ def setup(workdir: str | None = None) -> dict:
     torch.manual_seed(0)
     dec = build_decoder(cfg).eval()
     path = d / f"{MODEL_NAME}.safetensors"
-    from maxswitch.tables import TableModel
+    from maxswitch.bitstream.tables import TableModel
 
     sha = zoo.save_model(
         path, MODEL_NAME, 1, cfg, enc, dec, context=_random_context(CHANNELS), table=TableModel.random(CHANNELS, seed=5)
@@ -98,7 +99,7 @@ def setup(workdir: str | None = None) -> dict:
         "encoder_digest": enc.digest(),
     }
     # a what model (format v3) on the same encoder, coders and untrained decoder
-    from maxswitch.nets import WhatDecoder
+    from maxswitch.networks.nets import WhatDecoder
 
     wcfg = ModelConfig(CHANNELS, "what", (8, 8, 8), encoder_seed=5, what=(8, 4, 8))
     wpath = d / f"{WHAT_MODEL_NAME}.safetensors"
@@ -208,7 +209,7 @@ def check(data: bytes) -> str:
         import io
 
         from maxswitch import cli
-        from maxswitch import format as fmt
+        from maxswitch.bitstream import format as fmt
 
         try:
             got = cli._read_stream(io.BytesIO(data), fmt.declared_length, fmt.PREFIX_MAX, fmt.FormatError)
@@ -333,7 +334,7 @@ def rebuild(data: bytes, payload: bytes | None = None, fix_raw: bool = True, fix
             else data[lay["payload"] : -4]
         )
     if fix_raw:
-        from maxswitch import format as fmt
+        from maxswitch.bitstream import format as fmt
 
         w, h = struct.unpack_from("<II", head, 12)
         chans = struct.unpack_from("<HHH", head, lay["channels"])
@@ -373,7 +374,7 @@ def _payload_of(data: bytes) -> bytes:
 
 
 def _mutate_payload(data: bytes, rng: random.Random) -> bytes:
-    from maxswitch import format as fmt
+    from maxswitch.bitstream import format as fmt
 
     lay = layout(data)
     if lay is None:

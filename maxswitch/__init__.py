@@ -20,7 +20,7 @@ def __getattr__(name):
 
         return getattr(codec, name)
     if name == "load_model":
-        from .zoo import load_model
+        from .networks.zoo import load_model
 
         return load_model
     raise AttributeError(f"module 'maxswitch' has no attribute {name!r}")

@@ -92,7 +92,7 @@ def _model_known(key: str | None) -> bool:
     """Whether a model name or path names an asset that exists, checked without loading it (no
     torch): a shipped model whose file is present, or a file."""
     from .config import DEFAULT_MODEL
-    from .zoo import models_dir, shipped
+    from .networks.zoo import models_dir, shipped
 
     key = key or DEFAULT_MODEL
     entry = shipped(key)
@@ -103,7 +103,7 @@ def _model_known(key: str | None) -> bool:
 
 def _starts_with_msw(path: str) -> bool:
     """Whether a file starts with the .msw magic (a pipe: its first bytes are peeked, not taken)."""
-    from .format import MAGIC
+    from .bitstream.format import MAGIC
 
     if path == "-":
         return sys.stdin.buffer.peek(8)[:8] == MAGIC
@@ -139,7 +139,7 @@ def _read_msw(path: str, max_pixels: int | None = None, before_payload=None):
     its payload)."""
     import stat
 
-    from .format import PREFIX_MAX, FileBytes, FormatError, check_prefix, declared_length
+    from .bitstream.format import PREFIX_MAX, FileBytes, FormatError, check_prefix, declared_length
 
     def declared(prefix):
         n = declared_length(prefix)
@@ -182,7 +182,7 @@ def _read_stream(f, declared_length, prefix_max: int, FormatError, spool: int | 
     unlinked temporary file."""
     import tempfile
 
-    from .format import FileBytes
+    from .bitstream.format import FileBytes
 
     spool = SPOOL_BYTES if spool is None else spool
     data = b""
@@ -315,7 +315,7 @@ def _codec_errors():
 
 def _codec_message(e: Exception) -> str:
     """A library error's message with the hint that names the CLI's flags, if one applies."""
-    from .zoo import UnknownModelError
+    from .networks.zoo import UnknownModelError
 
     if isinstance(e, UnknownModelError):
         return (
@@ -642,8 +642,9 @@ def encode(
     """
     import time
 
-    from . import codec, image, switches
-    from .zoo import load_model, model_for_quality
+    from . import codec, image
+    from .bitstream import switches
+    from .networks.zoo import load_model, model_for_quality
 
     if model is not None and not model.strip():
         raise click.BadParameter("is empty", param_hint="-m")
@@ -794,8 +795,8 @@ def decode(
     import time
 
     from . import codec, image
+    from .networks.zoo import load_model
     from .progress import counted
-    from .zoo import load_model
 
     if model is not None and not model.strip():
         raise click.BadParameter("is empty", param_hint="-m")
@@ -867,7 +868,8 @@ _MEASURE_FORMAT = {
 def _distortion(ref, rgb, kind: int) -> dict:
     """``metrics.distortion`` of a decoded uint8 (H, W, 3) against the loaded original ``ref``,
     both as ``decode`` writes colour kind ``kind`` (greyscale as greyscale)."""
-    from . import image, metrics
+    from . import image
+    from .evaluation import metrics
 
     a, b = image.as_written(ref.rgb, kind), image.as_written(rgb, kind)
     if a.shape[:2] != b.shape[:2]:
@@ -899,7 +901,8 @@ def compare(a, b, as_json, max_pixels):
     """
     import numpy as np
 
-    from . import codec, image, metrics
+    from . import codec, image
+    from .evaluation import metrics
 
     def load(path):
         """uint8 (H, W, 3) and colour kind: a .msw file as decode writes it, an image as loaded."""
@@ -945,7 +948,7 @@ def info(file, as_json, max_pixels):
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def models(as_json):
     """List the shipped models and their measured figures."""
-    from .zoo import DEFAULT_MODEL, manifest
+    from .networks.zoo import DEFAULT_MODEL, manifest
 
     man = manifest()
     if as_json:
@@ -1075,11 +1078,11 @@ def bench(
     and WebP over a quality sweep, through PNG, and through JPEG and WebP at each model's bpp
     and PSNR (quality searched per image). The tables go to stdout, progress to stderr.
     """
-    from . import bench as benchlib
-    from . import plot as plotlib
-    from . import report
     from .atomic import write_atomic
-    from .zoo import DEFAULT_MODEL, manifest
+    from .evaluation import bench as benchlib
+    from .evaluation import plot as plotlib
+    from .evaluation import report
+    from .networks.zoo import DEFAULT_MODEL, manifest
 
     if sum(map(bool, (models, all_models, ladder))) > 1:
         raise click.UsageError("give one of -m, --all-models and --ladder")
@@ -1093,7 +1096,7 @@ def bench(
         models = tuple(m for rungs in LADDERS.values() for m in rungs)
     models = models or (DEFAULT_MODEL,)
     if coding != "default":
-        from .zoo import shipped
+        from .networks.zoo import shipped
 
         def has_coding(key: str, c: str) -> bool:  # shipped models say so in the manifest; paths are tried
             entry = shipped(key)
@@ -1238,8 +1241,8 @@ def train(
     warm-up is the first 100 steps or 5% of the budget, whichever ends sooner; a closing line
     gives the steps, the training loss and the validation PSNR (with --val).
     """
-    from .train import decoder_setup
-    from .train import train as run_training
+    from .training.train import decoder_setup
+    from .training.train import train as run_training
 
     with _training_errors("use -f to replace it, or --resume to continue"):
         setup = decoder_setup(name, output, resume=resume, replace=force, **settings)
@@ -1290,8 +1293,8 @@ def _new_model_options(what: str):
 
 def _check_new_model(model: str, output: str, name: str | None, force: bool) -> None:
     """A refit's checks before any work: a valid name, and an output that replaces no model."""
-    from .train import check_new_asset
-    from .zoo import valid_name
+    from .networks.zoo import valid_name
+    from .training.train import check_new_asset
 
     if name is not None and not valid_name(name):
         raise click.BadParameter(f"{name!r}: use lower-case letters, digits, '.', '_' and '-'", param_hint="--name")
@@ -1326,8 +1329,8 @@ def train_context_cmd(
     Example:
       maxswitch train-context m.safetensors DATA_DIR -o m-v2.safetensors
     """
-    from .context_train import train_context_asset
-    from .train import context_setup
+    from .training.context_train import train_context_asset
+    from .training.train import context_setup
 
     _check_new_model(model, output, name, force)
     with _training_errors("use -f to overwrite"):
@@ -1391,7 +1394,7 @@ def fit_tables_cmd(
       maxswitch fit-tables m.safetensors ../shared/data/train-bsds500 -o m-tables.safetensors
     """
     from .progress import Progress
-    from .tables_fit import TableRecipe, fit_tables_asset
+    from .training.tables_fit import TableRecipe, fit_tables_asset
 
     _check_new_model(model, output, name, force)
     recipe = TableRecipe(alpha=alpha, max_contexts=max_contexts, samples_per_context=samples_per_context)
@@ -1489,10 +1492,10 @@ def audit(model, data_dir, json_path, markdown, grid_path, **settings):
       maxswitch audit my_package.nets:build photos/ --weights w.safetensors --layers 1-3 --grid g.png
       maxswitch audit natural-16-16-16 photos/ --inputs both --steps 2000 --json report.json
     """
-    from .audit import audit_setup, run_audit
-    from .audit_model import AuditError
-    from .audit_report import format_table, grid_png, json_bytes
-    from .pooling import PoolingError
+    from .audit.model import AuditError
+    from .audit.report import format_table, grid_png, json_bytes
+    from .audit.run import audit_setup, run_audit
+    from .networks.pooling import PoolingError
     from .progress import Progress
 
     if json_path and json_path != "-":
@@ -1533,8 +1536,8 @@ def _training_errors(exists_hint: str):
     """The training library's errors as the CLI reports them: a bad setting is a usage error on
     its option (exit 2; the setting ``encoder_from`` is ``--encoder-from``), an output that exists
     (with ``exists_hint``) and any other data problem a failure (exit 1)."""
-    from .dataset import DataError
-    from .train import OutputExistsError, SettingError
+    from .training.dataset import DataError
+    from .training.train import OutputExistsError, SettingError
 
     try:
         yield

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import format as fmt
 from . import image as imagelib
-from . import switches as sw
+from .bitstream import format as fmt
+from .bitstream import switches as sw
 from .config import DEFAULT_CODING
 from .errors import MaxswitchError
-from .zoo import DEFAULT_MODEL, Model, ModelError, load_model
+from .networks.zoo import DEFAULT_MODEL, Model, ModelError, load_model
 
 CODINGS = ("auto", "context", "table", "zstd")
 
@@ -96,7 +96,7 @@ def compute_switches(
     """
     import os
 
-    from .tiling import encode_tiled
+    from .networks.tiling import encode_tiled
 
     kind = encoder or os.environ.get("MAXSWITCH_ENCODER") or "numba"
     if kind not in ENCODERS:
@@ -120,7 +120,7 @@ def decoder_runner(model: Model, decoder: str | None = None):
     import os
     import sys
 
-    from .fastdecode import runner_for
+    from .networks.fastdecode import runner_for
 
     kind = decoder or os.environ.get("MAXSWITCH_DECODER") or "auto"
     if kind not in DECODERS:
@@ -136,7 +136,7 @@ def reconstruct(
     model: Model, codes: list[np.ndarray], tile: int | None = None, size: tuple[int, int] | None = None
 ) -> np.ndarray:
     """Run the decoder on switches; return uint8 (H, W, 3) of ``size`` (default: the padded size)."""
-    from .tiling import decode_tiled
+    from .networks.tiling import decode_tiled
 
     return decode_tiled(decoder_runner(model), codes, tile, size)
 
@@ -180,7 +180,7 @@ def encode(
     if quality is not None:
         if model is not None:
             raise CodecError("give a model or a quality, not both")
-        from .zoo import model_for_quality
+        from .networks.zoo import model_for_quality
 
         model = model_for_quality(quality)
     m = _model(model or DEFAULT_MODEL)
@@ -212,7 +212,7 @@ def encode(
         loaded.rgb = None
     v2 = None
     if learned is not None:
-        from . import entropy
+        from .bitstream import entropy
 
         table = learned == "table"
         h = fmt.Header(
@@ -240,8 +240,8 @@ class _Steps:
     def __init__(self, progress, height: int, width: int, tile, learned: bool, learned_only: bool):
         import threading
 
-        from .entropy import tiles
-        from .tiling import encoder_tiles
+        from .bitstream.entropy import tiles
+        from .networks.tiling import encoder_tiles
 
         self.progress, self.done, self.lock = progress, 0, threading.Lock()
         ctx = len(tiles(-(-height // 8) * 8, -(-width // 8) * 8)) if learned else 0
@@ -260,7 +260,7 @@ def _what_spec(m: Model):
     """The what part a model's files carry (a ``what.WhatSpec``), or None for switch-only models."""
     if not m.config.what:
         return None
-    from .what import WhatSpec
+    from .bitstream.what import WhatSpec
 
     return WhatSpec(*m.config.what)
 
@@ -271,7 +271,7 @@ def _what_wrapper(m: Model, rgb: np.ndarray, codes: list[np.ndarray]):
     spec = _what_spec(m)
     if spec is None:
         return lambda h, payload: (h, payload)
-    from . import parts, what
+    from .bitstream import parts, what
 
     H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
     rgb = imagelib.pad_to_multiple(rgb)
@@ -340,8 +340,8 @@ def encode_for_target(
     Raises:
         CodecError: neither or both targets, or a target that is not positive.
     """
-    from . import metrics
     from .config import LADDER
+    from .evaluation import metrics
 
     if (bpp is None) == (psnr is None):
         raise CodecError("give one target: a bpp or a PSNR")
@@ -402,7 +402,7 @@ def _split(h: fmt.Header, payload):
     """(parts.Parts or None, the switches' payload) of a verified file's payload."""
     if h.version != fmt.VERSION_WHAT:
         return None, payload
-    from . import parts
+    from .bitstream import parts
 
     p = parts.split(payload)
     return p, p.switches
@@ -411,7 +411,7 @@ def _split(h: fmt.Header, payload):
 def _what_picture(h: fmt.Header, p, src):
     """Check a version-3 file's switch checksum against ``src`` (3 arrays or a row source,
     read a row of tiles at a time) and decode its what part: uint8 (1, 3, H/8, W/8) (numpy)."""
-    from . import parts, what
+    from .bitstream import parts, what
 
     H, W = h.padded
     if parts.switch_checksum(src, H, W) != p.checksum:
@@ -430,7 +430,7 @@ def _unpack(h: fmt.Header, payload: bytes, model: Model | None, rows: bool = Fal
     their rows are first needed (``entropy.RowDecoder``)."""
     H, W = h.padded
     if h.coding in fmt.LEARNED_CODINGS:
-        from . import entropy
+        from .bitstream import entropy
 
         if rows and h.width * h.height > LAZY_SWITCH_PIXELS:
             return entropy.RowDecoder(_learned(h, model), payload, H, W)
@@ -458,7 +458,7 @@ def resolve_model(h: fmt.Header, model=None) -> Model:
         ModelError: the model is not shipped, or its encoder (or, for context-coded files,
             its context model) is not the file's.
     """
-    from .zoo import shipped
+    from .networks.zoo import shipped
 
     if model is None:
         if shipped(h.model) is None:
@@ -499,7 +499,7 @@ def decode_array(
     threads: int | None = None,
 ) -> tuple[np.ndarray, fmt.Header]:
     """Decode a .msw byte string to uint8 RGB (height, width, 3) and its header."""
-    from .tiling import join_bands
+    from .networks.tiling import join_bands
 
     h, bands = decode_bands(data, model, max_pixels=max_pixels, tile=tile, threads=threads)
     return join_bands(bands, h.height, h.width), h
@@ -526,7 +526,7 @@ def decode_bands(
     tile there raises ``PayloadError`` from the iterator, part-way through (``write_atomic``
     then removes its temporary file); smaller ones are decoded whole here.
     """
-    from .tiling import decode_bands as bands
+    from .networks.tiling import decode_bands as bands
 
     set_threads(threads)
     h, payload = fmt.read(_msw_bytes(data), max_pixels)
@@ -539,7 +539,7 @@ def decode_bands(
         raise ModelError(f"file has a what part (format version 3); model {m.name} decodes switches only")
     codes = _unpack(h, switches, m, rows=True)
     if p is not None:
-        from .tiling import WithWhat, as_source
+        from .networks.tiling import WithWhat, as_source
 
         check = _unpack(h, switches, m, rows=True) if isinstance(codes, entropy_row_decoder()) else codes
         pic = _what_picture(h, p, check)
@@ -551,14 +551,14 @@ def decode_bands(
 def entropy_row_decoder():
     """entropy.RowDecoder (imported on use): it forgets the rows it has given, so a checksum
     pass over it needs a second one."""
-    from .entropy import RowDecoder
+    from .bitstream.entropy import RowDecoder
 
     return RowDecoder
 
 
 def join_bands(bands, height: int, width: int) -> np.ndarray:
     """The whole uint8 (height, width, 3) image from ``decode_bands``' bands."""
-    from .tiling import join_bands as join
+    from .networks.tiling import join_bands as join
 
     return join(bands, height, width)
 
@@ -586,7 +586,7 @@ def info(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> d
     h, payload = fmt.read(data, max_pixels)
     p, switches = _split(h, payload)
     if h.coding in fmt.LEARNED_CODINGS:
-        from . import entropy
+        from .bitstream import entropy
 
         H, W = h.padded
         for _ in entropy.iter_tiles(switches, H, W):
@@ -597,7 +597,7 @@ def info(data: bytes, max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS) -> d
     n = h.switch_count
     parts_info = {}
     if p is not None:
-        from .parts import HEAD_BYTES
+        from .bitstream.parts import HEAD_BYTES
 
         parts_info = {
             "what": f"{p.spec.factor}x{p.spec.factor} block means, steps {p.spec.step_y}/{p.spec.step_c}",

@@ -18,7 +18,7 @@ SWITCH_LADDER = (
     "natural-48-96-192",
 )
 # "what+where" (0.3, format v3): switches beside a coded description of the image's values (its 8x8
-# block means, maxswitch/what.py), read by decoders that fuse both (nets.WhatDecoder)
+# block means, maxswitch/bitstream/what.py), read by decoders that fuse both (nets.WhatDecoder)
 WHAT_LADDER = (
     "what-2-4-8",
     "what-2-6-12",

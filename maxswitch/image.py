@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+from .bitstream.format import MAGIC as MSW_MAGIC
+from .bitstream.format import MAX_SIDE
 from .errors import MaxswitchError
-from .format import MAGIC as MSW_MAGIC
-from .format import MAX_SIDE
 
 # Colour kinds recorded in the .msw header (fixed ids, never reordered).
 KIND_GREY, KIND_GREY_ALPHA, KIND_RGB, KIND_RGB_ALPHA = 1, 2, 3, 4

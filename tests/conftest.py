@@ -33,7 +33,7 @@ def png_bytes(im: Image.Image, **kw) -> bytes:
 
 def random_context(channels, seed: int = 0, hidden=(8, 6)):
     """A context model with integer weights drawn by numpy (the same on every machine)."""
-    from maxswitch.context import ContextModel, StageNet, stage_layouts
+    from maxswitch.bitstream.context import ContextModel, StageNet, stage_layouts
 
     rng = np.random.default_rng(seed)
     stages = []
@@ -52,7 +52,7 @@ def random_context(channels, seed: int = 0, hidden=(8, 6)):
 
 def random_table(channels, seed: int = 0, max_features: int = 3):
     """Context tables (coding 3) with random causal features and frequencies (``TableModel.random``)."""
-    from maxswitch.tables import TableModel
+    from maxswitch.bitstream.tables import TableModel
 
     return TableModel.random(channels, seed, max_features)
 
@@ -63,8 +63,8 @@ def tiny_model(tmp_path_factory):
     random context tables, written to a temp folder with a manifest."""
     import torch
 
-    from maxswitch.nets import Encoder, ModelConfig, build_decoder
-    from maxswitch.zoo import save_model
+    from maxswitch.networks.nets import Encoder, ModelConfig, build_decoder
+    from maxswitch.networks.zoo import save_model
 
     d = tmp_path_factory.mktemp("models")
     cfg = ModelConfig((4, 6, 8), "direct", (8, 8, 8), encoder_seed=3)
@@ -99,7 +99,7 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture
 def tiny_zoo(tiny_model, monkeypatch):
     """Point the zoo at the tiny model's folder for this test; return the model's name."""
-    from maxswitch import zoo
+    from maxswitch.networks import zoo
 
     monkeypatch.setenv("MAXSWITCH_MODELS", str(tiny_model[0].parent))
     monkeypatch.setattr(zoo, "_LOADED", {})

@@ -8,10 +8,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import make_image, run_cli
+from maxswitch.audit.decoder import SwitchDecoder, load_direct
+from maxswitch.audit.run import decoder_specs, pack_switches
 
-from maxswitch import switches as sw
-from maxswitch.audit import decoder_specs, pack_switches
-from maxswitch.audit_decoder import SwitchDecoder, load_direct
+from maxswitch.bitstream import switches as sw
 from maxswitch.cli import cli, main
 
 TINY = '''
@@ -157,9 +157,8 @@ def test_refusal_through_a_real_process(net_file, images):
 
 
 def test_weights_are_loaded_safely_and_must_fit(net_file, images, tmp_path, capsys):
+    from maxswitch.audit.model import import_factory
     from safetensors.torch import save_file
-
-    from maxswitch.audit_model import import_factory
 
     net = import_factory(f"{net_file}:tiny")()
     good = tmp_path / "w.safetensors"
@@ -225,7 +224,7 @@ def test_packing_two_bit_switches_is_format_v1s_and_wider_ones_round_trip():
 def test_the_audit_decoder_is_the_shipped_decoder_for_three_stages():
     """Reading natural-16-16-16's three stages, the audit's decoder family holds the shipped
     decoder itself: its weights load, and the image is the same."""
-    from maxswitch.zoo import load_model
+    from maxswitch.networks.zoo import load_model
 
     m = load_model("natural-16-16-16")
     dec = SwitchDecoder([(1, 16, 4), (2, 16, 4), (3, 16, 4)])

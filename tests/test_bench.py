@@ -11,7 +11,8 @@ import pytest
 from conftest import make_image, run_cli
 from PIL import Image
 
-from maxswitch import bench, cli, codec, image, plot, report
+from maxswitch import cli, codec, image
+from maxswitch.evaluation import bench, plot, report
 
 QUALITIES = (20, 80)
 TIME_FIELDS = ("encode_s", "decode_s")
@@ -444,7 +445,7 @@ def test_a_reference_at_twice_the_rate_gives_minus_50_percent(capsys, dataset, m
     at the same two PSNRs: BD-rate -50.0%."""
     import torch
 
-    from maxswitch.zoo import load_model, save_model
+    from maxswitch.networks.zoo import load_model, save_model
 
     m = load_model(model_path)
     damped = tmp_path / "tiny-damped.safetensors"

@@ -16,8 +16,10 @@ import pytest
 from conftest import ROOT, make_image, run_cli
 from PIL import Image
 
-from maxswitch import codec, metrics, zoo
+from maxswitch import codec
 from maxswitch.config import LADDER
+from maxswitch.evaluation import metrics
+from maxswitch.networks import zoo
 
 
 @pytest.fixture
@@ -227,7 +229,7 @@ def test_training_says_how_it_went_and_removes_its_checkpoint(folder, tmp_path):
 
 
 def test_warm_up_is_scaled_to_the_budget():
-    from maxswitch.train import WARMUP_SHARE, Recipe, _lr_at
+    from maxswitch.training.train import WARMUP_SHARE, Recipe, _lr_at
 
     r = Recipe(lr=1.0, min_lr=0.0, warmup=100)
     assert _lr_at(r, 0.0, 0) == pytest.approx(0.01)  # starts low
@@ -278,7 +280,7 @@ def test_fit_tables_writes_a_new_model_with_its_tables(env, tiny_model, folder, 
 
 def test_fit_tables_defaults_are_the_recipe_s():
     from maxswitch.cli import fit_tables_cmd
-    from maxswitch.tables_fit import TableRecipe
+    from maxswitch.training.tables_fit import TableRecipe
 
     defaults = {p.name: p.default for p in fit_tables_cmd.params}
     r = TableRecipe()

@@ -230,7 +230,7 @@ def test_full_stdout_is_one_line_and_exit_1(env, pngs, tmp_path):
 def test_file_named_model_is_required_without_dash_m(env, tiny_model, pngs, tmp_path):
     """A file made by a model that is not shipped is refused, naming it, even when a shipped
     model shares its encoder; with -m it decodes."""
-    from maxswitch.zoo import load_model, save_model
+    from maxswitch.networks.zoo import load_model, save_model
 
     m = load_model(str(tiny_model[0]))
     mine = tmp_path / "mine.safetensors"

@@ -6,8 +6,9 @@ import torch
 from conftest import make_image, png_bytes
 
 import maxswitch
-from maxswitch import codec, zoo
-from maxswitch.format import FormatError
+from maxswitch import codec
+from maxswitch.bitstream.format import FormatError
+from maxswitch.networks import zoo
 
 
 @pytest.mark.parametrize("w,h", [(1, 1), (1, 10), (7, 9), (8, 8), (16, 8), (33, 17), (64, 48), (100, 3)])
@@ -67,7 +68,7 @@ def test_file_names_its_model_and_encoder(tiny_zoo):
 
 
 def test_unknown_model_is_refused_with_its_name(tiny_zoo, tmp_path):
-    from maxswitch.nets import Encoder, ModelConfig, build_decoder
+    from maxswitch.networks.nets import Encoder, ModelConfig, build_decoder
 
     cfg = ModelConfig((4, 6, 8), "direct", (8, 8, 8), encoder_seed=99)
     other = tmp_path / "other.safetensors"

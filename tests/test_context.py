@@ -7,11 +7,12 @@ import torch
 from conftest import make_image, png_bytes, random_context
 
 import maxswitch
-from maxswitch import codec, entropy
-from maxswitch import format as fmt
-from maxswitch.context import EXP, TOTAL, frequencies
-from maxswitch.context_train import ContextTrainer
-from maxswitch.switches import PayloadError
+from maxswitch import codec
+from maxswitch.bitstream import entropy
+from maxswitch.bitstream import format as fmt
+from maxswitch.bitstream.context import EXP, TOTAL, frequencies
+from maxswitch.bitstream.switches import PayloadError
+from maxswitch.training.context_train import ContextTrainer
 
 
 def random_codes(channels, H, W, seed=0, p=(0.55, 0.2, 0.15, 0.1)):
@@ -95,7 +96,7 @@ def test_v2_file_round_trip_and_info(tiny_zoo):
 
 
 def test_v2_file_needs_the_context_model_it_names(tiny_zoo, tiny_model):
-    from maxswitch import zoo
+    from maxswitch.networks import zoo
 
     png = png_bytes(make_image(32, 32))
     data = bytearray(maxswitch.encode(png, tiny_zoo, coding="context"))

@@ -6,8 +6,9 @@ import pytest
 import torch
 from conftest import make_image
 
-from maxswitch import codec, dataset, image
-from maxswitch.zoo import load_model
+from maxswitch import codec, image
+from maxswitch.networks.zoo import load_model
+from maxswitch.training import dataset
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_loader_with_workers_gives_the_samples_of_the_index(folder, model):
 
 def test_bench_and_training_pick_the_same_files(tmp_path):
     """One rule (imagefiles.walk): Pillow's extensions in any case, nothing hidden, regular files only."""
-    from maxswitch import bench
+    from maxswitch.evaluation import bench
 
     d = tmp_path / "mixed"
     for rel in ["b/z.PNG", "a.jpg", "a-b.png", "a/c.gif", "d.tif", ".hidden.png", ".cache/x.png", "b/.y.jpg"]:

@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import make_image
 
-from maxswitch import codec, zoo
+from maxswitch import codec
+from maxswitch.networks import zoo
 
 # the loss of a 2-process run against 1 process with the same global batch and seed: the same
 # samples and the same mean gradient, summed in another order (measured: below 1e-6 relative)

@@ -14,9 +14,10 @@ from conftest import make_image, png_bytes
 from PIL import Image
 
 import maxswitch
-from maxswitch import codec, image, threads, tiling, zoo
-from maxswitch.encoder import SwitchEncoder
-from maxswitch.nets import Encoder
+from maxswitch import codec, image, threads
+from maxswitch.networks import tiling, zoo
+from maxswitch.networks.encoder import SwitchEncoder
+from maxswitch.networks.nets import Encoder
 
 SHIPPED = [m["name"] for m in zoo.manifest()["models"] if (zoo.models_dir() / m["file"]).is_file()]
 

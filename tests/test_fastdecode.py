@@ -7,8 +7,10 @@ import pytest
 import torch
 from conftest import EXAMPLE, make_image
 
-from maxswitch import codec, fastdecode, metrics, tiling, zoo
-from maxswitch.nets import DirectDecoder, ModelConfig, WhatDecoder, build_decoder
+from maxswitch import codec
+from maxswitch.evaluation import metrics
+from maxswitch.networks import fastdecode, tiling, zoo
+from maxswitch.networks.nets import DirectDecoder, ModelConfig, WhatDecoder, build_decoder
 
 pytest.importorskip("onnxruntime")
 

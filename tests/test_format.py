@@ -5,7 +5,7 @@ import zlib
 
 import pytest
 
-from maxswitch import format as fmt
+from maxswitch.bitstream import format as fmt
 
 
 def header(**kw):

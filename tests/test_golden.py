@@ -21,7 +21,7 @@ import torch
 from conftest import EXAMPLE, ROOT, run_cli, switches_digest_in_fresh_process
 
 import maxswitch
-from maxswitch import zoo
+from maxswitch.networks import zoo
 
 EXPECTED = ROOT / "tests" / "expected"
 REGEN = bool(os.environ.get("MAXSWITCH_REGEN_GOLDEN"))

@@ -11,8 +11,9 @@ import pytest
 import torch
 from conftest import make_image
 
-from maxswitch import codec, train
-from maxswitch.zoo import load_model
+from maxswitch import codec
+from maxswitch.networks.zoo import load_model
+from maxswitch.training import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
 

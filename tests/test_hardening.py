@@ -25,10 +25,11 @@ from conftest import ROOT, make_image, png_bytes
 from PIL import Image
 
 import maxswitch
-from maxswitch import atomic, cli, codec, zoo
-from maxswitch import format as fmt
+from maxswitch import atomic, cli, codec
 from maxswitch import image as imagelib
-from maxswitch import switches as sw
+from maxswitch.bitstream import format as fmt
+from maxswitch.bitstream import switches as sw
+from maxswitch.networks import zoo
 
 sys.path.insert(0, str(ROOT / "fuzz"))
 import harness  # noqa: E402

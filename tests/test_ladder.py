@@ -9,8 +9,10 @@ from conftest import EXAMPLE
 from PIL import Image
 
 import maxswitch
-from maxswitch import codec, metrics, zoo
+from maxswitch import codec
 from maxswitch.config import DEFAULT_MODEL, LADDER, LADDER_FAMILY, LADDERS
+from maxswitch.evaluation import metrics
+from maxswitch.networks import zoo
 
 
 @pytest.mark.parametrize("family", list(LADDERS))

@@ -1,6 +1,6 @@
 """Metrics against known cases and independent implementations (pytorch_msssim, closed forms).
 
-Reference values here never come from maxswitch.metrics itself: identical images, a known
+Reference values here never come from maxswitch.evaluation.metrics itself: identical images, a known
 constant offset (exact MSE), constant images (SSIM has a closed form), a JPEG made by Pillow,
 and pytorch_msssim, the implementation CompressAI reports with.
 """
@@ -16,7 +16,7 @@ from PIL import Image
 from pytorch_msssim import ms_ssim as ref_ms_ssim
 from pytorch_msssim import ssim as ref_ssim
 
-from maxswitch import metrics
+from maxswitch.evaluation import metrics
 
 C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maxswitch.nets import (
+from maxswitch.networks.nets import (
     Encoder,
     ModelConfig,
     build_decoder,
@@ -133,7 +133,7 @@ def test_config_round_trip_and_validation():
 
 
 def test_model_config_is_hashable_and_reads_0_1_descriptions():
-    from maxswitch.nets import ModelConfig
+    from maxswitch.networks.nets import ModelConfig
 
     cfg = ModelConfig((4, 6, 8))
     assert hash(cfg) == hash(ModelConfig((4, 6, 8)))

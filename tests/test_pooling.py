@@ -1,4 +1,4 @@
-"""Finding a network's max poolings and reading their switches (maxswitch/pooling.py)."""
+"""Finding a network's max poolings and reading their switches (maxswitch/networks/pooling.py)."""
 
 import itertools
 
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maxswitch.nets import Encoder
-from maxswitch.pooling import PoolingError, Probe, window_positions
+from maxswitch.networks.nets import Encoder
+from maxswitch.networks.pooling import PoolingError, Probe, window_positions
 
 UNIT = lambda x: x.float() / 255  # noqa: E731
 

@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 
-from maxswitch import bench
+from maxswitch.evaluation import bench
 from maxswitch.progress import Progress, bar
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from maxswitch.rd import bd_rate, overlap
+from maxswitch.evaluation.rd import bd_rate, overlap
 
 PSNR = np.array([24.0, 26.0, 28.0, 30.0, 32.0])
 RATE = np.array([0.2, 0.35, 0.6, 1.0, 1.7])

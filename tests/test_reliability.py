@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, make_image, png_bytes, random_table, run_cli
 
-from maxswitch import cli, codec, entropy, tablecoder
-from maxswitch import format as fmt
+from maxswitch import cli, codec
+from maxswitch.bitstream import entropy, tablecoder
+from maxswitch.bitstream import format as fmt
 
 # ------------------------------------------------------------------ the bound on L
 
@@ -39,7 +40,7 @@ def test_max_payload_is_the_documented_formula_per_coding():
 @pytest.mark.parametrize("shape", [(8, 8), (40, 24), (512, 512), (24, 512)])
 def test_a_tile_at_the_smallest_probabilities_fits_the_bound(shape):
     """Every switch at q = 1 of 65536 (16 bits): the words stay within ``tile_words_max``."""
-    from maxswitch.tables import TableModel
+    from maxswitch.bitstream.tables import TableModel
 
     m = random_table((2, 3, 4), seed=1)
     q = np.zeros_like(m.q)
@@ -396,7 +397,7 @@ def test_coding_1_padding_bits_must_be_zero():
     """The last packed byte's unused bits are zero (FORMAT.md); a payload whose zstd frame was
     rebuilt around nonzero ones is refused. (Padding exists only where the switch count is not a
     multiple of 4: a last stage of an odd number of channels, as here.)"""
-    from maxswitch import switches as sw
+    from maxswitch.bitstream import switches as sw
 
     channels = (1, 1, 1)
     h = fmt.Header(8, 8, "m", bytes(16), channels, raw_size=fmt.raw_size(8, 8, channels))
@@ -420,7 +421,7 @@ def test_coding_1_padding_bits_must_be_zero():
 def test_a_wide_picture_is_decoded_in_bands_of_bounded_size(tiny_zoo, monkeypatch):
     """With the band budget lowered so that this picture counts as wide, bands are fewer rows
     than a tile and hold the pixels of the whole-image decode (up to float rounding)."""
-    from maxswitch import tiling
+    from maxswitch.networks import tiling
 
     data = codec.encode(png_bytes(make_image(1200, 60)), tiny_zoo, coding="table")
     ref = codec.decode_array(data)[0]
@@ -432,7 +433,7 @@ def test_a_wide_picture_is_decoded_in_bands_of_bounded_size(tiny_zoo, monkeypatc
 
 
 def test_the_row_decoder_keeps_rows_packed_and_gives_the_switches(tiny_zoo):
-    from maxswitch.zoo import load_model
+    from maxswitch.networks.zoo import load_model
 
     m = load_model(tiny_zoo)
     data = codec.encode(png_bytes(make_image(1100, 40)), m, coding="table")
@@ -464,7 +465,7 @@ def test_sources_are_not_read_whole_for_a_file(tmp_path, tiny_zoo, monkeypatch):
     try:
         fmt.FileBytes.CACHE = 1 << 12
         h, payload = fmt.read(fb)
-        from maxswitch.zoo import load_model
+        from maxswitch.networks.zoo import load_model
 
         rd = entropy.RowDecoder(load_model(tiny_zoo).table, payload, *h.padded)
         sizes.clear()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from maxswitch import switches as sw
+from maxswitch.bitstream import switches as sw
 
 
 def test_bit_layout_is_msb_first_row_then_column():

@@ -10,10 +10,12 @@ from conftest import EXAMPLE, ROOT, make_image, random_table, run_cli, switches_
 from PIL import Image
 
 import maxswitch
-from maxswitch import codec, entropy, zoo
-from maxswitch.context import ContextError
-from maxswitch.switches import PayloadError
-from maxswitch.tables import MAX_FEATURES, TableModel
+from maxswitch import codec
+from maxswitch.bitstream import entropy
+from maxswitch.bitstream.context import ContextError
+from maxswitch.bitstream.switches import PayloadError
+from maxswitch.bitstream.tables import MAX_FEATURES, TableModel
+from maxswitch.networks import zoo
 
 EXPECTED = ROOT / "tests" / "expected"
 REGEN = bool(os.environ.get("MAXSWITCH_REGEN_GOLDEN"))
@@ -122,7 +124,7 @@ def _table_with(features_row, t=None):
 def test_tables_with_non_causal_features_are_refused(row, feats, why):
     t = random_table(CH, seed=5, max_features=0)
     f = _table_with((row, feats), t)
-    from maxswitch.tables import card
+    from maxswitch.bitstream.tables import card
 
     size = int(np.prod([card(x) for x in feats]))
     offsets = t.offsets.copy()
@@ -149,7 +151,7 @@ def test_malformed_tables_are_refused():
 def test_asset_round_trip_and_digest(tmp_path):
     import torch
 
-    from maxswitch.nets import Encoder, ModelConfig, build_decoder
+    from maxswitch.networks.nets import Encoder, ModelConfig, build_decoder
 
     cfg = ModelConfig(CH, "direct", (8, 8, 8), encoder_seed=1)
     t = random_table(CH, seed=7)
@@ -164,7 +166,7 @@ def test_asset_round_trip_and_digest(tmp_path):
 
 
 def test_fit_is_deterministic_and_learns():
-    from maxswitch.tables_fit import TableRecipe, fit_tables
+    from maxswitch.training.tables_fit import TableRecipe, fit_tables
 
     m = zoo.load_model("natural-6-12-24")
     imgs = [np.asarray(make_image(96, 80, seed=i)) for i in range(4)]

@@ -15,10 +15,11 @@ from bitarray import bitarray
 from conftest import EXAMPLE, make_image, run_cli
 
 import maxswitch
-from maxswitch import codec, tiling
-from maxswitch import switches as sw
-from maxswitch.nets import Encoder, ModelConfig, build_decoder
-from maxswitch.zoo import DEFAULT_MODEL, load_model
+from maxswitch import codec
+from maxswitch.bitstream import switches as sw
+from maxswitch.networks import tiling
+from maxswitch.networks.nets import Encoder, ModelConfig, build_decoder
+from maxswitch.networks.zoo import DEFAULT_MODEL, load_model
 
 
 def _rand_rgb(h, w, seed=0):
@@ -325,8 +326,8 @@ def test_decoder_fast_path_follows_in_place_weight_changes():
     (optimizer.step, load_state_dict): it once disagreed by up to 76 of 255."""
     import torch
 
-    from maxswitch.nets import ModelConfig, build_decoder
-    from maxswitch.tiling import decode_tiled
+    from maxswitch.networks.nets import ModelConfig, build_decoder
+    from maxswitch.networks.tiling import decode_tiled
 
     torch.manual_seed(0)
     dec = build_decoder(ModelConfig((2, 2, 2), "direct", (8, 8, 8))).eval()
@@ -413,7 +414,7 @@ def test_cli_non_png_outputs_pasted_band_by_band_have_the_decoded_pixels(tmp_pat
 
 @pytest.mark.parametrize("coding", ["zstd", "context", "table"])
 def test_switches_decoded_band_by_band_give_the_same_pixels(monkeypatch, coding):
-    from maxswitch import entropy
+    from maxswitch.bitstream import entropy
 
     monkeypatch.setattr(entropy, "TILE", 128)  # several rows of context tiles (encode and decode alike)
     m = load_model(DEFAULT_MODEL)
@@ -430,7 +431,8 @@ def test_switches_decoded_band_by_band_give_the_same_pixels(monkeypatch, coding)
 def test_damage_found_part_way_through_a_banded_decode_leaves_no_output(monkeypatch, tmp_path, capsys):
     import zlib
 
-    from maxswitch import entropy, image
+    from maxswitch import image
+    from maxswitch.bitstream import entropy
     from maxswitch.cli import main
 
     monkeypatch.setattr(entropy, "TILE", 128)

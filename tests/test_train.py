@@ -5,9 +5,9 @@ import torch
 from click.testing import CliRunner
 from conftest import make_image
 
-from maxswitch import zoo
 from maxswitch.cli import cli
-from maxswitch.train import SPLITS, TrainError, list_images, select_split
+from maxswitch.networks import zoo
+from maxswitch.training.train import SPLITS, TrainError, list_images, select_split
 
 
 @pytest.fixture
@@ -147,9 +147,9 @@ def test_train_context_writes_the_next_version_with_a_working_context_model(fold
 
 def test_decoder_setup_builds_the_config_and_recipe_the_cli_used_to(tmp_path):
     from maxswitch import config
-    from maxswitch.dataset import default_workers
-    from maxswitch.nets import ModelConfig
-    from maxswitch.train import Recipe, decoder_setup
+    from maxswitch.networks.nets import ModelConfig
+    from maxswitch.training.dataset import default_workers
+    from maxswitch.training.train import Recipe, decoder_setup
 
     out = str(tmp_path / "m.safetensors")
     s = decoder_setup("m-4-4-4", out, arch="4x4x4", widths="8,8,8", decoder="mirror", pool="avg", encoder_seed=3)
@@ -181,7 +181,7 @@ def test_decoder_setup_builds_the_config_and_recipe_the_cli_used_to(tmp_path):
 )
 def test_decoder_setup_names_the_bad_setting_without_cli_flags(tmp_path, kw, setting):
     from maxswitch.errors import MaxswitchError
-    from maxswitch.train import SettingError, decoder_setup
+    from maxswitch.training.train import SettingError, decoder_setup
 
     kw = {"name": "m", **kw}
     with pytest.raises(SettingError) as e:
@@ -190,7 +190,7 @@ def test_decoder_setup_names_the_bad_setting_without_cli_flags(tmp_path, kw, set
 
 
 def test_decoder_setup_refuses_existing_outputs_unless_asked(tmp_path, tiny_model):
-    from maxswitch.train import OutputExistsError, SettingError, decoder_setup
+    from maxswitch.training.train import OutputExistsError, SettingError, decoder_setup
 
     out = tmp_path / "m.safetensors"
     (tmp_path / "m.safetensors.ckpt").write_bytes(b"")
@@ -208,7 +208,7 @@ def test_decoder_setup_refuses_existing_outputs_unless_asked(tmp_path, tiny_mode
 
 def test_context_setup(tmp_path):
     from maxswitch import config
-    from maxswitch.train import SettingError, context_setup
+    from maxswitch.training.train import SettingError, context_setup
 
     recipe, hidden = context_setup(hidden="16,8", lr=1e-3, workers=0)
     assert hidden == (16, 8) and recipe.patch == 64 and recipe.minutes == config.CONTEXT_MINUTES

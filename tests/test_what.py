@@ -10,9 +10,10 @@ import torch
 from conftest import EXAMPLE, ROOT, make_image, random_context, random_table, run_cli
 
 import maxswitch
-from maxswitch import format as fmt
-from maxswitch import parts, what, zoo
-from maxswitch.switches import PayloadError
+from maxswitch.bitstream import format as fmt
+from maxswitch.bitstream import parts, what
+from maxswitch.bitstream.switches import PayloadError
+from maxswitch.networks import zoo
 
 EXPECTED = ROOT / "tests" / "expected"
 SPEC = what.WhatSpec(8, 4, 8)
@@ -110,7 +111,7 @@ def _codes(H, W, channels=(4, 6, 8), seed=0):
 
 
 def test_switch_checksum_is_the_same_from_every_source_and_catches_swapped_tiles(monkeypatch):
-    from maxswitch import switches as sw
+    from maxswitch.bitstream import switches as sw
 
     monkeypatch.setattr(parts, "CONTEXT_TILE", 64)
     H, W = 128, 192
@@ -133,8 +134,8 @@ def test_switch_checksum_is_the_same_from_every_source_and_catches_swapped_tiles
 def what_zoo(tmp_path_factory):
     """A folder with tiny-4-6-8 (switch-only) and tiny-what-4-6-8 (what decoder, the same encoder,
     context model and tables), both untrained."""
-    from maxswitch.nets import DirectDecoder, Encoder, ModelConfig, WhatDecoder
-    from maxswitch.zoo import save_model
+    from maxswitch.networks.nets import DirectDecoder, Encoder, ModelConfig, WhatDecoder
+    from maxswitch.networks.zoo import save_model
 
     d = tmp_path_factory.mktemp("whatmodels")
     enc = Encoder.random((4, 6, 8), seed=3)
@@ -193,8 +194,8 @@ def test_version_3_decode_is_the_same_in_tiles_and_threads(wz):
 
 
 def test_what_decoder_fast_form_matches_its_forward():
-    from maxswitch.nets import DirectDecoder, WhatDecoder
-    from maxswitch.tiling import decode_tiled
+    from maxswitch.networks.nets import DirectDecoder, WhatDecoder
+    from maxswitch.networks.tiling import decode_tiled
 
     torch.manual_seed(1)
     dec = WhatDecoder.from_direct(DirectDecoder((4, 8, 16), (16, 12, 8)), (4, 8, 16), (16, 12, 8))
@@ -216,8 +217,8 @@ def test_what_decoder_fast_form_matches_its_forward():
 def test_fusion_puts_the_what_picture_into_flat_areas():
     # a flat red picture: every switch ties, only the what part says "red"; with the switch
     # path silenced (its last layer zero) the decode is the what picture, upsampled
-    from maxswitch.nets import DirectDecoder, WhatDecoder
-    from maxswitch.tiling import decode_tiled
+    from maxswitch.networks.nets import DirectDecoder, WhatDecoder
+    from maxswitch.networks.tiling import decode_tiled
 
     dec = WhatDecoder.from_direct(DirectDecoder((4, 6, 8), (8, 8, 8)), (4, 6, 8), (8, 8, 8))
     with torch.no_grad():

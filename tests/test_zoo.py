@@ -5,8 +5,9 @@ import pytest
 from conftest import EXAMPLE
 
 import maxswitch
-from maxswitch import metrics, zoo
+from maxswitch.evaluation import metrics
 from maxswitch.image import load
+from maxswitch.networks import zoo
 
 
 def shipped():

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from maxswitch import format as fmt  # noqa: E402
-from maxswitch.zoo import load_model  # noqa: E402
+from maxswitch.bitstream import format as fmt  # noqa: E402
+from maxswitch.networks.zoo import load_model  # noqa: E402
 
 
 def header(width: int, height: int, coding: int, channels=None, model: str = "natural-6-12-24") -> tuple[bytes, int]:

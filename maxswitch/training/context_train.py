@@ -20,7 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .context import ACT_MAX, AVAILABLE, DIRS, PHASES, TABLE_MAX, UNKNOWN, W_MAX, ContextModel, StageNet, stage_layouts
+from ..bitstream.context import (
+    ACT_MAX,
+    AVAILABLE,
+    DIRS,
+    PHASES,
+    TABLE_MAX,
+    UNKNOWN,
+    W_MAX,
+    ContextModel,
+    StageNet,
+    stage_layouts,
+)
 
 S_TABLE = 16  # table units per unit of activation
 S_W = 64  # weight units
@@ -182,7 +193,7 @@ class ContextTrainer(nn.Module):
 
 def switch_maps(model, rgbs: list[np.ndarray], flips: bool = True) -> list[list[np.ndarray]]:
     """Switches of every (padded) image, and of its mirror image if ``flips``."""
-    from .codec import compute_switches
+    from ..codec import compute_switches
 
     out = []
     for rgb in rgbs:
@@ -193,7 +204,7 @@ def switch_maps(model, rgbs: list[np.ndarray], flips: bool = True) -> list[list[
 
 def measure(cm: ContextModel, maps: list[list[np.ndarray]]) -> float:
     """Bits per switch of the real coder (payload bytes, tiles included) over ``maps``."""
-    from . import entropy
+    from ..bitstream import entropy
 
     nbytes = sum(len(entropy.encode(cm, m)) for m in maps)
     return 8 * nbytes / sum(c.size for m in maps for c in m)
@@ -319,8 +330,8 @@ def train_context_asset(
         dataset.DataError (train.TrainError): no usable images, bad split or settings.
         zoo.ModelError: the model cannot be loaded.
     """
+    from ..networks.zoo import load_model, save_model
     from . import train as T
-    from .zoo import load_model, save_model
 
     m = load_model(model)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -20,8 +20,8 @@ import struct
 from functools import lru_cache
 from pathlib import Path
 
-from .config import DEFAULT_MODEL  # noqa: F401  (re-exported)
-from .errors import MaxswitchError
+from ..config import DEFAULT_MODEL  # noqa: F401  (re-exported)
+from ..errors import MaxswitchError
 
 ASSET_SCHEMA = 1
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -40,7 +40,7 @@ def models_dir() -> Path:
     env = os.environ.get("MAXSWITCH_MODELS")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the package, maxswitch/
     for cand in (here.parent / "models", here / "models"):
         if (cand / "manifest.json").is_file():
             return cand
@@ -215,7 +215,7 @@ def save_model(
         tensors.update(table.tensors())
         meta["table_digest"] = table.digest()
     data = save(tensors, metadata={"maxswitch": json.dumps(meta, sort_keys=True)})
-    from .atomic import write_atomic
+    from ..atomic import write_atomic
 
     write_atomic(str(path), data, overwrite=True)
     return sha256_bytes(data)
@@ -254,8 +254,8 @@ def _build(data: bytes, sha: str) -> Model:
     digest = enc.digest()
     if meta.get("encoder_digest") != digest:
         raise ModelError("model's encoder weights do not match the digest recorded in the asset")
-    from .context import ContextModel
-    from .tables import TableModel
+    from ..bitstream.context import ContextModel
+    from ..bitstream.tables import TableModel
 
     ctx = _learned_part(ContextModel, "context", "context model", cfg, tensors, meta)
     table = _learned_part(TableModel, "table", "context tables", cfg, tensors, meta)
@@ -293,7 +293,7 @@ def _build_decoder(cfg, dec_sd: dict):
 def _learned_part(cls, prefix: str, what: str, cfg, tensors: dict, meta: dict):
     """The asset's ``prefix.*`` tensors as a ``cls`` (a context model or context tables), checked
     against the digest its metadata records; None if the asset has none."""
-    from .context import ContextError
+    from ..bitstream.context import ContextError
 
     if not any(k.startswith(prefix + ".") for k in tensors):
         return None
@@ -450,7 +450,7 @@ def edit_manifest(change) -> None:
     """
     import fcntl
 
-    from .atomic import write_atomic
+    from ..atomic import write_atomic
 
     path = models_dir() / "manifest.json"
     with open(str(path) + ".lock", "w") as lock:
@@ -483,7 +483,7 @@ def set_figures(figures: dict[str, dict]) -> list[str]:
 
 def model_for_quality(q: int) -> str:
     """The model of ladder rung ``q`` (1 = cheapest .. len(LADDER)); see ``config.LADDER``."""
-    from .config import LADDER
+    from ..config import LADDER
 
     if not 1 <= q <= len(LADDER):
         raise ModelError(f"quality must be 1..{len(LADDER)}, got {q}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .config import DECODER_KINDS
+from ..config import DECODER_KINDS
 
 STAGES = 3
 
@@ -24,7 +24,7 @@ class ModelConfig:
         encoder_seed: the seed the random encoder was drawn from, for the record only;
             the weights themselves are stored and never regenerated.
         what: () for switch-only models; for decoder "what", the what part its files carry:
-            (block size F, luma step, chroma step) (``maxswitch.what.WhatSpec``).
+            (block size F, luma step, chroma step) (``maxswitch.bitstream.what.WhatSpec``).
     """
 
     channels: tuple[int, int, int] = (16, 16, 16)

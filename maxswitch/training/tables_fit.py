@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .context import PHASES
-from .tables import MAX_FEATURES, Q_BITS, TableModel, _pad, candidates, card, feature, table_index
+from ..bitstream.context import PHASES
+from ..bitstream.tables import MAX_FEATURES, Q_BITS, TableModel, _pad, candidates, card, feature, table_index
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,8 @@ def fit_tables(
     counts that choose them), then all images give the counts. ``progress(stage, done, total)``
     is called after each image's switches (stage "switches") and each table (stage "tables").
     """
-    from . import codec, entropy
+    from .. import codec
+    from ..bitstream import entropy
 
     channels = tuple(model.config.channels)
     tiles, n_train_tiles = [], None
@@ -210,8 +211,8 @@ def fit_tables_asset(
         train.TrainError: no (readable) images, a bad split.
         zoo.ModelError: the model cannot be loaded.
     """
+    from ..networks.zoo import load_model, save_model
     from . import train as T
-    from .zoo import load_model, save_model
 
     m = load_model(model)
     log = log or (lambda msg: None)

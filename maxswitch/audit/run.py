@@ -34,14 +34,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import __version__
-from . import image as imagelib
-from .audit_decoder import DecoderSet, SwitchDecoder
-from .audit_model import AuditError, Target, load_target
-from .config import AUDIT_MINUTES
-from .dataset import SwitchCrops, list_images
-from .metrics import distortion, mean
-from .train import (
+from .. import __version__
+from .. import image as imagelib
+from ..config import AUDIT_MINUTES
+from ..evaluation.metrics import distortion, mean
+from ..training.dataset import SwitchCrops, list_images
+from ..training.train import (
     VAL_IMAGES,
     FitResult,
     Recipe,
@@ -56,6 +54,8 @@ from .train import (
     start_processes,
     stop_processes,
 )
+from .decoder import DecoderSet, SwitchDecoder
+from .model import AuditError, Target, load_target
 
 INPUTS = ("alone", "upto", "both")
 # the two halves of train.SPLITS: held-out images come from the half a run does not train on
@@ -264,7 +264,7 @@ def build_decoders(setup: AuditSetup) -> DecoderSet:
 def pack_switches(codes: np.ndarray, positions: int) -> bytes:
     """Pack switches (any shape, channel by channel, row-major) at ceil(log2 positions) bits each,
     most significant bit first; 2-bit switches in format v1's layout (``switches.pack``)."""
-    from .switches import pack
+    from ..bitstream.switches import pack
 
     bits = max(1, math.ceil(math.log2(positions)))
     flat = np.ascontiguousarray(codes).reshape(-1)
@@ -277,7 +277,7 @@ def pack_switches(codes: np.ndarray, positions: int) -> bytes:
 
 def zstd_size(chunks: list[bytes]) -> int:
     """Bytes of the chunks, concatenated, as one zstd frame at the level format v1 uses."""
-    from .switches import compress
+    from ..bitstream.switches import compress
 
     return len(compress(b"".join(chunks)))
 
@@ -350,7 +350,7 @@ def evaluate(setup: AuditSetup, decoders: DecoderSet, held: list, device, progre
         raw = [a.size * layers[i].bits / pixels for i, a in enumerate(arrays)]
         learned_bpp = None
         if learned is not None and len(arrays) >= 3:
-            from . import entropy
+            from ..bitstream import entropy
 
             learned_bpp = 8 * len(entropy.encode(learned, [a.astype(np.uint8) for a in arrays[:3]])) / pixels
         outs = decoders(codes, tuple(x.shape[-2:]))

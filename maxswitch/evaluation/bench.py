@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MaxswitchError
+from ..progress import Progress as Progress  # the CLI's progress callback for run() (tqdm)
 from . import metrics
-from .errors import MaxswitchError
-from .progress import Progress as Progress  # the CLI's progress callback for run() (tqdm)
 
 DEFAULT_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100)
 QUALITY_RANGE = {"jpeg": (1, 100), "webp": (0, 100)}
@@ -74,7 +74,7 @@ def list_images(folder: str | Path) -> tuple[list[str], list[str]]:
     Raises:
         BenchError: ``folder`` is not a folder.
     """
-    from .imagefiles import walk
+    from ..imagefiles import walk
 
     if not Path(folder).is_dir():
         raise BenchError(f"{folder} is not a folder")
@@ -224,8 +224,8 @@ def init_worker(model_keys: tuple[str, ...], threads: int) -> None:
     """Load the models in this process, set torch's threads and warm each model up."""
     import torch
 
-    from . import codec
-    from .zoo import load_model
+    from .. import codec
+    from ..networks.zoo import load_model
 
     torch.set_num_threads(threads)
     models = []
@@ -261,9 +261,9 @@ def _init_pool_worker(model_keys: tuple[str, ...], threads: int) -> None:
 
 def bench_image(root: str, rel: str, qualities: tuple[int, ...], baselines: bool, max_pixels: int) -> ImageResult:
     """Measure one image through every model and baseline (models from ``init_worker``)."""
-    from . import codec
-    from . import format as fmt
-    from . import image as imagelib
+    from .. import codec
+    from .. import image as imagelib
+    from ..bitstream import format as fmt
 
     try:
         loaded = imagelib.load((Path(root) / rel).read_bytes(), max_pixels)
@@ -284,7 +284,7 @@ def bench_image(root: str, rel: str, qualities: tuple[int, ...], baselines: bool
         t2 = time.perf_counter()
         header, payload = fmt.read(data)
         if header.version == fmt.VERSION_WHAT:  # bits per switch count the switches' part only
-            from .parts import split
+            from ..bitstream.parts import split
 
             payload = split(payload).switches
         n = header.switch_count
@@ -416,7 +416,7 @@ def resolve_models(keys) -> list[ModelInfo]:
         zoo.ModelError: unknown or damaged model.
         BenchError: a model without a decoder.
     """
-    from .zoo import load_model, shipped
+    from ..networks.zoo import load_model, shipped
 
     out, seen = [], set()
     for k in keys:
@@ -468,7 +468,7 @@ def run(
         BenchError: not a folder, no images, no readable image, bad qualities.
         zoo.ModelError: unknown model.
     """
-    from .image import DEFAULT_MAX_PIXELS
+    from ..image import DEFAULT_MAX_PIXELS
 
     qualities = tuple(sorted(set(int(q) for q in qualities)))
     if baselines and not qualities:

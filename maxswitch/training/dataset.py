@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import image as imagelib
-from .errors import MaxswitchError
-from .imagefiles import walk
+from .. import image as imagelib
+from ..errors import MaxswitchError
+from ..imagefiles import walk
 
 MARGIN = 8  # pixels of context around a crop: a stage-3 switch reads 7 pixels beyond its window
 
@@ -187,7 +187,7 @@ class SwitchCrops(torch.utils.data.Dataset):
         img, codes = crop_switches(self.encoder, rgb, y, x, self.patch, mirror=bool(rng.integers(2)))
         sample = {"image": img, "codes": codes, "bad": new_bad}
         if self.what is not None:  # the crop is aligned to the 8-pixel grid, so are its blocks
-            from . import what as whatlib
+            from ..bitstream import what as whatlib
 
             q = whatlib.describe(img.permute(1, 2, 0).numpy(), self.what)
             sample["what"] = torch.from_numpy(whatlib.dequantize(q, self.what)).permute(2, 0, 1).contiguous()

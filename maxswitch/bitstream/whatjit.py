@@ -5,7 +5,7 @@ inverse of the median-edge prediction, a raster-order recurrence that numpy cann
 
 import numpy as np
 
-from .jit import njit
+from ..jit import njit
 
 
 @njit(nogil=True)

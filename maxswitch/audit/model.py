@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import MaxswitchError
-from .pooling import PoolLayer, Probe
+from ..errors import MaxswitchError
+from ..networks.pooling import PoolLayer, Probe
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -260,7 +260,7 @@ def load_target(
         AuditError: see the module's doc.
     """
     if ":" not in spec:
-        from .zoo import ModelError, load_model
+        from ..networks.zoo import ModelError, load_model
 
         if weights is not None or random_seed is not None:
             raise AuditError(f"{spec} is a maxswitch model: its encoder is fixed (no --weights or --random)")

@@ -10,7 +10,7 @@ does not matter and the switches equal torch's (``nets.Encoder``), bit for bit.
 
 import numpy as np
 
-from .jit import njit
+from ..jit import njit
 
 ACT_MAX = 1023  # nets.ACT_MAX
 

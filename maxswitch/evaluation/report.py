@@ -389,7 +389,7 @@ def compressai_curves(result: BenchResult) -> list[dict]:
     PNG, and per model JPEG and WebP at its bpp and at its PSNR. ``psnr`` and ``msssim``
     repeat ``psnr-rgb`` and ``ms-ssim-rgb`` under the names older CompressAI tools read.
     """
-    from . import __version__
+    from .. import __version__
 
     rows = summarise(result)
     import PIL

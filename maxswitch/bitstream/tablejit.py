@@ -11,7 +11,7 @@ rows; ``phases`` (4, 2) and ``dirs`` (8, 2) int64 as ``context.PHASES`` and ``co
 
 import numpy as np
 
-from .jit import njit
+from ..jit import njit
 
 _njit = njit(nogil=True)  # maxswitch/jit.py: the disk cache where there is one
 

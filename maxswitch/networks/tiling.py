@@ -38,7 +38,7 @@ import sys
 
 import numpy as np
 
-from . import threads as _threads
+from .. import threads as _threads
 
 ENCODER_MARGIN = 8
 DECODER_MARGIN = 32

@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .errors import MaxswitchError
+from ..errors import MaxswitchError
 
 aten = torch.ops.aten
 _MAX2D = (aten.max_pool2d_with_indices.default,)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nets import ACT_MAX, STAGES, WEIGHT_MAX, Encoder, calibrated_shift
+from ..networks.nets import ACT_MAX, STAGES, WEIGHT_MAX, Encoder, calibrated_shift
 
 INPUT_SCALE = 64.0  # float input = (pixel - 128) / INPUT_SCALE
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import CONTEXT_TILE
+from ..config import CONTEXT_TILE
 from .switches import PayloadError
 from .what import WhatSpec
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import MaxswitchError
+from ..errors import MaxswitchError
 
 if TYPE_CHECKING:
     import torch

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import DECODER_KINDS
+from ..config import DECODER_KINDS
 from .encoder import ACT_MAX, WEIGHT_MAX  # noqa: F401  (the integer encoder's bounds, re-exported)
 from .encoder import exact_dtype as _exact_dtype
 from .modelconfig import STAGES, ModelConfig, parse_channels  # noqa: F401  (re-exported)
@@ -390,7 +390,7 @@ def fuse(base: torch.Tensor, what: torch.Tensor, factor: int = 8) -> torch.Tenso
 
 
 class WhatDecoder(DirectDecoder):
-    """A direct decoder that also reads the file's what part (``maxswitch.what``).
+    """A direct decoder that also reads the file's what part (``maxswitch.bitstream.what``).
 
     The what picture (B, 3, H/8, W/8), uint8 block means, enters level 3 beside the stage-3
     switches (as ``what / 255 - 0.5``), and ``fuse`` puts its low frequencies into the output:

@@ -31,12 +31,12 @@ import torch
 import torch.distributed as td
 import torch.nn.functional as F
 
-from .config import CONTEXT_MINUTES, TRAIN_MINUTES
+from ..config import CONTEXT_MINUTES, TRAIN_MINUTES
+from ..image import ImageError
+from ..networks.nets import Encoder, ModelConfig, build_decoder, parse_channels
+from ..networks.zoo import save_model
+from ..progress import bar
 from .dataset import DataError, SwitchCrops, default_workers, list_images, loader, read_rgb
-from .image import ImageError
-from .nets import Encoder, ModelConfig, build_decoder, parse_channels
-from .progress import bar
-from .zoo import save_model
 
 __all__ = [
     "SPLITS",
@@ -277,7 +277,7 @@ def check_new_asset(source: str, output: str, replace: bool = False) -> None:
         ReplaceModelError: the output is the source model, or a model with learned codings.
         OutputExistsError: the output exists and ``replace`` is false.
     """
-    from .zoo import ModelError, asset_path, read_metadata
+    from ..networks.zoo import ModelError, asset_path, read_metadata
 
     src = asset_path(source)
     if not os.path.exists(output):
@@ -358,8 +358,8 @@ def decoder_setup(
         OutputExistsError: the output or the checkpoint exists.
         zoo.ModelError: ``encoder_from`` cannot be loaded.
     """
-    from .config import DECODER_KINDS
-    from .zoo import load_model, valid_name
+    from ..config import DECODER_KINDS
+    from ..networks.zoo import load_model, valid_name
 
     if not valid_name(name):
         raise SettingError("name", f"model name {name!r}: use lower-case letters, digits, '.', '_' and '-'")
@@ -399,7 +399,7 @@ def decoder_setup(
         encoder, encoder_seed = src.encoder, src.config.encoder_seed
     spec = ()
     if what:
-        from .what import WhatSpec
+        from ..bitstream.what import WhatSpec
 
         try:
             spec = tuple(int(v) for v in what.split(","))
@@ -412,7 +412,7 @@ def decoder_setup(
     config = ModelConfig(channels, decoder, wid, pool, encoder_seed, spec)
     init = None
     if init_from:
-        from .nets import WhatDecoder
+        from ..networks.nets import WhatDecoder
 
         src = load_model(init_from)
         if tuple(src.config.channels) != channels or tuple(src.config.widths) != wid or src.decoder is None:
@@ -732,7 +732,7 @@ def precompute(encoder: Encoder, rgbs: list[np.ndarray], flips: bool = True, wha
             out.images.append(t)
             codes = [c[0] for c in encoder(t[None])]
             if what is not None:
-                from . import what as whatlib
+                from ..bitstream import what as whatlib
 
                 pic = whatlib.dequantize(whatlib.describe(np.ascontiguousarray(v), what), what)
                 codes.append(torch.from_numpy(pic).permute(2, 0, 1).contiguous())
@@ -804,7 +804,7 @@ def train(
     try:
         spec = None
         if config.what:
-            from .what import WhatSpec
+            from ..bitstream.what import WhatSpec
 
             spec = WhatSpec(*config.what)
         data = SwitchCrops(paths, encoder, recipe.patch, recipe.seed, recipe.crops_per_image, resize, what=spec)

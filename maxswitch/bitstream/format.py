@@ -37,8 +37,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from .config import CONTEXT_TILE
-from .errors import MaxswitchError
+from ..config import CONTEXT_TILE
+from ..errors import MaxswitchError
 
 MAGIC = b"\x89MSW\r\n\x1a\n"
 VERSION = 3  # the newest version this module reads

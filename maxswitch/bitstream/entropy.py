@@ -19,7 +19,7 @@ import struct
 
 import numpy as np
 
-from .config import CONTEXT_TILE as TILE
+from ..config import CONTEXT_TILE as TILE
 from .context import ContextModel, StageCoder
 from .switches import PayloadError
 
@@ -135,7 +135,7 @@ def decode_tile(model: ContextModel, words: np.ndarray, shapes: list[tuple[int, 
 
 def _workers() -> int:
     """Tiles coded at once: the codec's thread count (the CLI's -t), as for the networks."""
-    from . import threads
+    from .. import threads
 
     return threads.get()
 
@@ -154,7 +154,7 @@ def _map(fn, items: list, model) -> list:
         return [fn(x) for x in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import threads
+    from .. import threads
 
     with threads.limited(1), ThreadPoolExecutor(n) as ex:  # one thread per tile, not several per op
         return list(ex.map(fn, items))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import zstandard
 
-from .config import ZSTD_LEVEL  # noqa: F401  (re-exported)
-from .errors import MaxswitchError
+from ..config import ZSTD_LEVEL  # noqa: F401  (re-exported)
+from ..errors import MaxswitchError
 
 
 class PayloadError(MaxswitchError):

@@ -7,7 +7,7 @@ for the windows of one phase. Every value is an integer held in float32 whose su
 
 import numpy as np
 
-from .jit import njit
+from ..jit import njit
 
 
 @njit(nogil=True)
