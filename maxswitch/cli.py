@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import threading
 
@@ -775,13 +776,32 @@ def _decoded_exists(inp: str):
 @click.option("-m", "--model", default=None, help="Decode with this model (it must share the file's encoder).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
 @click.option("--compare", "original", default=None, help="Print PSNR and SSIM against this original image.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="Where the decoder network runs: cpu (ONNX Runtime or torch), or cuda / cuda:N (torch on a GPU).",
+)
 @_common_tile
 @_common_threads
 @_common_max_pixels
 @click.option("-v", "--verbose", is_flag=True, help="Print timings of each step.")
 @click.option("--quiet", is_flag=True, help="Print nothing on success.")
 def decode(
-    paths, output, to_stdout, output_dir, jobs, model, force, original, tile, threads, max_pixels, verbose, quiet
+    paths,
+    output,
+    to_stdout,
+    output_dir,
+    jobs,
+    model,
+    force,
+    original,
+    device,
+    tile,
+    threads,
+    max_pixels,
+    verbose,
+    quiet,
 ):
     """Decode .msw files into images (OUT defaults to IN with .dec.png; its extension picks the format).
 
@@ -803,6 +823,8 @@ def decode(
     pairs = _plan_outputs(paths, output, to_stdout, output_dir, _default_output, ".msw file")
     if original and len(pairs) != 1:
         raise click.UsageError("--compare takes one file")
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", device):
+        raise click.BadParameter(f"{device!r}: use cpu, cuda or cuda:N", param_hint="--device")
     for _, out in pairs:
         image.format_for(out)  # an unknown extension is refused before any work
     m = load_model(model) if model else None
@@ -821,7 +843,9 @@ def decode(
         limit = max_pixels or image.DEFAULT_MAX_PIXELS
         data = _read_msw(inp, limit, before_payload=lambda h: codec.resolve_model(h, m))
         t1 = time.perf_counter()
-        h, bands = codec.decode_bands(data, m, max_pixels=limit, tile=tile, threads=None if jobs > 1 else threads)
+        h, bands = codec.decode_bands(
+            data, m, max_pixels=limit, tile=tile, threads=None if jobs > 1 else threads, device=device
+        )
         del data  # checked and its switches decoded: the network runs band by band below
         bar = stack.enter_context(_progress(h.height, _oneline(os.path.basename(inp)), "rows", quiet))
         if bar is not None:

@@ -108,7 +108,25 @@ def compute_switches(
 DECODERS = ("auto", "onnx", "torch")  # MAXSWITCH_DECODER picks one; auto by default
 
 
-def decoder_runner(model: Model, decoder: str | None = None):
+def _torch_device(device: str):
+    """A torch device for ``--device`` (``cuda`` or ``cuda:N``; ``cpu`` is the default path and
+    never comes here), or CodecError where it cannot be had."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CodecError(f"unknown device {device!r} (cpu, cuda or cuda:N)") from None
+    if dev.type != "cuda":
+        raise CodecError(f"unsupported device {device!r} (cpu, cuda or cuda:N)")
+    if not torch.cuda.is_available():
+        raise CodecError(f"device {device!r}: CUDA is not available on this machine")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise CodecError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def decoder_runner(model: Model, decoder: str | None = None, device: str | None = None):
     """What decodes ``model``'s switches: the ONNX Runtime runner of a direct decoder
     (``fastdecode.py``) or the torch decoder module (the reference, and every other decoder kind).
 
@@ -116,11 +134,22 @@ def decoder_runner(model: Model, decoder: str | None = None):
     unless torch is already imported in this process, whose ``DirectRunner`` decodes a photo in
     about 15 % less time (docs/PERFORMANCE.md): one picture from a shell then never pays torch's
     2 s import, and a program that has torch loaded anyway gets its faster decoder. The two give
-    the same picture within a rounding step (tests/test_fastdecode.py)."""
+    the same picture within a rounding step (tests/test_fastdecode.py).
+
+    ``device``: None or "cpu" for the above; "cuda" or "cuda:N" runs the torch decoder on that
+    GPU, tile by tile (``tiling.TorchRunner``; the tile size is ``tile``'s, the whole band when 0)."""
     import os
     import sys
 
     from .networks.fastdecode import runner_for
+
+    if device not in (None, "cpu"):
+        dev = _torch_device(device)  # checked before the model's decoder is built
+        if not model.has_decoder:
+            raise CodecError(f"model {model.name} has no decoder")
+        from .networks.tiling import TorchRunner
+
+        return TorchRunner(model.decoder, dev)
 
     kind = decoder or os.environ.get("MAXSWITCH_DECODER") or "auto"
     if kind not in DECODERS:
@@ -497,11 +526,13 @@ def decode_array(
     max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS,
     tile: int | None = None,
     threads: int | None = None,
+    device: str | None = None,
 ) -> tuple[np.ndarray, fmt.Header]:
-    """Decode a .msw byte string to uint8 RGB (height, width, 3) and its header."""
+    """Decode a .msw byte string to uint8 RGB (height, width, 3) and its header (``device``: as
+    ``decoder_runner``'s)."""
     from .networks.tiling import join_bands
 
-    h, bands = decode_bands(data, model, max_pixels=max_pixels, tile=tile, threads=threads)
+    h, bands = decode_bands(data, model, max_pixels=max_pixels, tile=tile, threads=threads, device=device)
     return join_bands(bands, h.height, h.width), h
 
 
@@ -515,6 +546,7 @@ def decode_bands(
     max_pixels: int | None = imagelib.DEFAULT_MAX_PIXELS,
     tile: int | None = None,
     threads: int | None = None,
+    device: str | None = None,
 ):
     """``decode_array`` without ever holding the decoded image: (header, bands), where bands
     yields uint8 (rows, width, 3) from the top (``tiling.decode_bands``).
@@ -531,7 +563,7 @@ def decode_bands(
     set_threads(threads)
     h, payload = fmt.read(_msw_bytes(data), max_pixels)
     m = resolve_model(h, model)  # before inflating: the header must agree with the model
-    runner = decoder_runner(m)
+    runner = decoder_runner(m, device=device)
     p, switches = _split(h, payload)
     if p is None and m.config.what:
         raise ModelError(f"model {m.name} needs a what part (format version 3); this file has only switches")

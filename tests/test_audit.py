@@ -8,9 +8,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import make_image, run_cli
+
 from maxswitch.audit.decoder import SwitchDecoder, load_direct
 from maxswitch.audit.run import decoder_specs, pack_switches
-
 from maxswitch.bitstream import switches as sw
 from maxswitch.cli import cli, main
 
@@ -157,8 +157,9 @@ def test_refusal_through_a_real_process(net_file, images):
 
 
 def test_weights_are_loaded_safely_and_must_fit(net_file, images, tmp_path, capsys):
-    from maxswitch.audit.model import import_factory
     from safetensors.torch import save_file
+
+    from maxswitch.audit.model import import_factory
 
     net = import_factory(f"{net_file}:tiny")()
     good = tmp_path / "w.safetensors"

@@ -176,3 +176,50 @@ def test_codec_decodes_with_onnxruntime_and_torch_alike(tiny_zoo, monkeypatch):
     monkeypatch.setenv("MAXSWITCH_DECODER", "gpu")
     with pytest.raises(codec.CodecError, match="unknown decoder"):
         codec.decoder_runner(m)
+
+
+def test_a_decoder_on_another_torch_device_runs_the_module_tile_by_tile():
+    """``--device cuda`` runs ``TorchRunner(decoder, device)``: a copy of the module, tile by tile
+    with its margin. On the CPU as that device it gives the reference's pixels, what decoders too."""
+    for cfg, dec in (_tiny(), _tiny_what()):
+        size = (61, 97)
+        H, W = (-(-v // 8) * 8 for v in size)
+        rng = np.random.default_rng(5)
+        codes = [
+            rng.integers(0, 4, (c, H >> (s + 1), W >> (s + 1)), dtype=np.uint8) for s, c in enumerate(cfg.channels)
+        ]
+        src = tiling.as_source(codes)
+        if cfg.decoder == "what":
+            src = tiling.WithWhat(src, rng.integers(0, 256, (1, 3, H // 8, W // 8), dtype=np.uint8))
+        ref = tiling.join_bands(tiling.decode_bands(dec, src, 0, size), *size)
+        runner = tiling.TorchRunner(dec, torch.device("cpu"))
+        assert runner.fast is None and runner.decoder is not dec and runner.tile == tiling.GPU_TILE
+        for tile in (0, 16):
+            got = tiling.join_bands(tiling.decode_bands(runner, src, tile, size), *size)
+            assert np.abs(got.astype(int) - ref).max() <= 1, (cfg.decoder, tile)
+
+
+def test_decode_on_a_device_this_machine_lacks_is_one_line_and_no_file(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import png_bytes
+
+    import maxswitch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    msw = tmp_path / "a.msw"
+    msw.write_bytes(maxswitch.encode(png_bytes(make_image(40, 30, seed=3))))
+    for device, code in (("cuda", 1), ("cuda:3", 1), ("tpu", 2)):
+        out = tmp_path / "a.png"
+        r = subprocess.run(
+            [sys.executable, "-m", "maxswitch", "decode", "--device", device, str(msw), str(out)],
+            capture_output=True,
+            timeout=120,
+        )
+        err = r.stderr.decode().strip()
+        assert r.returncode == code and len(err.splitlines()) == 1 and "device" in err, (device, err)
+        assert not out.exists()
+    with pytest.raises(codec.CodecError, match="CUDA is not available"):
+        codec.decode_array(msw.read_bytes(), device="cuda")

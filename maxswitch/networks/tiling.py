@@ -47,6 +47,7 @@ DECODER_MARGIN = 32
 # intermediate maps stay in cache; work space is then a few tens of MB whatever the image.
 AUTO_TILE_PIXELS = 768 * 768
 DEFAULT_TILE = 512  # decoder
+GPU_TILE = 2048  # decoder on a GPU (--device): a 2048 x 2048 tile of the default rung needs about 2 GB there
 ENCODER_TILE = 512
 
 _MALLOC_TUNED = False
@@ -236,11 +237,21 @@ class TorchRunner:
     states its own). The reference path, and the one for every decoder kind that
     ``fastdecode`` does not run."""
 
-    def __init__(self, decoder):
+    def __init__(self, decoder, device=None):
+        """``device``: a torch device other than the CPU (``codec.decoder_runner``'s ``device``)
+        runs a copy of the module there, tile by tile with its context; the CPU's fast form is
+        not used there."""
+        self.margin = getattr(decoder, "TILE_MARGIN", DECODER_MARGIN)
+        self.device = device
+        if device is not None:
+            import copy
+
+            self.tile = GPU_TILE  # a GPU wants few large tiles
+            self.decoder, self.fast = copy.deepcopy(decoder).to(device).eval(), None
+            return
         self.decoder = decoder
         fast = getattr(decoder, "inference", None)
         self.fast = fast() if fast is not None else None
-        self.margin = getattr(decoder, "TILE_MARGIN", DECODER_MARGIN)
 
     def block(self, codes, y0: int, y1: int, x0: int, x1: int, th: int, tw: int, threads: int = 1) -> np.ndarray:
         """uint8 (th, tw, 3) pixels of rows y0.., columns x0.. (see ``fastdecode.OrtRunner.block``)."""
@@ -255,8 +266,10 @@ class TorchRunner:
             cy0, cy1, cx0, cx1 = max(0, y0 - m), min(H, y1 + m), max(0, x0 - m), min(W, x1 + m)
             f = [min(s + 1, 3) for s in range(len(codes))]  # a 4th map (a what picture): stage 3's scale
             sub = [c[:, :, cy0 >> f[s] : cy1 >> f[s], cx0 >> f[s] : cx1 >> f[s]] for s, c in enumerate(codes)]
+            if self.device is not None:
+                sub = [c.to(self.device) for c in sub]
             x_hat = self.decoder(sub)[0, :, y0 - cy0 : y0 - cy0 + th, x0 - cx0 : x0 - cx0 + tw]
-            return x_hat.clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+            return x_hat.clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def as_runner(decoder):
