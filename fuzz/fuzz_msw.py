@@ -84,10 +84,10 @@ def run_atheris(a) -> int:
     import zstandard  # noqa: F401
 
     with atheris.instrument_imports(include=["maxswitch"]):
-        import maxswitch.codec  # noqa: F401
         import maxswitch.bitstream.format  # noqa: F401
-        import maxswitch.image  # noqa: F401
         import maxswitch.bitstream.switches  # noqa: F401
+        import maxswitch.codec  # noqa: F401
+        import maxswitch.image  # noqa: F401
         import maxswitch.networks.tiling  # noqa: F401
         import maxswitch.networks.zoo  # noqa: F401
     import harness
