@@ -6,7 +6,8 @@ DECODER_ASSET comes from ``maxswitch train --what ...`` (benchmarks/train_what.s
 trained on the encoder of a shipped switch-only model (``--encoder-from``) codes its switches with
 that model's context model and context tables, which ``--coders MODEL`` copies (they depend on the
 encoder only: the same switches, the same coders). The result goes to models/NAME.safetensors (or
-``-o``); ``--register`` writes its manifest entry (family "what+where").
+``-o``); ``--register`` writes its manifest entry (family "what+where", the training data as
+``--data`` says).
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ def main() -> None:
     ap.add_argument("--coders", help="model whose context model and tables code the switches (same encoder)")
     ap.add_argument("-o", "--output", help="asset to write (default models/NAME.safetensors)")
     ap.add_argument("--register", action="store_true", help="write the entry in models/manifest.json")
+    ap.add_argument("--data", default=DATA, help="the training data, as the manifest records it")
     a = ap.parse_args()
     path = assemble(a.decoder_asset, a.coders, a.output)
     if a.register:
-        entry = register(path, "what+where", DATA)
+        entry = register(path, "what+where", a.data)
         print(f"{entry['name']} v{entry['version']}: {path} (sha256 {entry['sha256'][:12]}...)", file=sys.stderr)
     else:
         print(path, file=sys.stderr)
