@@ -569,6 +569,8 @@ def decode_bands(
         raise ModelError(f"model {m.name} needs a what part (format version 3); this file has only switches")
     if p is not None and not m.config.what:
         raise ModelError(f"file has a what part (format version 3); model {m.name} decodes switches only")
+    if p is not None and p.spec.factor > 8:
+        raise ModelError(f"model {m.name} reads what parts of 2, 4 or 8-pixel blocks; this file's are {p.spec.factor}")
     codes = _unpack(h, switches, m, rows=True)
     if p is not None:
         from .networks.tiling import WithWhat, as_source

@@ -105,16 +105,18 @@ def _tiny_what():
     return cfg, dec
 
 
+@pytest.mark.parametrize("factor", [8, 4, 2])
 @pytest.mark.parametrize("size", [(8, 8), (40, 24), (104, 136), (61, 97)])
-def test_what_regions_and_tiles_match_the_torch_runner(size):
-    """The fusion's block means and bilinear edges, tile by tile and at the image's edges."""
+def test_what_regions_and_tiles_match_the_torch_runner(size, factor):
+    """The fusion's block means and bilinear edges, tile by tile and at the image's edges, for
+    what pictures of 8, 4 and 2-pixel blocks."""
     cfg, dec = _tiny_what()
     runner = fastdecode.runner_for_module(dec)
     assert runner is not None and runner.what
     H, W = (-(-v // 8) * 8 for v in size)
     rng = np.random.default_rng(sum(size) + 1)
     codes = [rng.integers(0, 4, (c, H >> (s + 1), W >> (s + 1)), dtype=np.uint8) for s, c in enumerate(cfg.channels)]
-    pic = rng.integers(0, 256, (3, H // 8, W // 8), dtype=np.uint8)
+    pic = rng.integers(0, 256, (3, H // factor, W // factor), dtype=np.uint8)
     src = tiling.WithWhat(tiling.as_source(codes), pic[None])
     ref = tiling.join_bands(tiling.decode_bands(dec, src, 0, size), *size)
     whole = tiling.join_bands(tiling.decode_bands(runner, src, 0, size), *size)

@@ -88,9 +88,31 @@ def test_damaged_what_part_is_refused(damage):
 
 
 def test_spec_limits():
-    for bad in [(4, 4, 8), (8, 0, 8), (8, 4, 256)]:
+    for bad in [(1, 4, 8), (32, 4, 8), (6, 4, 8), (8, 0, 8), (8, 4, 256)]:
         with pytest.raises(ValueError):
             what.WhatSpec(*bad)
+    for f in (2, 4, 8, 16):
+        assert what.WhatSpec(f).factor == f
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_level3_picture_is_the_rounded_means_in_numpy_and_torch_alike(factor):
+    """The picture a what decoder's level 3 reads, from a file's picture of any block size: the
+    same integers from bitstream.what (numpy, the runners) and nets.what_maps (torch)."""
+    from maxswitch.networks.nets import what_maps
+
+    rng = np.random.default_rng(factor)
+    H, W = 48, 64
+    pic = rng.integers(0, 256, (1, 3, H // factor, W // factor), dtype=np.uint8)
+    got = what.level3_picture(pic, factor)
+    k = 8 // factor
+    s = pic.astype(np.int64).reshape(1, 3, H // 8, k, W // 8, k).sum(axis=(3, 5))
+    assert np.array_equal(got, (s + k * k // 2) // (k * k))
+    sw = [torch.zeros((1, 1, H >> s, W >> s), dtype=torch.uint8) for s in (1, 2, 3)]
+    w8, wf, f = what_maps([*sw, torch.from_numpy(pic)])
+    assert f == factor and np.array_equal(w8.numpy(), got) and wf.shape == pic.shape
+    with pytest.raises(what.WhatError):
+        what.level3_picture(pic, 16)
 
 
 # ----------------------------------------------------------------------------- parts.py
@@ -143,13 +165,15 @@ def what_zoo(tmp_path_factory):
     torch.manual_seed(0)
     direct = DirectDecoder((4, 6, 8), (8, 8, 8))
     entries = []
+    what_dec = WhatDecoder.from_direct(direct, (4, 6, 8), (8, 8, 8))
+    with torch.no_grad():  # the what input's weights away from zero, so that level 3 reads it
+        what_dec.l3[0].weight[:, -3:].normal_(0, 0.5)
     for name, cfg, dec in [
         ("tiny-4-6-8", ModelConfig((4, 6, 8), "direct", (8, 8, 8), encoder_seed=3), direct),
-        (
-            "tiny-what-4-6-8",
-            ModelConfig((4, 6, 8), "what", (8, 8, 8), encoder_seed=3, what=(8, 4, 8)),
-            WhatDecoder.from_direct(direct, (4, 6, 8), (8, 8, 8)),
-        ),
+        ("tiny-what-4-6-8", ModelConfig((4, 6, 8), "what", (8, 8, 8), encoder_seed=3, what=(8, 4, 8)), what_dec),
+        # the same decoder writing and reading finer what parts (4 and 2-pixel blocks)
+        ("tiny-what-4-6-8-f4", ModelConfig((4, 6, 8), "what", (8, 8, 8), encoder_seed=3, what=(4, 4, 8)), what_dec),
+        ("tiny-what-4-6-8-f2", ModelConfig((4, 6, 8), "what", (8, 8, 8), encoder_seed=3, what=(2, 8, 16)), what_dec),
     ]:
         path = d / f"{name}.safetensors"
         sha = save_model(path, name, 1, cfg, enc, dec.eval(), context=ctx, table=tab)
@@ -191,6 +215,48 @@ def test_version_3_decode_is_the_same_in_tiles_and_threads(wz):
     for tile, threads in [(64, 1), (48, 2), (128, 2)]:
         tiled, _ = maxswitch.decode_array(data, tile=tile, threads=threads)
         assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("suffix, spec", [("-f4", (4, 4, 8)), ("-f2", (2, 8, 16))])
+def test_finer_what_parts_round_trip_alike_in_tiles_threads_and_runtimes(wz, suffix, spec, monkeypatch):
+    """A what decoder reads what parts of 4 and 2-pixel blocks: its level 3 their 8x8 means, its
+    fusion the finer picture; the same pixels whole or tiled, on 1 or 2 threads, on ONNX Runtime
+    or torch (within a rounding step), and a golden file for the 4-pixel blocks."""
+    import os
+
+    name = wz + suffix
+    data = maxswitch.encode(EXAMPLE, name, coding="table")
+    assert data == maxswitch.encode(EXAMPLE, name, coding="table", threads=2, tile=64)
+    _, payload = fmt.read(data)
+    p = parts.split(payload)
+    assert p.spec == what.WhatSpec(*spec)
+    assert len(p.what) > len(parts.split(fmt.read(maxswitch.encode(EXAMPLE, wz, coding="table"))[1]).what)
+    if suffix == "-f4":
+        golden = EXPECTED / "example.tiny-what-4-6-8-f4.v3-table.msw"
+        if os.environ.get("MAXSWITCH_REGEN_GOLDEN"):
+            golden.write_bytes(data)
+        assert data == golden.read_bytes(), "encoding changed"
+    whole, _ = maxswitch.decode_array(data, tile=0, threads=1)
+    for tile, threads in [(64, 1), (48, 2)]:
+        tiled, _ = maxswitch.decode_array(data, tile=tile, threads=threads)
+        assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+    monkeypatch.setenv("MAXSWITCH_DECODER", "torch")
+    ref, _ = maxswitch.decode_array(data, tile=0)
+    assert np.abs(ref.astype(int) - whole.astype(int)).max() <= 1
+
+
+def test_a_what_part_of_16_pixel_blocks_is_refused_by_what_decoders(wz, what_zoo, tmp_path):
+    data = maxswitch.encode(EXAMPLE, wz, coding="zstd")
+    _, payload = fmt.read(data)
+    p = parts.split(payload)
+    H, W = 256, 384
+    spec16 = what.WhatSpec(16, 4, 8)
+    w16, _ = what.encode(np.zeros((H, W, 3), np.uint8), spec16)
+    f = tmp_path / "a.msw"
+    f.write_bytes(_rewrite(data, parts.join(spec16, w16, p.checksum, bytes(p.switches))))
+    r = run_cli("decode", f, tmp_path / "a.png", env={"MAXSWITCH_MODELS": str(what_zoo)})
+    assert r.returncode == 1 and "2, 4 or 8-pixel blocks" in r.stderr.decode(), r.stderr
+    assert len(r.stderr.decode().strip().splitlines()) == 1 and not (tmp_path / "a.png").exists()
 
 
 def test_what_decoder_fast_form_matches_its_forward():

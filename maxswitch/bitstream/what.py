@@ -2,7 +2,7 @@
 
 The switches say *where* the maxima were; they carry nothing about level or colour, so flat areas
 and hues are guessed by the decoder. This part adds the missing *what*: the means of the padded
-image's F x F blocks (F = 8 or 16), in a reversible integer colour space, quantised and coded
+image's F x F blocks (F = 2, 4, 8 or 16; the what decoders read 2, 4 and 8), in a reversible integer colour space, quantised and coded
 losslessly. Everything here is integer arithmetic on numpy arrays, so every machine computes the
 same part (docs/FORMAT.md, "The what part", specifies it for other languages). No torch.
 
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 ZSTD_LEVEL = 9  # measured: 11% fewer bytes than 16-bit words at level 19, in 1/30 of the time
-FACTORS = (8, 16)  # block sizes a file may use (the format stores log2 of it)
+FACTORS = (2, 4, 8, 16)  # block sizes a file may use (the format stores log2 of it)
+LEVEL3 = 8  # the block size of the picture a what decoder's level 3 reads (``level3_picture``)
 MAX_STEP = 255
 
 
@@ -57,6 +58,22 @@ class WhatSpec:
         """(rows, columns) of the block grid of a padded image (sizes multiples of 8)."""
         f = self.factor
         return -(-padded_h // f), -(-padded_w // f)
+
+
+def level3_picture(pic: np.ndarray, factor: int) -> np.ndarray:
+    """The picture a what decoder's level 3 reads, uint8 (..., 3, H/8, W/8), from a file's what
+    picture uint8 (..., 3, H/F, W/F) of block size F = 2, 4 or 8: the rounded means of its
+    (8/F) x (8/F) values, ``(sum + n/2) // n`` with n = (8/F)^2 (for F = 8, the picture itself).
+    ``nets.level3_picture`` computes the same integers in torch."""
+    if factor == LEVEL3:
+        return pic
+    if factor not in FACTORS or factor > LEVEL3:
+        raise WhatError(f"a what decoder reads what parts of 2, 4 or 8-pixel blocks, not {factor}")
+    k = LEVEL3 // factor
+    *lead, c, h, w = pic.shape
+    s = pic.reshape(*lead, c, h // k, k, w // k, k).sum(axis=(-3, -1), dtype=np.int64)
+    n = k * k
+    return ((s + n // 2) // n).astype(np.uint8)
 
 
 def block_means(rgb: np.ndarray, factor: int) -> np.ndarray:

@@ -38,7 +38,8 @@ from . import onnxgraph as og
 OUT_CELLS = (2, 2, 0)  # nets.DirectRunner.OUT_CELLS: cells beyond the output each level produces
 TILE_MARGIN = 32  # nets.DirectDecoder.TILE_MARGIN
 WHAT_MARGIN = 40  # nets.WhatDecoder.TILE_MARGIN
-WHAT_FACTOR = 8  # nets.WhatDecoder.FACTOR: the what picture's block size
+WHAT_FACTOR = 8  # bitstream.what.LEVEL3: the block size of level 3's what picture
+WHAT_GROW = 8  # nets.WhatRunner.GROW: pixels a what decoder's region grows by for the fusion
 WHAT_CHANNELS = 3
 _LEVELS = ("l3", "l2", "l1")
 
@@ -106,13 +107,14 @@ def direct_weights(channels, weights: dict, what: bool = False) -> dict | None:
     return w if prev == 3 else None
 
 
-def graph(channels, w: dict, what: bool = False) -> bytes:
+def graph(channels, w: dict, what: bool = False, factor: int = WHAT_FACTOR) -> bytes:
     """The ONNX model of a region (see the module docstring); inputs ``c3, c2, c1`` uint8
     (1, 4 C_s, h, w) the one-hot switches, ``s2, e2, s1, e1, so, eo`` int64 (2,) the crops of
     each level's upsampled output (rows, columns; the last one the output pixels of the region)
     and ``sp, ep`` (2,) the pixels kept, from ``sp`` to ``ep``; with ``what``, ``wn`` float
-    (1, 3, h3, w3) the what picture under level 3's input (``what / 255 - 0.5``) and ``wf``
-    float (1, 3, rows / 8, columns / 8) its block means (0..255) under the region's pixels.
+    (1, 3, h3, w3) level 3's picture under its input (``what / 255 - 0.5``) and ``wf`` float
+    (1, 3, rows / F, columns / F) the file's what picture (0..255, blocks of ``factor`` = F
+    pixels) under the region's pixels.
     Output ``rgb`` uint8 (1, rows, columns, 3)."""
     nodes, inits = [], []
     inits += [og.tensor("axes", np.array([2, 3], np.int64))]
@@ -154,7 +156,7 @@ def graph(channels, w: dict, what: bool = False) -> bytes:
         up = f"{lv}.up"
     nodes.append(og.node("Slice", [up, "so", "eo", "axes"], ["px"]))
     if what:  # fuse: px - up(avg(px)) + up(wf) = px + up(wf - avg(px)), up linear
-        f = WHAT_FACTOR
+        f = factor
         inits.append(og.tensor("scales", np.array([1, 1, f, f], np.float32)))
         nodes.append(og.node("AveragePool", ["px"], ["avg"], kernel_shape=[f, f], strides=[f, f]))
         nodes.append(og.node("Sub", ["wf", "avg"], ["dw"]))
@@ -199,15 +201,17 @@ class OrtRunner:
     tile = 256
 
     def __init__(self, channels, weights: dict, what: bool = False):
-        self.channels, self.what = tuple(channels), what
+        self.channels, self.what, self.weights = tuple(channels), what, weights
         self.margin = WHAT_MARGIN if what else TILE_MARGIN
         self.model = graph(self.channels, weights, what)
-        self._sessions: dict[int, object] = {}
+        self._sessions: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
-    def session(self, threads: int):
+    def session(self, threads: int, factor: int = WHAT_FACTOR):
+        """The session for ``threads`` (and, for a what decoder, what pictures of ``factor``)."""
+        key = (threads, factor if self.what else WHAT_FACTOR)
         with self._lock:
-            if threads not in self._sessions:
+            if key not in self._sessions:
                 import onnxruntime as ort
 
                 # the process-wide logger too: where the home is not writable it warns about its
@@ -221,8 +225,9 @@ class OrtRunner:
                 so.log_severity_level = 3  # errors only: its warnings are not the user's business
                 # no busy-waiting between operators: on a shared machine it only burns CPU
                 so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                self._sessions[threads] = ort.InferenceSession(self.model, so, providers=["CPUExecutionProvider"])
-            return self._sessions[threads]
+                model = self.model if key[1] == WHAT_FACTOR else graph(self.channels, self.weights, True, key[1])
+                self._sessions[key] = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+            return self._sessions[key]
 
     def block(self, codes, y0: int, y1: int, x0: int, x1: int, th: int, tw: int, threads: int = 1) -> np.ndarray:
         """The uint8 (th, tw, 3) pixels at rows y0.., columns x0.. of the image whose switches
@@ -231,16 +236,22 @@ class OrtRunner:
         th <= y1 - y0, tw <= x1 - x0), as ``nets.DirectRunner.region`` (``nets.WhatRunner``)."""
         codes = [c[0] if c.ndim == 4 else c for c in codes]
         H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
-        f = WHAT_FACTOR if self.what else 0  # a what decoder's region grows by one block
-        ry0, ry1, rx0, rx1 = max(0, y0 - f), min(H, y1 + f), max(0, x0 - f), min(W, x1 + f)
+        g = WHAT_GROW if self.what else 0  # a what decoder's region grows by one block
+        ry0, ry1, rx0, rx1 = max(0, y0 - g), min(H, y1 + g), max(0, x0 - g), min(W, x1 + g)
         feeds, (iy0, iy1, ix0, ix1) = _level_feeds(codes, ry0, ry1, rx0, rx1)
         feeds["sp"] = np.array([y0 - ry0, x0 - rx0], np.int64)
         feeds["ep"] = feeds["sp"] + np.array([th, tw], np.int64)
+        f = WHAT_FACTOR
         if self.what:
-            pic = codes[3]
-            feeds["wn"] = pic[None, :, iy0:iy1, ix0:ix1].astype(np.float32) / np.float32(255.0) - np.float32(0.5)
+            from ..bitstream.what import level3_picture
+
+            pic = codes[3]  # the file's what picture (3, H/F, W/F)
+            f = H // pic.shape[-2]
+            k = WHAT_FACTOR // f
+            w8 = level3_picture(pic[:, iy0 * k : iy1 * k, ix0 * k : ix1 * k], f)
+            feeds["wn"] = w8[None].astype(np.float32) / np.float32(255.0) - np.float32(0.5)
             feeds["wf"] = pic[None, :, ry0 // f : ry1 // f, rx0 // f : rx1 // f].astype(np.float32)
-        return self.session(threads).run(["rgb"], feeds)[0][0]
+        return self.session(threads, f).run(["rgb"], feeds)[0][0]
 
 
 def _level_feeds(codes, y0: int, y1: int, x0: int, x1: int) -> tuple[dict, tuple]:
@@ -279,8 +290,6 @@ def runner_for(model) -> OrtRunner | None:
     if cfg is None or cfg.decoder not in ("direct", "what") or not available():
         return None
     what = cfg.decoder == "what"
-    if what and tuple(cfg.what)[:1] != (WHAT_FACTOR,):
-        return None
     if getattr(model, "_ort_runner", None) is None:
         if model.decoder_weights is not None:
             w = direct_weights(cfg.channels, model.decoder_weights, what)
@@ -297,8 +306,6 @@ def runner_for_module(decoder) -> OrtRunner | None:
 
     what = type(decoder) is WhatDecoder
     if type(decoder) is not DirectDecoder and not what or not available():
-        return None
-    if what and decoder.FACTOR != WHAT_FACTOR:
         return None
     sd = {k: v.detach().cpu().numpy() for k, v in decoder.state_dict().items()}
     c3 = (decoder.l3[0].in_channels - (WHAT_CHANNELS if what else 0)) // 4

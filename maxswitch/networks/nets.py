@@ -389,18 +389,35 @@ def fuse(base: torch.Tensor, what: torch.Tensor, factor: int = 8) -> torch.Tenso
     return base - up(F.avg_pool2d(base, factor)) + up(what)
 
 
+def what_maps(codes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(level 3's picture (B, 3, H/8, W/8), the fusion's picture (B, 3, H/F, W/F), F) from the
+    what maps after the 3 switch maps: one map, the file's picture (its block size F read from
+    its shape against the stage-1 switches'), or two, the level-3 picture and the file's."""
+    H = codes[0].shape[-2] * 2
+    pic = codes[-1]
+    f = H // pic.shape[-2] if pic.shape[-2] else 8
+    if len(codes) > 4:
+        return codes[3], pic, f
+    if f == 8:
+        return pic, pic, 8
+    k = 8 // f
+    s = F.avg_pool2d(pic.float(), k, divisor_override=1)
+    n = k * k
+    return torch.div(s + n // 2, n, rounding_mode="floor").to(torch.uint8), pic, f
+
+
 class WhatDecoder(DirectDecoder):
     """A direct decoder that also reads the file's what part (``maxswitch.bitstream.what``).
 
-    The what picture (B, 3, H/8, W/8), uint8 block means, enters level 3 beside the stage-3
-    switches (as ``what / 255 - 0.5``), and ``fuse`` puts its low frequencies into the output:
+    The what picture, uint8 means of F x F blocks (B, 3, H/F, W/F), F = 2, 4 or 8, enters level
+    3 as its 8x8 means (``what_maps``) beside the stage-3 switches (as ``what / 255 - 0.5``), and
+    ``fuse`` puts its low frequencies, at F, into the output:
     the switches carry the detail, the what part the level and colour. Initialised from a
     switch-only ``DirectDecoder`` (``from_direct``) it starts as that decoder fused with the
     what picture.
     """
 
     TILE_MARGIN = 40  # the direct decoder's 32 and one 8-pixel block for the fusion
-    FACTOR = 8
 
     def __init__(self, channels, widths):
         super().__init__(channels, widths)
@@ -426,34 +443,40 @@ class WhatDecoder(DirectDecoder):
         return self._fast[1]
 
     def forward(self, codes: list[torch.Tensor], what: torch.Tensor | None = None) -> torch.Tensor:
-        """codes: 3 uint8 maps (B, C_s, H/2^s, W/2^s); what: uint8 (B, 3, H/8, W/8) (or the
-        4th element of ``codes``). Returns float RGB (B, 3, H, W) around 0..1."""
-        if what is None:
-            codes, what = codes[:3], codes[3]
-        w = what.float() / 255.0
-        s1, s2, s3 = (one_hot_codes(c) for c in codes)
+        """codes: 3 uint8 maps (B, C_s, H/2^s, W/2^s); what: the file's what picture, uint8
+        (B, 3, H/F, W/F) with F = 2, 4 or 8 (or the maps after the switches in ``codes``, as
+        ``what_maps`` reads them). Level 3 reads its 8x8 means; the fusion uses it at F.
+        Returns float RGB (B, 3, H, W) around 0..1."""
+        if what is not None:
+            codes = [*codes[:3], what]
+        w8, wf, f = what_maps(codes)
+        w = w8.float() / 255.0
+        s1, s2, s3 = (one_hot_codes(c) for c in codes[:3])
         x = F.pixel_shuffle(self.l3(torch.cat([s3, w - 0.5], 1)), 2)
         x = F.pixel_shuffle(self.l2(torch.cat([x, s2], 1)), 2)
         x = F.pixel_shuffle(self.l1(torch.cat([x, s1], 1)), 2)
-        return fuse(x + 0.5, w, self.FACTOR)
+        return fuse(x + 0.5, wf.float() / 255.0, f)
 
 
 class WhatRunner:
     """Inference form of ``WhatDecoder``: its ``DirectRunner`` over the rectangle and one
     8-pixel block around it, then ``fuse`` on that, cropped. ``region`` has the runner's
-    interface; ``codes`` holds the what picture as its 4th map."""
+    interface; ``codes`` holds the what maps after the switches (``what_maps``)."""
 
-    def __init__(self, direct: DirectRunner, factor: int = 8):
-        self.direct, self.f = direct, factor
+    GROW = 8  # pixels around the rectangle: at least one block of the fusion, a multiple of 8
+
+    def __init__(self, direct: DirectRunner):
+        self.direct = direct
 
     def region(self, codes: list[torch.Tensor], y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
-        f = self.f
+        g = self.GROW
+        w8, wf, f = what_maps(codes)
         H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
-        ey0, ey1, ex0, ex1 = max(0, y0 - f), min(H, y1 + f), max(0, x0 - f), min(W, x1 + f)
-        x = self.direct.region(codes, ey0, ey1, ex0, ex1)  # (B, h/2, w/2, 2, 2, 3), 0..255
+        ey0, ey1, ex0, ex1 = max(0, y0 - g), min(H, y1 + g), max(0, x0 - g), min(W, x1 + g)
+        x = self.direct.region([*codes[:3], w8], ey0, ey1, ex0, ex1)  # (B, h/2, w/2, 2, 2, 3), 0..255
         B, hh, ww = x.shape[:3]
         img = x.permute(0, 5, 1, 3, 2, 4).reshape(B, 3, 2 * hh, 2 * ww)
-        what = codes[3][:, :, ey0 // f : ey1 // f, ex0 // f : ex1 // f].float()
+        what = wf[:, :, ey0 // f : ey1 // f, ex0 // f : ex1 // f].float()
         out = fuse(img, what, f)[:, :, y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
         return out.reshape(B, 3, (y1 - y0) // 2, 2, (x1 - x0) // 2, 2).permute(0, 2, 4, 3, 5, 1)
 

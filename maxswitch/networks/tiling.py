@@ -264,8 +264,8 @@ class TorchRunner:
             m = self.margin
             H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
             cy0, cy1, cx0, cx1 = max(0, y0 - m), min(H, y1 + m), max(0, x0 - m), min(W, x1 + m)
-            f = [min(s + 1, 3) for s in range(len(codes))]  # a 4th map (a what picture): stage 3's scale
-            sub = [c[:, :, cy0 >> f[s] : cy1 >> f[s], cx0 >> f[s] : cx1 >> f[s]] for s, c in enumerate(codes)]
+            k = [H // c.shape[-2] for c in codes]  # pixels per cell of each map (a what picture's: F)
+            sub = [c[:, :, cy0 // k[s] : cy1 // k[s], cx0 // k[s] : cx1 // k[s]] for s, c in enumerate(codes)]
             if self.device is not None:
                 sub = [c.to(self.device) for c in sub]
             x_hat = self.decoder(sub)[0, :, y0 - cy0 : y0 - cy0 + th, x0 - cx0 : x0 - cx0 + tw]
@@ -378,8 +378,9 @@ class _ArrayRows:
         self.size = (codes[0].shape[-2] * 2, codes[0].shape[-1] * 2)
 
     def rows(self, p0: int, p1: int) -> list[np.ndarray]:
-        # a 4th map is a WhatDecoder's what picture, at the scale of stage 3
-        return [c[:, :, p0 >> min(s + 1, 3) : p1 >> min(s + 1, 3)] for s, c in enumerate(self.codes)]
+        # a 4th map is a WhatDecoder's what picture, of blocks of k = H / its rows pixels
+        H = self.size[0]
+        return [c[:, :, p0 // (H // c.shape[-2]) : p1 // (H // c.shape[-2])] for c in self.codes]
 
 
 def as_source(codes):
@@ -388,14 +389,15 @@ def as_source(codes):
 
 
 class WithWhat:
-    """A source of switch rows (``decode_bands``) and a what picture uint8 (1, 3, H/8, W/8):
-    each band gets the what picture's rows as a 4th map (``nets.WhatDecoder``)."""
+    """A source of switch rows (``decode_bands``) and a what picture uint8 (1, 3, H/F, W/F),
+    F = 2, 4 or 8: each band gets the what picture's rows as a 4th map (``nets.WhatDecoder``)."""
 
     def __init__(self, src, what):
         self.src, self.what, self.size = src, what, src.size
+        self.f = src.size[0] // what.shape[-2]
 
     def rows(self, p0: int, p1: int) -> list:
-        return [*self.src.rows(p0, p1), self.what[:, :, p0 >> 3 : p1 >> 3]]
+        return [*self.src.rows(p0, p1), self.what[:, :, p0 // self.f : p1 // self.f]]
 
 
 BAND_SWITCHES = 256 << 20  # a band's switches with their context rows, at one byte each, at most this
