@@ -292,10 +292,10 @@ def max_payload(h: Header) -> int:
     most ``tile_words_max`` words: 3 (coding 2) or 2 (coding 3) bytes per switch and 8 bytes.
     """
     if h.version == VERSION_WHAT:  # the part header, the largest what part, then the switches
-        from .parts import HEAD_BYTES, max_what_bytes
+        from .parts import HEAD_BYTES, MIN_WHAT_FACTOR, max_what_bytes
 
         H, W = h.padded
-        return HEAD_BYTES + max_what_bytes(8, H, W) + max_payload(dataclasses.replace(h, version=2))
+        return HEAD_BYTES + max_what_bytes(MIN_WHAT_FACTOR, H, W) + max_payload(dataclasses.replace(h, version=2))
     if h.coding == CODING_ZSTD:
         r = raw_size(h.width, h.height, h.channels)  # the formula, whatever the R field says
         return r + 3 * (r // (128 << 10) + 1) + 32

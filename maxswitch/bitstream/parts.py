@@ -4,7 +4,7 @@ A version-3 file has version 2's header and CRC (``format.py``); its payload of 
 three parts (docs/FORMAT.md, "Version 3")::
 
     offset  size  field
-    0       1     F, the what part's block size (8 or 16)
+    0       1     F, the what part's block size (2, 4, 8 or 16)
     1       1     luma step (1..255)
     2       1     chroma step (1..255)
     3       1     reserved, 0
@@ -70,6 +70,9 @@ def split(payload) -> Parts:
     if a > len(payload) - HEAD_BYTES:
         raise PayloadError(f"what part of {a} bytes declared, {len(payload) - HEAD_BYTES} present")
     return Parts(spec, sub(payload, HEAD_BYTES, HEAD_BYTES + a), checksum, sub(payload, HEAD_BYTES + a, len(payload)))
+
+
+MIN_WHAT_FACTOR = 2  # the finest block size a what part may have (what.FACTORS): the bound on L uses it
 
 
 def max_what_bytes(spec_factor: int, padded_h: int, padded_w: int) -> int:

@@ -404,8 +404,10 @@ def decoder_setup(
         try:
             spec = tuple(int(v) for v in what.split(","))
             WhatSpec(*spec)
+            if spec[0] > 8:
+                raise ValueError("what decoders read blocks of 2, 4 or 8 pixels")
         except (ValueError, TypeError) as e:
-            raise SettingError("what", f"what part must be F,STEP_Y,STEP_C (F 8 or 16), got {what!r}: {e}") from None
+            raise SettingError("what", f"what part must be F,STEP_Y,STEP_C (F 2, 4 or 8), got {what!r}: {e}") from None
         decoder = "what"
     elif decoder == "what":
         raise SettingError("decoder", "decoder 'what' needs --what F,STEP_Y,STEP_C")
