@@ -17,14 +17,16 @@ SWITCH_LADDER = (
     "natural-32-32-32",
     "natural-48-96-192",
 )
-# "what+where" (0.3, format v3): switches beside a coded description of the image's values (its 8x8
-# block means, maxswitch/bitstream/what.py), read by decoders that fuse both (nets.WhatDecoder)
+# "what+where" (0.3, format v3): switches beside a coded description of the image's values (means
+# of 8, 4 or 2-pixel blocks, maxswitch/bitstream/what.py), read by decoders that fuse both
+# (nets.WhatDecoder). The -f4 and -f2 rungs are their model's weights with a finer what part (the
+# manifest's variants: docs/RESULTS.md measured them above the separately trained wider rungs).
 WHAT_LADDER = (
     "what-2-4-8",
-    "what-2-6-12",
-    "what-4-8-16",
-    "what-6-12-24",
-    "what-16-16-16",
+    "what-2-4-8-f4",
+    "what-2-4-8-f2",
+    "what-6-12-24-f2",
+    "what-16-16-16-f2",
 )
 LADDERS = {"what+where": WHAT_LADDER, "switch-only": SWITCH_LADDER}
 LADDER = WHAT_LADDER  # the rungs of `encode -q 1..N`; the default model is one of them

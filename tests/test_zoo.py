@@ -21,8 +21,32 @@ def test_manifest_lists_the_default_model_and_every_file_matches():
         data = (zoo.models_dir() / m["file"]).read_bytes()
         assert zoo.sha256_bytes(data) == m["sha256"], m["name"]
         meta = zoo.read_metadata(data)
-        assert meta["name"] == m["name"] and meta["encoder_digest"] == m["encoder_digest"]
+        assert meta["name"] == m.get("variant_of", m["name"]) and meta["encoder_digest"] == m["encoder_digest"]
         assert list(meta["config"]["channels"]) == m["channels"]
+        if m.get("variant_of"):  # another model's file with its own what part
+            src = zoo.shipped(m["variant_of"])
+            assert src["file"] == m["file"] and src["sha256"] == m["sha256"] and src["version"] == m["version"]
+
+
+def test_a_variant_is_its_sources_weights_with_its_own_what_part(tmp_path):
+    variants = [m for m in shipped() if m.get("variant_of")]
+    assert variants
+    for m in variants:
+        v, src = zoo.load_model(m["name"]), zoo.load_model(m["variant_of"])
+        assert v.name == m["name"] and tuple(v.config.what) == tuple(m["what"]) != tuple(src.config.what)
+        assert v.config.channels == src.config.channels and v.sha256 == src.sha256
+        assert all(np.array_equal(a, src.decoder_weights[k]) for k, a in v.decoder_weights.items())
+        data = maxswitch.encode(EXAMPLE, m["name"])
+        h = maxswitch.codec.parse(data).header
+        assert h.model == m["name"]
+        from maxswitch.bitstream import format as fmt
+        from maxswitch.bitstream import parts
+
+        assert parts.split(fmt.read(data)[1]).spec.factor == m["what"][0]
+    with pytest.raises(zoo.ModelError, match="cannot read a what part"):
+        zoo._variant(zoo.load_model("natural-6-12-24"), {"name": "x", "what": [4, 4, 8]})
+    with pytest.raises(zoo.ModelError, match="bad what part"):
+        zoo._variant(zoo.load_model("what-2-4-8"), {"name": "x", "what": [3, 4, 8]})
 
 
 @pytest.mark.parametrize("name", [m["name"] for m in zoo.manifest()["models"]])

@@ -12,6 +12,7 @@ measured figures. Loading a shipped model checks the file's SHA-256 against the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -341,6 +342,8 @@ def load_model(name_or_path: str | None = None) -> Model:
                 f"model {key!r}: file {path.name} has SHA-256 {sha[:16]}..., manifest says {entry['sha256'][:16]}...; refusing to load"
             )
         model = _build(data, sha)
+        if entry.get("variant_of"):
+            model = _variant(model, entry)
     elif os.path.sep in key or key.endswith(".safetensors") or os.path.isfile(key):
         try:
             data = Path(key).read_bytes()
@@ -362,6 +365,58 @@ def load_model(name_or_path: str | None = None) -> Model:
         raise UnknownModelError(f"unknown model {key!r}{hint}")
     _LOADED[key] = model
     return model
+
+
+def _variant(model: Model, entry: dict) -> Model:
+    """The model of a manifest entry that names another model's file (``register_variant``):
+    the same encoder, decoder and coders, under the entry's name, writing and reading the entry's
+    what part."""
+    from ..bitstream.what import WhatSpec
+
+    spec = tuple(int(v) for v in entry.get("what", ()))
+    try:
+        WhatSpec(*spec)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"model {entry['name']!r}: bad what part {spec} in the manifest: {e}") from None
+    if model.config.decoder != "what" or spec[0] > 8:
+        raise ModelError(f"model {entry['name']!r}: {model.name} cannot read a what part of {spec[0]}-pixel blocks")
+    cfg = dataclasses.replace(model.config, what=spec)
+    meta = {**model.meta, "name": entry["name"], "variant_of": model.name}
+    return Model(
+        entry["name"],
+        model.version,
+        cfg,
+        model._encoder,
+        model._decoder,
+        model.sha256,
+        model.encoder_digest,
+        meta,
+        model.context,
+        model.table,
+        model.decoder_weights,
+    )
+
+
+def register_variant(source: str, name: str, what: tuple, figures: dict | None = None) -> dict:
+    """Add a manifest entry ``name`` that is shipped model ``source``'s file with another what
+    part ``what`` (F, SY, SC): a rung that costs no new weights. ``register`` of the source
+    keeps its variants' SHA-256 in step."""
+    src = shipped(source)
+    if src is None:
+        raise ModelError(f"unknown model {source!r}")
+    if not valid_name(name):
+        raise ModelError(f"model name {name!r} must match {_NAME_RE.pattern}")
+    entry = {k: v for k, v in src.items() if k not in ("figures", "training", "context_training", "table_training")}
+    entry.update(name=name, variant_of=source, what=[int(v) for v in what], figures=figures or {})
+    _variant(load_model(source), entry)  # refused here if the decoder cannot read it
+
+    def add(man: dict) -> dict:
+        models = [m for m in man.get("models", []) if m["name"] != name] + [entry]
+        models.sort(key=lambda m: (m["family"], m["switches_per_pixel"], m["name"]))
+        return {"schema": ASSET_SCHEMA, "models": models}
+
+    edit_manifest(add)
+    return entry
 
 
 def asset_path(name_or_path: str) -> Path:
@@ -435,6 +490,9 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
 
     def add(man: dict) -> dict:
         models = [m for m in man.get("models", []) if m["name"] != entry["name"]] + [entry]
+        for m in models:  # its variants name the same file
+            if m.get("variant_of") == entry["name"]:
+                m.update({k: entry[k] for k in ("version", "file", "sha256", "bytes")})
         models.sort(key=lambda m: (m["family"], m["switches_per_pixel"], m["name"]))
         return {"schema": ASSET_SCHEMA, "models": models}
 
