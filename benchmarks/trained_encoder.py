@@ -452,6 +452,53 @@ def check(a) -> None:
         sys.exit("error: bytes differ across threads or tiles")
 
 
+def _entropy(counts: np.ndarray) -> float:
+    """Bits per symbol of the empirical distribution in counts (..., 4), conditioned on the leading axes."""
+    n = counts.sum(-1, keepdims=True)
+    p = np.where(counts > 0, counts / np.maximum(n, 1), 1.0)
+    return float(-(counts * np.log2(p)).sum() / counts.sum())
+
+
+def stats(a) -> None:
+    """Per stage, on the images: share of all-zero windows (code 0 by the tie rule), order-0 entropy
+    and the empirical entropy given (left, up, previous channel), the training rate model's contexts."""
+    paths = sorted(Path(a.kodak).glob("*.png"))
+    for asset in a.assets:
+        model = zoo.load_model(asset)
+        enc = RelaxedEncoder(model.switch_encoder, 16.0)
+        chans = model.config.channels
+        zero, n = np.zeros(3), np.zeros(3)
+        c0 = [np.zeros(4) for _ in range(3)]
+        c3 = [np.zeros((4, 4, 4, 4)) for _ in range(3)]
+        with torch.no_grad():
+            for p in paths:
+                im = read_rgb(p)
+                x = torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))[None]
+                codes, oh = enc(x)
+                # all-zero windows: the relaxation's pooled maximum is 0 exactly when ReLU zeroed the window
+                xs = x.float() - 128.0
+                for s, (w, b, sh) in enumerate(zip(enc.w, enc.b, enc.shifts)):
+                    wq, bq = torch.round(w), torch.round(b * 2.0**sh)
+                    y = F.relu(F.conv2d(xs, wq, bq, padding=1))
+                    mx = F.max_pool2d(y, 2)
+                    zero[s] += float((mx == 0).sum())
+                    n[s] += mx.numel()
+                    xs = torch.floor((mx / 2.0**sh).clamp(max=float(ACT_MAX)))
+                    o = oh[s].detach()
+                    left, up, prev = RateTables._contexts(o)
+                    c0[s] += o.sum((0, 1, 2, 3)).numpy()
+                    c3[s] += torch.einsum("bchwl,bchwu,bchwp,bchwk->lupk", left, up, prev, o).numpy()
+        row = []
+        for s in range(3):
+            row.append(
+                f"stage {s + 1} ({chans[s]} ch): zero {zero[s] / n[s]:.3f}, H0 {_entropy(c0[s]):.3f}, "
+                f"H|lup {_entropy(c3[s]):.3f}"
+            )
+        tot0 = sum(_entropy(c0[s]) * n[s] for s in range(3)) / n.sum()
+        tot3 = sum(_entropy(c3[s]) * n[s] for s in range(3)) / n.sum()
+        print(f"{model.name}: " + "; ".join(row) + f"; all stages H0 {tot0:.3f}, H|lup {tot3:.3f} bits/switch")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(required=True)
@@ -482,6 +529,10 @@ def main() -> None:
     c.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"))
     c.add_argument("--limit", type=int, default=4)
     c.set_defaults(func=check)
+    st = sub.add_parser("stats", help="switch statistics per stage on Kodak (zero windows, entropies)")
+    st.add_argument("assets", nargs="+")
+    st.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"))
+    st.set_defaults(func=stats)
     a = ap.parse_args()
     a.func(a)
 
