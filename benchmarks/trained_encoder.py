@@ -63,9 +63,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # project modules used (keep this list short: the package is being reorganised)
-from maxswitch import nets, what, zoo  # noqa: E402
-from maxswitch.dataset import list_images, read_rgb  # noqa: E402
-from maxswitch.train import select_split  # noqa: E402
+from maxswitch.bitstream import what  # noqa: E402
+from maxswitch.networks import nets, zoo  # noqa: E402
+from maxswitch.training.dataset import list_images, read_rgb  # noqa: E402
+from maxswitch.training.train import select_split  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "train-bsds500"
 WEIGHT_MAX = nets.WEIGHT_MAX
@@ -182,13 +183,13 @@ class RateTables(nn.Module):
 def decode_onehots(dec: nets.WhatDecoder, onehots, what_pic: torch.Tensor) -> torch.Tensor:
     """``WhatDecoder.forward`` on float one-hot maps (B, C, h, w, 4) instead of uint8 codes.
 
-    what_pic: uint8 (B, 3, H/8, W/8). Returns float RGB (B, 3, H, W) around 0..1."""
+    what_pic: uint8 (B, 3, H/8, W/8) (8x8 blocks: the experiment's what part). Returns float RGB (B, 3, H, W) around 0..1."""
     s1, s2, s3 = (oh.permute(0, 1, 4, 2, 3).flatten(1, 2) for oh in onehots)  # (B, 4C, h, w), c * 4 + k
     w = what_pic.float() / 255.0
     x = F.pixel_shuffle(dec.l3(torch.cat([s3, w - 0.5], 1)), 2)
     x = F.pixel_shuffle(dec.l2(torch.cat([x, s2], 1)), 2)
     x = F.pixel_shuffle(dec.l1(torch.cat([x, s1], 1)), 2)
-    return nets.fuse(x + 0.5, w, dec.FACTOR)
+    return nets.fuse(x + 0.5, w, 8)
 
 
 # ----------------------------------------------------------------------------- data
