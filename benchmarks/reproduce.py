@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from maxswitch import codec  # noqa: E402
 from maxswitch.evaluation import metrics  # noqa: E402
-from maxswitch.networks.zoo import load_model, manifest, set_figures  # noqa: E402
+from maxswitch.networks.zoo import load_model, manifest, models_dir, read_metadata, set_figures  # noqa: E402
 from maxswitch.training.train import list_images, load_rgb, select_split  # noqa: E402
 
 RESULTS = ROOT / "docs" / "RESULTS.md"
@@ -266,8 +266,8 @@ def write_manifest_tables() -> None:
     from maxswitch.config import DEFAULT_MODEL, LADDER
 
     rows = [
-        "| model | `-q` | channels | trained on | raw bpp | Kodak bpp (v1 zstd) | Kodak PSNR | faces RMSE |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |",
+        "| model | `-q` | channels | what part | trained on | raw bpp | Kodak bpp (v1 zstd) | Kodak PSNR | faces RMSE |",
+        "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for m in models:
         if m["family"] not in ("what+where", "natural", "faces"):
@@ -276,9 +276,12 @@ def write_manifest_tables() -> None:
         kodak = str(f.get("dataset", "")).startswith("kodak")
         v1 = f" ({f['v1_zstd_bpp']})" if kodak and f.get("v1_zstd_bpp") else ""
         rung = LADDER.index(m["name"]) + 1 if m["name"] in LADDER else "-"
+        spec = m.get("what") or read_metadata((models_dir() / m["file"]).read_bytes())["config"].get("what")
+        what = f"{spec[0]}x{spec[0]}, {spec[1]}/{spec[2]}" if spec else "-"
+        trained = m["family"] + (f" ({m['variant_of']}'s weights)" if m.get("variant_of") else "")
         rows.append(
             f"| `{m['name']}`{' (default)' if m['name'] == DEFAULT_MODEL else ''} | {rung} | {tag(m['channels'])} | "
-            f"{m['family']} | {2 * m['switches_per_pixel']:.2f} | {(str(f['bpp']) + v1) if kodak else '-'} | "
+            f"{what} | {trained} | {2 * m['switches_per_pixel']:.2f} | {(str(f['bpp']) + v1) if kodak else '-'} | "
             f"{f['psnr'] if kodak else '-'} | {f.get('rmse', '-')} |"
         )
     body = (
@@ -296,6 +299,8 @@ def write_manifest_tables() -> None:
         "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for m in models:
+        if m.get("variant_of"):  # another model's file: its training row is that model's
+            continue
         t = m.get("training", {})
         vp = t.get("val_psnr")
         c = m.get("context_training") or {}
