@@ -30,7 +30,7 @@ def assemble(
     decoder_asset: str, coders: str | None, out: str | None, what: str | None = None, name: str | None = None
 ) -> Path:
     dec = load_model(decoder_asset)
-    context = table = None
+    context, table = dec.context, dec.table  # its own coders, unless --coders gives others
     record = dict(dec.meta.get("record", {}))
     config, name = dec.config, name or dec.name
     if what:  # the same decoder writing and reading another what part (e.g. finer blocks)

@@ -22,7 +22,6 @@ training images takes minutes on 2 cores (docs/TRAINING.md).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -160,13 +159,18 @@ def fit_tables(
         if workers > 1:
             import multiprocessing as mp
 
-            pool = mp.get_context("fork").Pool(workers)
-        with pool or contextlib.nullcontext():
-            for r in pool.imap(_fit_one, keys, chunksize=4) if pool else map(_fit_one, keys):
-                results.append(r)
-                if progress:
-                    progress("tables", len(results), len(keys))
+            pool = mp.get_context("fork").Pool(workers, initializer=_default_signals)
+        for r in pool.imap(_fit_one, keys, chunksize=4) if pool else map(_fit_one, keys):
+            results.append(r)
+            if progress:
+                progress("tables", len(results), len(keys))
+        if pool:  # the workers end on the pool's sentinel: Pool.terminate() could wait forever
+            pool.close()  # on a worker blocked on the task queue's lock, which terminate holds
+            pool.join()
+            pool = None
     finally:
+        if pool:  # an error or a signal: stop the workers at once
+            pool.terminate()
         _JOB.clear()
     T = len(keys)
     features = np.full((T, MAX_FEATURES), -1, np.int64)
@@ -179,6 +183,18 @@ def fit_tables(
             log(f"stage {s + 1} channel {c} phase {k}: features {feats}, {len(q)} rows")
     offsets = np.cumsum([0] + [len(by_t[t]) for t in range(T)])
     return TableModel(channels, features, offsets.astype(np.int64), np.concatenate([by_t[t] for t in range(T)]))
+
+
+def _default_signals() -> None:
+    """In a forked worker: the default actions for SIGINT, SIGTERM and SIGHUP, not the CLI's
+    handler (which would remove the parent's temporary files), so that ``Pool.terminate`` ends
+    it."""
+    import signal
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
 
 
 def fit_tables_asset(
