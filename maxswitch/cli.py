@@ -607,6 +607,15 @@ def _encode_default_output(path: str) -> str:
     default=None,
     help=f"zstd level for --coding zstd (default {ZSTD_LEVEL_DEFAULT}).",
 )
+@click.option(
+    "--what",
+    "what_choice",
+    type=click.Choice(["auto", "model"]),
+    default="auto",
+    show_default=True,
+    help="The what part of a what+where model's file: auto gives pictures that are mostly flat "
+    "(screenshots, charts: a third or more of their 8x8 blocks) 2x2 blocks, model keeps the model's own.",
+)
 @_common_tile
 @_common_threads
 @_common_max_pixels
@@ -625,6 +634,7 @@ def encode(
     force,
     coding,
     level,
+    what_choice,
     tile,
     threads,
     max_pixels,
@@ -666,6 +676,7 @@ def encode(
         tile=tile,
         threads=None if jobs > 1 else threads,  # with -j, one torch thread per file
         coding=coding,
+        what=what_choice,
     )
     for m in rungs:
         if coding == "context" and m.context is None:

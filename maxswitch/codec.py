@@ -28,6 +28,7 @@ from .errors import MaxswitchError
 from .networks.zoo import DEFAULT_MODEL, Model, ModelError, load_model
 
 CODINGS = ("auto", "context", "table", "zstd")
+WHAT_CHOICES = ("auto", "model")  # encode(what=...): the what part per picture, or the model's own
 
 
 class CodecError(MaxswitchError):
@@ -182,6 +183,7 @@ def encode(
     quality: int | None = None,
     progress=None,
     release_pixels: bool = False,
+    what: str = "auto",
 ) -> bytes:
     """Compress an image into a .msw byte string that holds only its switches.
 
@@ -201,6 +203,9 @@ def encode(
             tiles), from the threads that do it; for a progress bar.
         release_pixels: with a ``LoadedImage``, drop its pixels (``rgb`` becomes None) once the
             switches are computed, so that they are not held while the switches are coded.
+        what: for a what+where model, "auto" (the default: pictures that are mostly flat, such
+            as screenshots, get a what part of 2x2 blocks, ``what.for_picture``) or "model" (the
+            model's own what part for every picture).
 
     Returns:
         The complete file. The same image and model always give the same bytes.
@@ -214,6 +219,8 @@ def encode(
         model = model_for_quality(quality)
     m = _model(model or DEFAULT_MODEL)
     coding = coding or DEFAULT_CODING
+    if what not in WHAT_CHOICES:
+        raise CodecError(f"unknown what choice {what!r} (choose from {', '.join(WHAT_CHOICES)})")
     if coding not in CODINGS:
         raise CodecError(f"unknown payload coding {coding!r} (choose from {', '.join(CODINGS)})")
     if coding == "context" and m.context is None:
@@ -236,7 +243,7 @@ def encode(
         bit_depth=loaded.bit_depth,
         raw_size=fmt.raw_size(loaded.width, loaded.height, m.config.channels),
     )
-    wrap = _what_wrapper(m, loaded.rgb, codes)  # version 3: the what part beside the switches
+    wrap = _what_wrapper(m, loaded.rgb, codes, what)  # version 3: the what part beside the switches
     if release_pixels:
         loaded.rgb = None
     v2 = None
@@ -294,14 +301,17 @@ def _what_spec(m: Model):
     return WhatSpec(*m.config.what)
 
 
-def _what_wrapper(m: Model, rgb: np.ndarray, codes: list[np.ndarray]):
+def _what_wrapper(m: Model, rgb: np.ndarray, codes: list[np.ndarray], choice: str = "auto"):
     """``wrap(header, switch_payload) -> (header, payload)``: unchanged for switch-only models;
-    for a what model, the version-3 header and payload (the what part, the switches' checksum)."""
+    for a what model, the version-3 header and payload (the what part, the switches' checksum).
+    ``choice`` as ``encode``'s ``what``."""
     spec = _what_spec(m)
     if spec is None:
         return lambda h, payload: (h, payload)
     from .bitstream import parts, what
 
+    if choice == "auto":
+        spec = what.for_picture(spec, rgb)
     H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
     rgb = imagelib.pad_to_multiple(rgb)
     what_bytes, _ = what.encode(rgb, spec)
@@ -347,6 +357,7 @@ def encode_for_target(
     tile: int | None = None,
     threads: int | None = None,
     coding: str | None = None,
+    what: str = "auto",
 ) -> TargetPick:
     """Encode an image on the rung of the ladder that meets a target, chosen for this image.
 
@@ -364,7 +375,7 @@ def encode_for_target(
     Args:
         img: as ``encode``.
         ladder: model names, cheapest first (default ``config.LADDER``).
-        max_pixels, level, tile, threads, coding: as ``encode``, for every trial.
+        max_pixels, level, tile, threads, coding, what: as ``encode``, for every trial.
 
     Raises:
         CodecError: neither or both targets, or a target that is not positive.
@@ -382,7 +393,9 @@ def encode_for_target(
     x = imagelib.as_written(loaded.rgb, loaded.kind) if psnr is not None else None
     pick = None
     for q, name in enumerate(ladder, 1):
-        data = encode(loaded, name, max_pixels=max_pixels, level=level, tile=tile, threads=threads, coding=coding)
+        data = encode(
+            loaded, name, max_pixels=max_pixels, level=level, tile=tile, threads=threads, coding=coding, what=what
+        )
         rate = 8 * len(data) / (loaded.width * loaded.height)
         if bpp is not None:
             if rate > bpp:

@@ -382,3 +382,77 @@ def test_cli_info_shows_the_parts(wz, what_zoo, tmp_path):
     assert r.returncode == 0, r.stderr
     inf = json.loads(r.stdout)
     assert inf["format_version"] == 3 and inf["what"].startswith("8x8") and inf["what_bytes"] > 0
+
+
+def _screen(h=64, w=96):
+    """A screenshot-like picture: flat panels whose edges fall inside 8x8 blocks, a one-pixel
+    rule and a few dark glyph-like strokes."""
+    img = np.full((h, w, 3), (236, 236, 240), np.uint8)
+    img[5:27, 3:61] = (40, 90, 200)  # a blue panel, edges off the 8-pixel grid
+    img[35:60, 50:93] = (250, 250, 250)
+    img[31, :] = (120, 120, 120)
+    for x in range(55, 90, 6):
+        img[40:50, x : x + 2] = (20, 20, 20)
+    return img
+
+
+def test_flat_share_counts_whole_flat_blocks_in_any_row_chunking():
+    assert what.flat_share(np.full((40, 24, 3), 7, np.uint8)) == 1.0
+    noise = np.random.default_rng(0).integers(0, 256, (40, 24, 3), dtype=np.uint8)
+    assert what.flat_share(noise) == 0.0
+    assert what.flat_share(np.zeros((7, 100, 3), np.uint8)) == 0.0  # no whole 8x8 block
+    half = np.full((16, 16, 3), 9, np.uint8)
+    half[0, 0, 2] = 10  # one sample off: that block is not flat
+    assert what.flat_share(half) == 0.75
+    img = _screen(130, 77)  # partial blocks at the right and bottom edges are not counted
+    assert what.flat_share(img, rows=8) == what.flat_share(img) == what.flat_share(img, rows=64)
+
+
+def test_flat_pictures_get_2x2_blocks_and_photographs_keep_the_models():
+    coarse = what.WhatSpec(8, 4, 8)
+    assert what.for_picture(coarse, _screen()) == what.WhatSpec(2, 4, 8)
+    assert what.for_picture(what.WhatSpec(2, 8, 16), _screen()) == what.WhatSpec(2, 4, 8)
+    assert what.for_picture(what.WhatSpec(4, 2, 4), _screen()) == what.WhatSpec(2, 2, 4)  # never coarser
+    from PIL import Image
+
+    photo = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    assert what.flat_share(photo) < what.FLAT_SHARE
+    assert what.for_picture(coarse, photo) == coarse
+
+
+def test_encode_what_auto_writes_a_finer_part_for_a_flat_picture(wz):
+    img = _screen()
+    auto, own = maxswitch.encode(img, wz), maxswitch.encode(img, wz, what="model")
+    assert parts.split(fmt.read(auto)[1]).spec == what.WhatSpec(2, 4, 8)
+    assert parts.split(fmt.read(own)[1]).spec == SPEC
+    assert maxswitch.codec.parse(auto).codes[0].tobytes() == maxswitch.codec.parse(own).codes[0].tobytes()
+    assert maxswitch.decode_array(auto)[0].shape == img.shape
+    assert maxswitch.encode(EXAMPLE, wz) == maxswitch.encode(EXAMPLE, wz, what="model")  # a photograph: as before
+    with pytest.raises(maxswitch.codec.CodecError, match="what choice"):
+        maxswitch.encode(img, wz, what="fine")
+
+
+def test_the_shipped_default_decodes_a_flat_picture_better_with_its_finer_part():
+    # the trained default rung: 2x2 blocks put the panels' edges back where 8x8 means blur them
+    from maxswitch.evaluation import metrics
+
+    img = _screen()
+    auto, own = maxswitch.encode(img), maxswitch.encode(img, what="model")
+    a, o = maxswitch.decode_array(auto)[0], maxswitch.decode_array(own)[0]
+    assert metrics.psnr(img, a) > metrics.psnr(img, o) + 1  # measured: 22.6 against 21.2 dB
+
+
+def test_cli_encode_what_choice(wz, what_zoo, tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "screen.png"
+    Image.fromarray(_screen()).save(src)
+    env = {"MAXSWITCH_MODELS": str(what_zoo)}
+    for choice, factor in [(None, "2x2"), ("auto", "2x2"), ("model", "8x8")]:
+        out = tmp_path / f"{choice}.msw"
+        r = run_cli("encode", src, out, "-m", wz, *(["--what", choice] if choice else []), "--quiet", env=env)
+        assert r.returncode == 0, r.stderr
+        r = run_cli("info", out, "--json", env=env)
+        assert json.loads(r.stdout)["what"].startswith(factor)
+    r = run_cli("encode", src, tmp_path / "x.msw", "-m", wz, "--what", "fine", env=env)
+    assert r.returncode == 2 and b"--what" in r.stderr and not (tmp_path / "x.msw").exists()

@@ -60,6 +60,43 @@ class WhatSpec:
         return -(-padded_h // f), -(-padded_w // f)
 
 
+FLAT_SHARE = 0.35  # pictures with at least this share of flat 8x8 blocks get FLAT_SPEC (``for_picture``)
+FLAT_SPEC_STEPS = (4, 8)  # the coarsest steps a flat picture's what part keeps
+
+
+def flat_share(rgb: np.ndarray, rows: int = 512) -> float:
+    """The share of an image's whole 8x8 blocks whose 64 pixels are all equal (every channel), in
+    [0, 1]; 0 for an image with no whole block. uint8 (H, W, 3); ``rows`` pixel rows at a time,
+    so that a large picture needs no full-size temporary."""
+    H, W = rgb.shape[0] // 8 * 8, rgb.shape[1] // 8 * 8
+    if H == 0 or W == 0:
+        return 0.0
+    flat = 0
+    for y in range(0, H, rows):
+        r = rgb[y : min(y + rows, H), :W]
+        r = r.reshape(r.shape[0] // 8, 8, W // 8, 8, -1)
+        flat += int((r == r[:, :1, :, :1]).all(axis=(1, 3, 4)).sum())
+    return flat / ((H // 8) * (W // 8))
+
+
+def for_picture(spec: WhatSpec, rgb: np.ndarray) -> WhatSpec:
+    """The what part an encoder writes for this picture with a model whose own is ``spec``
+    (``codec.encode(..., what="auto")``, the default).
+
+    A picture with at least ``FLAT_SHARE`` of flat 8x8 blocks (screenshots, charts, slides:
+    0.39 to 0.82 for five of the six test screens, at most 0.28 over BSDS500's 500 photographs
+    and 0.07 over Kodak's) gets 2x2 blocks with steps no coarser than ``FLAT_SPEC_STEPS``: flat
+    areas cost almost nothing at any block size, while the switches, all ties there, cannot
+    place the panels' edges and text that 8x8 means blur (docs/RESULTS.md, "Synthetic content:
+    screens"). Any other picture keeps ``spec``. Decoders read the block size and steps from the
+    file, so nothing changes for them.
+    """
+    if flat_share(rgb) < FLAT_SHARE:
+        return spec
+    sy, sc = FLAT_SPEC_STEPS
+    return WhatSpec(min(FACTORS), min(spec.step_y, sy), min(spec.step_c, sc))
+
+
 def level3_picture(pic: np.ndarray, factor: int) -> np.ndarray:
     """The picture a what decoder's level 3 reads, uint8 (..., 3, H/8, W/8), from a file's what
     picture uint8 (..., 3, H/F, W/F) of block size F = 2, 4 or 8: the rounded means of its
