@@ -84,8 +84,8 @@ def for_picture(spec: WhatSpec, rgb: np.ndarray) -> WhatSpec:
     (``codec.encode(..., what="auto")``, the default).
 
     A picture with at least ``FLAT_SHARE`` of flat 8x8 blocks (screenshots, charts, slides:
-    0.39 to 0.82 for five of the six test screens, at most 0.28 over BSDS500's 500 photographs
-    and 0.07 over Kodak's) gets 2x2 blocks with steps no coarser than ``FLAT_SPEC_STEPS``: flat
+    0.39 to 0.82 for five of the six test screens; at most 0.28 over BSDS500's 500 photographs,
+    0.07 over Kodak's; 5 of LFW's 1,917 faces, with black borders, cross it) gets 2x2 blocks with steps no coarser than ``FLAT_SPEC_STEPS``: flat
     areas cost almost nothing at any block size, while the switches, all ties there, cannot
     place the panels' edges and text that 8x8 means blur (docs/RESULTS.md, "Synthetic content:
     screens"). Any other picture keeps ``spec``. Decoders read the block size and steps from the
