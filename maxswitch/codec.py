@@ -204,8 +204,9 @@ def encode(
         release_pixels: with a ``LoadedImage``, drop its pixels (``rgb`` becomes None) once the
             switches are computed, so that they are not held while the switches are coded.
         what: for a what+where model, "auto" (the default: pictures that are mostly flat, such
-            as screenshots, get a what part of 2x2 blocks, ``what.for_picture``) or "model" (the
-            model's own what part for every picture).
+            as screenshots, get the model's decoder for flat pictures where its manifest entry
+            names one, else a what part of 2x2 blocks: ``_for_picture``) or "model" (the model
+            and its own what part for every picture).
 
     Returns:
         The complete file. The same image and model always give the same bytes.
@@ -227,10 +228,11 @@ def encode(
         raise CodecError(f"model {m.name} has no context model; use the zstd coding")
     if coding == "table" and m.table is None:
         raise CodecError(f"model {m.name} has no context tables; use the context or zstd coding")
+    loaded = _as_loaded(img, max_pixels)
+    m, spec = _for_picture(m, loaded.rgb, what, coding)
     learned = None if coding == "zstd" else "table" if coding == "table" else "context"
     if coding == "auto":
         learned = "table" if m.table is not None else "context" if m.context is not None else None
-    loaded = _as_loaded(img, max_pixels)
     step = _Steps(progress, loaded.height, loaded.width, tile, learned is not None, coding in ("table", "context"))
     codes = compute_switches(m, loaded.rgb, tile, progress=step)  # pads to multiples of 8 tile by tile
     base = dict(
@@ -243,7 +245,7 @@ def encode(
         bit_depth=loaded.bit_depth,
         raw_size=fmt.raw_size(loaded.width, loaded.height, m.config.channels),
     )
-    wrap = _what_wrapper(m, loaded.rgb, codes, what)  # version 3: the what part beside the switches
+    wrap = _what_wrapper(spec, loaded.rgb, codes)  # version 3: the what part beside the switches
     if release_pixels:
         loaded.rgb = None
     v2 = None
@@ -301,17 +303,37 @@ def _what_spec(m: Model):
     return WhatSpec(*m.config.what)
 
 
-def _what_wrapper(m: Model, rgb: np.ndarray, codes: list[np.ndarray], choice: str = "auto"):
-    """``wrap(header, switch_payload) -> (header, payload)``: unchanged for switch-only models;
-    for a what model, the version-3 header and payload (the what part, the switches' checksum).
-    ``choice`` as ``encode``'s ``what``."""
+def _for_picture(m: Model, rgb: np.ndarray, choice: str, coding: str):
+    """The model and what part (a ``what.WhatSpec``, None for switch-only models) that ``encode``
+    writes this picture with: ``m`` and its own what part, except with ``choice`` "auto" for a
+    mostly flat picture (``what.flat_share``), which gets the model's manifest ``flat_model``
+    (a decoder trained on such pictures, when it has the coding asked for) and its what part, or
+    else ``m`` with 2x2 blocks (``what.for_picture``)."""
     spec = _what_spec(m)
+    if spec is None or choice != "auto":
+        return m, spec
+    from .bitstream import what
+    from .networks.zoo import shipped
+
+    if what.flat_share(rgb) < what.FLAT_SHARE:
+        return m, spec
+    entry = shipped(m.name)
+    flat = entry.get("flat_model") if entry and entry.get("sha256") == m.sha256 else None
+    if flat:
+        f = _model(flat)
+        if not ((coding == "context" and f.context is None) or (coding == "table" and f.table is None)):
+            return f, _what_spec(f)
+    return m, what.flat_spec(spec)
+
+
+def _what_wrapper(spec, rgb: np.ndarray, codes: list[np.ndarray]):
+    """``wrap(header, switch_payload) -> (header, payload)``: unchanged for switch-only models
+    (``spec`` None); else the version-3 header and payload (the what part ``spec`` of ``rgb``,
+    the switches' checksum)."""
     if spec is None:
         return lambda h, payload: (h, payload)
     from .bitstream import parts, what
 
-    if choice == "auto":
-        spec = what.for_picture(spec, rgb)
     H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
     rgb = imagelib.pad_to_multiple(rgb)
     what_bytes, _ = what.encode(rgb, spec)

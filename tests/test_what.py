@@ -456,3 +456,36 @@ def test_cli_encode_what_choice(wz, what_zoo, tmp_path):
         assert json.loads(r.stdout)["what"].startswith(factor)
     r = run_cli("encode", src, tmp_path / "x.msw", "-m", wz, "--what", "fine", env=env)
     assert r.returncode == 2 and b"--what" in r.stderr and not (tmp_path / "x.msw").exists()
+
+
+@pytest.fixture
+def flat_zoo(what_zoo, tmp_path, monkeypatch):
+    """The tiny what zoo, where tiny-what-4-6-8 names a decoder for flat pictures,
+    tiny-what-4-6-8-flat (here the same weights, writing 2x2 blocks, steps 2/4)."""
+    import shutil
+
+    d = tmp_path / "zoo"
+    shutil.copytree(what_zoo, d)
+    man = json.loads((d / "manifest.json").read_text())
+    base = next(e for e in man["models"] if e["name"] == "tiny-what-4-6-8")
+    base["flat_model"] = "tiny-what-4-6-8-flat"
+    man["models"].append({**base, "name": "tiny-what-4-6-8-flat", "variant_of": "tiny-what-4-6-8", "what": [2, 2, 4]})
+    del man["models"][-1]["flat_model"]
+    (d / "manifest.json").write_text(json.dumps(man))
+    monkeypatch.setenv("MAXSWITCH_MODELS", str(d))
+    monkeypatch.setattr(zoo, "_LOADED", {})
+    return d
+
+
+def test_a_model_with_a_flat_decoder_hands_flat_pictures_to_it(flat_zoo):
+    img = _screen()
+    data = maxswitch.encode(img, "tiny-what-4-6-8")
+    h, payload = fmt.read(data)
+    assert h.model == "tiny-what-4-6-8-flat" and parts.split(payload).spec == what.WhatSpec(2, 2, 4)
+    assert maxswitch.decode_array(data)[0].shape == img.shape
+    own = maxswitch.encode(img, "tiny-what-4-6-8", what="model")
+    assert fmt.read(own)[0].model == "tiny-what-4-6-8"
+    assert fmt.read(maxswitch.encode(EXAMPLE, "tiny-what-4-6-8"))[0].model == "tiny-what-4-6-8"  # a photograph
+    other = maxswitch.encode(img, "tiny-what-4-6-8-f4")  # no flat decoder named: 2x2 blocks of its own
+    assert fmt.read(other)[0].model == "tiny-what-4-6-8-f4"
+    assert parts.split(fmt.read(other)[1]).spec == what.WhatSpec(2, 4, 8)

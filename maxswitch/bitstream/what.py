@@ -60,7 +60,7 @@ class WhatSpec:
         return -(-padded_h // f), -(-padded_w // f)
 
 
-FLAT_SHARE = 0.35  # pictures with at least this share of flat 8x8 blocks get FLAT_SPEC (``for_picture``)
+FLAT_SHARE = 0.35  # pictures with at least this share of flat 8x8 blocks get ``flat_spec`` (``for_picture``)
 FLAT_SPEC_STEPS = (4, 8)  # the coarsest steps a flat picture's what part keeps
 
 
@@ -79,9 +79,17 @@ def flat_share(rgb: np.ndarray, rows: int = 512) -> float:
     return flat / ((H // 8) * (W // 8))
 
 
+def flat_spec(spec: WhatSpec) -> WhatSpec:
+    """The what part a flat picture gets from a model whose own is ``spec`` (``for_picture``):
+    2x2 blocks, steps no coarser than ``FLAT_SPEC_STEPS``."""
+    sy, sc = FLAT_SPEC_STEPS
+    return WhatSpec(min(FACTORS), min(spec.step_y, sy), min(spec.step_c, sc))
+
+
 def for_picture(spec: WhatSpec, rgb: np.ndarray) -> WhatSpec:
-    """The what part an encoder writes for this picture with a model whose own is ``spec``
-    (``codec.encode(..., what="auto")``, the default).
+    """The what part an encoder writes for this picture with a model whose own is ``spec`` and
+    that has no decoder of its own for flat pictures (``codec.encode(..., what="auto")``, the
+    default; a shipped model's manifest entry may name one, ``flat_model``).
 
     A picture with at least ``FLAT_SHARE`` of flat 8x8 blocks (screenshots, charts, slides:
     0.39 to 0.82 for five of the six test screens; at most 0.28 over BSDS500's 500 photographs,
@@ -91,10 +99,7 @@ def for_picture(spec: WhatSpec, rgb: np.ndarray) -> WhatSpec:
     screens"). Any other picture keeps ``spec``. Decoders read the block size and steps from the
     file, so nothing changes for them.
     """
-    if flat_share(rgb) < FLAT_SHARE:
-        return spec
-    sy, sc = FLAT_SPEC_STEPS
-    return WhatSpec(min(FACTORS), min(spec.step_y, sy), min(spec.step_c, sc))
+    return spec if flat_share(rgb) < FLAT_SHARE else flat_spec(spec)
 
 
 def level3_picture(pic: np.ndarray, factor: int) -> np.ndarray:
