@@ -313,17 +313,24 @@ def _for_picture(m: Model, rgb: np.ndarray, choice: str, coding: str):
     if spec is None or choice != "auto":
         return m, spec
     from .bitstream import what
-    from .networks.zoo import shipped
 
     if what.flat_share(rgb) < what.FLAT_SHARE:
         return m, spec
-    entry = shipped(m.name)
-    flat = entry.get("flat_model") if entry and entry.get("sha256") == m.sha256 else None
+    flat = _flat_model(m)
     if flat:
         f = _model(flat)
         if not ((coding == "context" and f.context is None) or (coding == "table" and f.table is None)):
             return f, _what_spec(f)
     return m, what.flat_spec(spec)
+
+
+def _flat_model(m: Model) -> str | None:
+    """The name of the decoder for flat pictures that shipped model ``m``'s manifest entry names
+    (``flat_model``), or None."""
+    from .networks.zoo import shipped
+
+    entry = shipped(m.name)
+    return entry.get("flat_model") if entry and entry.get("sha256") == m.sha256 else None
 
 
 def _what_wrapper(spec, rgb: np.ndarray, codes: list[np.ndarray]):
@@ -516,7 +523,9 @@ def resolve_model(h: fmt.Header, model=None) -> Model:
     """The model that decodes a file: ``model`` if given, else the shipped model the file names.
 
     A file is never decoded by a model it does not name unless the caller passes one: a
-    shipped model of another name that happens to share the encoder is not substituted.
+    shipped model of another name that happens to share the encoder is not substituted. A file
+    that names the decoder for flat pictures of the model passed (``_for_picture``) is decoded by
+    that decoder, as ``encode`` with that model wrote it.
 
     Raises:
         ModelError: the model is not shipped, or its encoder (or, for context-coded files,
@@ -533,6 +542,8 @@ def resolve_model(h: fmt.Header, model=None) -> Model:
         m = load_model(h.model)
     else:
         m = _model(model)
+        if h.model != m.name and h.model == _flat_model(m):  # a flat picture that m handed on
+            m = load_model(h.model)
     if not m.encoder_digest.startswith(h.encoder_digest.hex()):
         raise ModelError(
             f"model {m.name} has a different encoder than the one that made this file "

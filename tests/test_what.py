@@ -489,3 +489,21 @@ def test_a_model_with_a_flat_decoder_hands_flat_pictures_to_it(flat_zoo):
     other = maxswitch.encode(img, "tiny-what-4-6-8-f4")  # no flat decoder named: 2x2 blocks of its own
     assert fmt.read(other)[0].model == "tiny-what-4-6-8-f4"
     assert parts.split(fmt.read(other)[1]).spec == what.WhatSpec(2, 4, 8)
+
+
+def test_decoding_with_the_model_that_encoded_uses_its_flat_decoder(flat_zoo, monkeypatch):
+    # bench, encode --target-psnr and scripts decode with the model they encoded with; a file
+    # that model handed to its flat decoder must be decoded by that decoder
+    from maxswitch.networks.nets import WhatDecoder
+
+    img = _screen()
+    data = maxswitch.encode(img, "tiny-what-4-6-8")
+    used = []
+    real = maxswitch.codec.load_model
+    monkeypatch.setattr(maxswitch.codec, "load_model", lambda name: used.append(name) or real(name))
+    a = maxswitch.decode_array(data, "tiny-what-4-6-8")[0]
+    assert used[-1] == "tiny-what-4-6-8-flat"
+    assert np.array_equal(a, maxswitch.decode_array(data)[0])
+    assert isinstance(zoo.load_model("tiny-what-4-6-8-flat").decoder, WhatDecoder)
+    with pytest.raises(zoo.ModelError):  # any other model still refuses a file it does not name
+        maxswitch.decode_array(data, "tiny-4-6-8")
