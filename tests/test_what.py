@@ -507,3 +507,28 @@ def test_decoding_with_the_model_that_encoded_uses_its_flat_decoder(flat_zoo, mo
     assert isinstance(zoo.load_model("tiny-what-4-6-8-flat").decoder, WhatDecoder)
     with pytest.raises(zoo.ModelError):  # any other model still refuses a file it does not name
         maxswitch.decode_array(data, "tiny-4-6-8")
+
+
+def test_set_flat_model_writes_checks_and_survives_register(what_zoo, tmp_path, monkeypatch):
+    import shutil
+
+    d = tmp_path / "zoo"
+    shutil.copytree(what_zoo, d)
+    man = json.loads((d / "manifest.json").read_text())
+    for e in man["models"]:  # what register's sort reads
+        e["switches_per_pixel"] = 1.0
+    (d / "manifest.json").write_text(json.dumps(man))
+    monkeypatch.setenv("MAXSWITCH_MODELS", str(d))
+    monkeypatch.setattr(zoo, "_LOADED", {})
+    zoo.set_flat_model("tiny-what-4-6-8", "tiny-what-4-6-8-f2")
+    assert zoo.shipped("tiny-what-4-6-8")["flat_model"] == "tiny-what-4-6-8-f2"
+    assert fmt.read(maxswitch.encode(_screen(), "tiny-what-4-6-8"))[0].model == "tiny-what-4-6-8-f2"
+    zoo.register(d / "tiny-what-4-6-8.safetensors", "test", "made in a test")
+    assert zoo.shipped("tiny-what-4-6-8")["flat_model"] == "tiny-what-4-6-8-f2"
+    for name, flat in [("tiny-4-6-8", "tiny-what-4-6-8-f2"), ("tiny-what-4-6-8-f4", "tiny-4-6-8"), ("x", None)]:
+        with pytest.raises(zoo.ModelError, match="what\\+where model"):
+            zoo.set_flat_model(name, flat)
+    with pytest.raises(zoo.ModelError):  # a flat model does not hand on again
+        zoo.set_flat_model("tiny-what-4-6-8-f4", "tiny-what-4-6-8")
+    zoo.set_flat_model("tiny-what-4-6-8", None)
+    assert "flat_model" not in zoo.shipped("tiny-what-4-6-8")

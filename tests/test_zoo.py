@@ -23,6 +23,9 @@ def test_manifest_lists_the_default_model_and_every_file_matches():
         meta = zoo.read_metadata(data)
         assert meta["name"] == m.get("variant_of", m["name"]) and meta["encoder_digest"] == m["encoder_digest"]
         assert list(meta["config"]["channels"]) == m["channels"]
+        if m.get("flat_model"):  # the what+where model its flat pictures go to
+            flat = zoo.shipped(m["flat_model"])
+            assert m["decoder"] == flat["decoder"] == "what" and not flat.get("flat_model")
         if m.get("variant_of"):  # another model's file with its own what part
             src = zoo.shipped(m["variant_of"])
             assert src["file"] == m["file"] and src["sha256"] == m["sha256"] and src["version"] == m["version"]

@@ -406,7 +406,8 @@ def register_variant(source: str, name: str, what: tuple, figures: dict | None =
         raise ModelError(f"unknown model {source!r}")
     if not valid_name(name):
         raise ModelError(f"model name {name!r} must match {_NAME_RE.pattern}")
-    entry = {k: v for k, v in src.items() if k not in ("figures", "training", "context_training", "table_training")}
+    skip = ("figures", "training", "context_training", "table_training", "flat_model")
+    entry = {k: v for k, v in src.items() if k not in skip}
     entry.update(name=name, variant_of=source, what=[int(v) for v in what], figures=figures or {})
     _variant(load_model(source), entry)  # refused here if the decoder cannot read it
 
@@ -417,6 +418,30 @@ def register_variant(source: str, name: str, what: tuple, figures: dict | None =
 
     edit_manifest(add)
     return entry
+
+
+def set_flat_model(name: str, flat: str | None) -> None:
+    """Name in shipped what+where model ``name``'s manifest entry the shipped what+where model
+    ``flat`` that encodes and decodes its mostly flat pictures (``codec._for_picture``: screens,
+    charts), or remove it (``flat`` None). ``register`` keeps it."""
+
+    def what_model(n: str) -> bool:
+        return shipped(n) is not None and load_model(n).config.decoder == "what"
+
+    if not what_model(name):
+        raise ModelError(f"{name!r} is not a shipped what+where model")
+    if flat is not None and (not what_model(flat) or shipped(flat).get("flat_model")):
+        raise ModelError(f"{flat!r} is not a shipped what+where model without a flat model of its own")
+
+    def put(man: dict) -> dict:
+        for m in man["models"]:
+            if m["name"] == name:
+                m.pop("flat_model", None)
+                if flat is not None:
+                    m["flat_model"] = flat
+        return man
+
+    edit_manifest(put)
 
 
 def asset_path(name_or_path: str) -> Path:
@@ -487,6 +512,8 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
         "table_training": rec.get("table"),
         "figures": figures if figures is not None else (shipped(meta["name"]) or {}).get("figures", {}),
     }
+    if (shipped(meta["name"]) or {}).get("flat_model"):  # set by set_flat_model, kept
+        entry["flat_model"] = shipped(meta["name"])["flat_model"]
 
     def add(man: dict) -> dict:
         models = [m for m in man.get("models", []) if m["name"] != entry["name"]] + [entry]
