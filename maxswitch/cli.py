@@ -745,7 +745,9 @@ def encode(
                 quiet,
                 f"{_oneline(inp)}: {inf['width']}x{inf['height']} -> {inf['file_bytes']} bytes, "
                 f"{inf['bpp']:.4f} bpp, {inf['bits_per_switch']:.3f} bits/switch, model {inf['model']}, "
-                f"{inf['coding']}" + (f", {rung}" if targeted else ""),
+                f"{inf['coding']}"
+                + (f", what {inf['what'].split()[0]}" if "what" in inf else "")
+                + (f", {rung}" if targeted else ""),
             )
 
     _make_output_dir(output_dir)

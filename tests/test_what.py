@@ -450,8 +450,8 @@ def test_cli_encode_what_choice(wz, what_zoo, tmp_path):
     env = {"MAXSWITCH_MODELS": str(what_zoo)}
     for choice, factor in [(None, "2x2"), ("auto", "2x2"), ("model", "8x8")]:
         out = tmp_path / f"{choice}.msw"
-        r = run_cli("encode", src, out, "-m", wz, *(["--what", choice] if choice else []), "--quiet", env=env)
-        assert r.returncode == 0, r.stderr
+        r = run_cli("encode", src, out, "-m", wz, *(["--what", choice] if choice else []), env=env)
+        assert r.returncode == 0 and f", what {factor}".encode() in r.stderr, r.stderr
         r = run_cli("info", out, "--json", env=env)
         assert json.loads(r.stdout)["what"].startswith(factor)
     r = run_cli("encode", src, tmp_path / "x.msw", "-m", wz, "--what", "fine", env=env)
