@@ -73,3 +73,22 @@ def test_rate_increases_strictly_on_the_example_picture():
     rgb = np.asarray(Image.open(EXAMPLE).convert("RGB"))
     rates, _ = _means([rgb])
     assert all(a < b for a, b in zip(rates, rates[1:])), rates
+
+
+def test_on_mostly_flat_pictures_the_ladder_never_goes_down():
+    """Screens (examples/screens.py's test pictures, mostly flat): rungs 1 to 3 hand them to the
+    flat decoder (one file for the three), rungs 4 and 5 keep their weights with 2x2 blocks; rate
+    and PSNR never decrease along the ladder."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import screens
+
+    images = [np.asarray(screens.SCREENS[n]()) for n in ("window", "sheet", "chart")]
+    flat = zoo.shipped(LADDER[0]).get("flat_model")
+    assert flat and [zoo.shipped(n).get("flat_model") for n in LADDER] == [flat] * 3 + [None] * 2
+    assert {maxswitch.info(maxswitch.encode(images[0], n))["model"] for n in LADDER[:3]} == {flat}
+    rates, psnrs = _means(images)
+    assert all(a <= b for a, b in zip(rates, rates[1:])), rates
+    assert all(a <= b for a, b in zip(psnrs, psnrs[1:])), psnrs
+    assert psnrs[-1] > psnrs[0]
