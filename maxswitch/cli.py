@@ -614,7 +614,8 @@ def _encode_default_output(path: str) -> str:
     default="auto",
     show_default=True,
     help="The what part of a what+where model's file: auto gives pictures that are mostly flat "
-    "(screenshots, charts: a third or more of their 8x8 blocks) 2x2 blocks, model keeps the model's own.",
+    "(screenshots, charts: 35% or more of their 8x8 blocks) 2x2 blocks and, where the model names one, "
+    "its decoder for flat pictures; model keeps the model and its own what part.",
 )
 @_common_tile
 @_common_threads
