@@ -709,7 +709,7 @@ def encode(
         with _open_input(inp, "an image") as src:
             loaded = load_image(src, kw["max_pixels"])
         if loaded.dropped:
-            notes = ["a .msw file holds switches only"]
+            notes = ["a .msw file keeps RGB or grey pixels only"]
             notes += ["transparent pixels decode opaque"] if "alpha" in loaded.dropped else []
             notes += ["colours decode as sRGB"] if "ICC profile" in loaded.dropped else []
             what = ", ".join(loaded.dropped[:-1]) + " and " * (len(loaded.dropped) > 1) + loaded.dropped[-1]
