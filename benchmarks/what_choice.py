@@ -4,7 +4,7 @@
 
 For every model (a shipped name or an asset path, e.g. an unshipped training result) and every what
 choice: the mean over the folder's images of bpp (whole file), PSNR, 16x16 block PSNR, and how many
-files got a what part other than the model's own (``what.for_picture``: pictures with many flat 8x8
+files got a what part other than the model's own (``codec._for_picture``: pictures with many flat 8x8
 blocks). One process, library calls; ``maxswitch bench`` measures the default choice beside JPEG and
 WebP, this script the choice itself. docs/RESULTS.md ("Synthetic content: screens") quotes it.
 """

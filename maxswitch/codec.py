@@ -185,7 +185,8 @@ def encode(
     release_pixels: bool = False,
     what: str = "auto",
 ) -> bytes:
-    """Compress an image into a .msw byte string that holds only its switches.
+    """Compress an image into a .msw byte string: its switches and, for a what+where model, its
+    what part.
 
     Args:
         img: a path, encoded image bytes, a PIL image or a uint8 array (H, W, 3).
@@ -306,15 +307,15 @@ def _what_spec(m: Model):
 def _for_picture(m: Model, rgb: np.ndarray, choice: str, coding: str):
     """The model and what part (a ``what.WhatSpec``, None for switch-only models) that ``encode``
     writes this picture with: ``m`` and its own what part, except with ``choice`` "auto" for a
-    mostly flat picture (``what.flat_share``), which gets the model's manifest ``flat_model``
-    (a decoder trained on such pictures, when it has the coding asked for) and its what part, or
-    else ``m`` with 2x2 blocks (``what.for_picture``)."""
+    mostly flat picture (``what.is_flat``), which gets the model's manifest ``flat_model`` (a
+    decoder trained on such pictures, when it has the coding asked for) and its what part, or
+    else ``m`` with 2x2 blocks (``what.flat_spec``)."""
     spec = _what_spec(m)
     if spec is None or choice != "auto":
         return m, spec
     from .bitstream import what
 
-    if what.flat_share(rgb) < what.FLAT_SHARE:
+    if not what.is_flat(rgb):
         return m, spec
     flat = _flat_model(m)
     if flat:

@@ -409,15 +409,14 @@ def test_flat_share_counts_whole_flat_blocks_in_any_row_chunking():
 
 
 def test_flat_pictures_get_2x2_blocks_and_photographs_keep_the_models():
-    coarse = what.WhatSpec(8, 4, 8)
-    assert what.for_picture(coarse, _screen()) == what.WhatSpec(2, 4, 8)
-    assert what.for_picture(what.WhatSpec(2, 8, 16), _screen()) == what.WhatSpec(2, 4, 8)
-    assert what.for_picture(what.WhatSpec(4, 2, 4), _screen()) == what.WhatSpec(2, 2, 4)  # never coarser
+    assert what.is_flat(_screen())
+    assert what.flat_spec(what.WhatSpec(8, 4, 8)) == what.WhatSpec(2, 4, 8)
+    assert what.flat_spec(what.WhatSpec(2, 8, 16)) == what.WhatSpec(2, 4, 8)
+    assert what.flat_spec(what.WhatSpec(4, 2, 4)) == what.WhatSpec(2, 2, 4)  # never coarser
     from PIL import Image
 
     photo = np.asarray(Image.open(EXAMPLE).convert("RGB"))
-    assert what.flat_share(photo) < what.FLAT_SHARE
-    assert what.for_picture(coarse, photo) == coarse
+    assert what.flat_share(photo) < what.FLAT_SHARE and not what.is_flat(photo)
 
 
 def test_encode_what_auto_writes_a_finer_part_for_a_flat_picture(wz):

@@ -60,8 +60,8 @@ class WhatSpec:
         return -(-padded_h // f), -(-padded_w // f)
 
 
-FLAT_SHARE = 0.35  # pictures with at least this share of flat 8x8 blocks get ``flat_spec`` (``for_picture``)
-FLAT_SPEC_STEPS = (4, 8)  # the coarsest steps a flat picture's what part keeps
+FLAT_SHARE = 0.35  # pictures with at least this share of flat 8x8 blocks are "mostly flat" (``is_flat``)
+FLAT_SPEC_STEPS = (4, 8)  # the coarsest steps a flat picture's what part keeps (``flat_spec``)
 
 
 def flat_share(rgb: np.ndarray, rows: int = 512) -> float:
@@ -79,27 +79,22 @@ def flat_share(rgb: np.ndarray, rows: int = 512) -> float:
     return flat / ((H // 8) * (W // 8))
 
 
+def is_flat(rgb: np.ndarray) -> bool:
+    """Whether a picture is mostly flat: at least ``FLAT_SHARE`` of its 8x8 blocks are flat
+    (screenshots, charts, slides: 0.39 to 0.82 for five of the six test screens; at most 0.28
+    over BSDS500's 500 photographs, 0.07 over Kodak's; 5 of LFW's 1,917 faces, with black
+    borders, cross it). ``codec._for_picture`` gives such pictures a finer what part: flat areas
+    cost almost nothing at any block size, while the switches, all ties there, cannot place the
+    panels' edges and text that 8x8 means blur (docs/RESULTS.md, "Synthetic content: screens")."""
+    return flat_share(rgb) >= FLAT_SHARE
+
+
 def flat_spec(spec: WhatSpec) -> WhatSpec:
-    """The what part a flat picture gets from a model whose own is ``spec`` (``for_picture``):
-    2x2 blocks, steps no coarser than ``FLAT_SPEC_STEPS``."""
+    """The what part a mostly flat picture gets from a model whose own is ``spec`` and that names
+    no decoder for flat pictures: 2x2 blocks, steps no coarser than ``FLAT_SPEC_STEPS``. Decoders
+    read the block size and steps from the file, so nothing changes for them."""
     sy, sc = FLAT_SPEC_STEPS
     return WhatSpec(min(FACTORS), min(spec.step_y, sy), min(spec.step_c, sc))
-
-
-def for_picture(spec: WhatSpec, rgb: np.ndarray) -> WhatSpec:
-    """The what part an encoder writes for this picture with a model whose own is ``spec`` and
-    that has no decoder of its own for flat pictures (``codec.encode(..., what="auto")``, the
-    default; a shipped model's manifest entry may name one, ``flat_model``).
-
-    A picture with at least ``FLAT_SHARE`` of flat 8x8 blocks (screenshots, charts, slides:
-    0.39 to 0.82 for five of the six test screens; at most 0.28 over BSDS500's 500 photographs,
-    0.07 over Kodak's; 5 of LFW's 1,917 faces, with black borders, cross it) gets 2x2 blocks with steps no coarser than ``FLAT_SPEC_STEPS``: flat
-    areas cost almost nothing at any block size, while the switches, all ties there, cannot
-    place the panels' edges and text that 8x8 means blur (docs/RESULTS.md, "Synthetic content:
-    screens"). Any other picture keeps ``spec``. Decoders read the block size and steps from the
-    file, so nothing changes for them.
-    """
-    return spec if flat_share(rgb) < FLAT_SHARE else flat_spec(spec)
 
 
 def level3_picture(pic: np.ndarray, factor: int) -> np.ndarray:

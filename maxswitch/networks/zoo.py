@@ -475,6 +475,7 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
     cfg = meta["config"]
     chans = cfg["channels"]
     rec = meta.get("record", {})
+    old = shipped(meta["name"]) or {}
     entry = {
         "name": meta["name"],
         "version": meta["version"],
@@ -510,10 +511,10 @@ def register(asset: str | Path, family: str, data: str, figures: dict | None = N
         },
         "context_training": rec.get("context"),
         "table_training": rec.get("table"),
-        "figures": figures if figures is not None else (shipped(meta["name"]) or {}).get("figures", {}),
+        "figures": figures if figures is not None else old.get("figures", {}),
     }
-    if (shipped(meta["name"]) or {}).get("flat_model"):  # set by set_flat_model, kept
-        entry["flat_model"] = shipped(meta["name"])["flat_model"]
+    if old.get("flat_model"):  # set by set_flat_model, kept
+        entry["flat_model"] = old["flat_model"]
 
     def add(man: dict) -> dict:
         models = [m for m in man.get("models", []) if m["name"] != entry["name"]] + [entry]
