@@ -10,7 +10,7 @@ from conftest import EXAMPLE, make_image
 from maxswitch import codec
 from maxswitch.evaluation import metrics
 from maxswitch.networks import fastdecode, tiling, zoo
-from maxswitch.networks.nets import DirectDecoder, ModelConfig, WhatDecoder, build_decoder
+from maxswitch.networks.nets import DirectDecoder, ModelConfig, WhatDecoder, WhatFineDecoder, build_decoder
 
 pytest.importorskip("onnxruntime")
 
@@ -22,7 +22,7 @@ DIRECT = [
 WHAT = [
     m["name"]
     for m in zoo.manifest()["models"]
-    if m.get("decoder") == "what" and (zoo.models_dir() / m["file"]).is_file()
+    if m.get("decoder") in ("what", "what-fine") and (zoo.models_dir() / m["file"]).is_file()
 ]
 
 
@@ -95,24 +95,26 @@ def test_regions_and_tiles_match_the_torch_runner(size):
         assert np.abs(tiled.astype(int) - whole).max() <= 1, tile
 
 
-def _tiny_what():
-    cfg = ModelConfig((4, 6, 8), "what", (8, 12, 16), what=(8, 4, 8))
+def _tiny_what(kind="what"):
+    cfg = ModelConfig((4, 6, 8), kind, (8, 12, 16), what=(8, 4, 8))
     torch.manual_seed(1)
     dec = build_decoder(cfg).eval()
-    assert type(dec) is WhatDecoder
+    assert type(dec) is {"what": WhatDecoder, "what-fine": WhatFineDecoder}[kind]
     for p in dec.parameters():
         p.data.mul_(3.0)
     return cfg, dec
 
 
+@pytest.mark.parametrize("kind", ["what", "what-fine"])
 @pytest.mark.parametrize("factor", [8, 4, 2])
 @pytest.mark.parametrize("size", [(8, 8), (40, 24), (104, 136), (61, 97)])
-def test_what_regions_and_tiles_match_the_torch_runner(size, factor):
+def test_what_regions_and_tiles_match_the_torch_runner(size, factor, kind):
     """The fusion's block means and bilinear edges, tile by tile and at the image's edges, for
-    what pictures of 8, 4 and 2-pixel blocks."""
-    cfg, dec = _tiny_what()
+    what pictures of 8, 4 and 2-pixel blocks; a fine what decoder's level 1 reads its blocks at
+    its own scale in every tile."""
+    cfg, dec = _tiny_what(kind)
     runner = fastdecode.runner_for_module(dec)
-    assert runner is not None and runner.what
+    assert runner is not None and runner.what and runner.fine == (kind == "what-fine")
     H, W = (-(-v // 8) * 8 for v in size)
     rng = np.random.default_rng(sum(size) + 1)
     codes = [rng.integers(0, 4, (c, H >> (s + 1), W >> (s + 1)), dtype=np.uint8) for s, c in enumerate(cfg.channels)]
@@ -155,6 +157,16 @@ def test_decoders_it_does_not_handle_go_to_torch(monkeypatch):
     wsd = {k: v.numpy() for k, v in wdec.state_dict().items()}
     assert fastdecode.direct_weights(wcfg.channels, wsd, what=True) is not None
     assert fastdecode.direct_weights(wcfg.channels, wsd) is None
+    assert fastdecode.direct_weights(wcfg.channels, wsd, what=True, fine=True) is None  # level 1 lacks it
+
+    class FineWithMore(WhatFineDecoder):
+        pass
+
+    fcfg, fdec = _tiny_what("what-fine")
+    assert fastdecode.runner_for_module(FineWithMore(fcfg.channels, fcfg.widths)) is None
+    fsd = {k: v.numpy() for k, v in fdec.state_dict().items()}
+    assert fastdecode.direct_weights(fcfg.channels, fsd, what=True, fine=True) is not None
+    assert fastdecode.direct_weights(fcfg.channels, fsd, what=True) is None
     monkeypatch.setenv("MAXSWITCH_DECODER", "torch")
     assert fastdecode.runner_for_module(dec) is None
 

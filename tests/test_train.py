@@ -162,6 +162,28 @@ def test_decoder_setup_builds_the_config_and_recipe_the_cli_used_to(tmp_path):
     assert decoder_setup("m", out, checkpoint="c.ckpt", workers=0, threads=None).recipe.threads == 2
 
 
+def test_decoder_setup_starts_a_fine_what_decoder_from_a_what_decoder(tmp_path):
+    import torch
+
+    from maxswitch.networks.nets import WhatFineDecoder
+    from maxswitch.networks.zoo import load_model
+    from maxswitch.training.train import SettingError, decoder_setup
+
+    out = str(tmp_path / "m.safetensors")
+    kw = dict(arch="2,4,8", widths="64,48,32", what="2,4,8", encoder_from="what-2-4-8")
+    s = decoder_setup("m", out, decoder="what-fine", init_from="what-2-4-8", **kw)
+    assert s.config.decoder == "what-fine" and s.config.what == (2, 4, 8) and type(s.init) is WhatFineDecoder
+    src = load_model("what-2-4-8").decoder
+    codes = [torch.randint(0, 4, (1, c, 32 >> s, 32 >> s), dtype=torch.uint8) for s, c in enumerate((2, 4, 8))]
+    pic = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(s.init(codes, pic), src(codes, pic), atol=1e-5)  # it starts as its source
+    assert decoder_setup("m", out, decoder="direct", **kw).config.decoder == "what"  # --what alone: "what"
+    with pytest.raises(SettingError, match="needs --what") as e:
+        decoder_setup("m", out, decoder="what-fine", arch="2,4,8")
+    assert e.value.setting == "decoder"
+
+
 @pytest.mark.parametrize(
     "kw, setting",
     [

@@ -280,6 +280,35 @@ def test_what_decoder_fast_form_matches_its_forward():
         assert np.abs(out.astype(int) - ref).max() <= 1
 
 
+def test_fine_what_decoder_starts_as_its_what_decoder_and_reads_blocks_at_level_1():
+    from maxswitch.networks.nets import DirectDecoder, WhatDecoder, WhatFineDecoder
+
+    torch.manual_seed(2)
+    ch, wid = (4, 6, 8), (8, 8, 8)
+    dec = WhatDecoder.from_direct(DirectDecoder(ch, wid), ch, wid)
+    fine = WhatFineDecoder.from_what(dec, ch, wid)
+    H, W = 32, 48
+    codes = [torch.randint(0, 4, (1, c, H >> (s + 1), W >> (s + 1)), dtype=torch.uint8) for s, c in enumerate(ch)]
+    pic = torch.randint(0, 256, (1, 3, H // 2, W // 2), dtype=torch.uint8)
+    pic[0, :, 4, 4:6] = 100
+    with torch.no_grad():
+        # level 1's what input starts at zero (float sums in another order: not bit for bit)
+        assert torch.allclose(dec(codes, pic), fine(codes, pic), atol=1e-5)
+        fine.l1[0].weight[:, -3:].normal_(0, 0.5)
+        # two 2x2 blocks of one 8x8 block changed by +1 and -1: its mean stays, so the what
+        # decoder's network sees nothing new (level 3 reads the same means); the fine one does
+        other = pic.clone()
+        other[0, :, 4, 4], other[0, :, 4, 5] = 101, 99
+        undo = lambda d, p: d(codes, p) - nets_fuse_part(p)  # noqa: E731
+        assert torch.allclose(undo(dec, pic), undo(dec, other), atol=1e-5)
+        assert (undo(fine, pic) - undo(fine, other)).abs().max() > 1e-3
+
+
+def nets_fuse_part(pic):
+    """The what picture's own term of ``nets.fuse`` at F = 2: what each decode adds for it."""
+    return torch.nn.functional.interpolate(pic.float() / 255.0, scale_factor=2, mode="bilinear", align_corners=False)
+
+
 def test_fusion_puts_the_what_picture_into_flat_areas():
     # a flat red picture: every switch ties, only the what part says "red"; with the switch
     # path silenced (its last layer zero) the decode is the what picture, upsampled
@@ -460,16 +489,28 @@ def test_cli_encode_what_choice(wz, what_zoo, tmp_path):
 @pytest.fixture
 def flat_zoo(what_zoo, tmp_path, monkeypatch):
     """The tiny what zoo, where tiny-what-4-6-8 names a decoder for flat pictures,
-    tiny-what-4-6-8-flat (here the same weights, writing 2x2 blocks, steps 2/4)."""
+    tiny-what-4-6-8-flat: a fine what decoder (as the shipped one) from its weights, level 1's
+    what input away from zero, writing 2x2 blocks, steps 2/4."""
     import shutil
+
+    from maxswitch.networks.nets import ModelConfig, WhatFineDecoder
+    from maxswitch.networks.zoo import save_model
 
     d = tmp_path / "zoo"
     shutil.copytree(what_zoo, d)
     man = json.loads((d / "manifest.json").read_text())
     base = next(e for e in man["models"] if e["name"] == "tiny-what-4-6-8")
     base["flat_model"] = "tiny-what-4-6-8-flat"
-    man["models"].append({**base, "name": "tiny-what-4-6-8-flat", "variant_of": "tiny-what-4-6-8", "what": [2, 2, 4]})
-    del man["models"][-1]["flat_model"]
+    m = zoo.load_model(str(d / base["file"]))
+    fine = WhatFineDecoder.from_what(m.decoder, m.config.channels, m.config.widths)
+    with torch.no_grad():
+        fine.l1[0].weight[:, -3:].normal_(0, 0.5)
+    cfg = ModelConfig(m.config.channels, "what-fine", m.config.widths, encoder_seed=3, what=(2, 2, 4))
+    path = d / "tiny-what-4-6-8-flat.safetensors"
+    sha = save_model(path, "tiny-what-4-6-8-flat", 1, cfg, m.encoder, fine.eval(), context=m.context, table=m.table)
+    man["models"].append(
+        {"name": "tiny-what-4-6-8-flat", "version": 1, "file": path.name, "sha256": sha, "family": "test"}
+    )
     (d / "manifest.json").write_text(json.dumps(man))
     monkeypatch.setenv("MAXSWITCH_MODELS", str(d))
     monkeypatch.setattr(zoo, "_LOADED", {})
@@ -493,7 +534,8 @@ def test_a_model_with_a_flat_decoder_hands_flat_pictures_to_it(flat_zoo):
 def test_decoding_with_the_model_that_encoded_uses_its_flat_decoder(flat_zoo, monkeypatch):
     # bench, encode --target-psnr and scripts decode with the model they encoded with; a file
     # that model handed to its flat decoder must be decoded by that decoder
-    from maxswitch.networks.nets import WhatDecoder
+    from maxswitch.networks import fastdecode
+    from maxswitch.networks.nets import WhatFineDecoder
 
     img = _screen()
     data = maxswitch.encode(img, "tiny-what-4-6-8")
@@ -503,7 +545,12 @@ def test_decoding_with_the_model_that_encoded_uses_its_flat_decoder(flat_zoo, mo
     a = maxswitch.decode_array(data, "tiny-what-4-6-8")[0]
     assert used[-1] == "tiny-what-4-6-8-flat"
     assert np.array_equal(a, maxswitch.decode_array(data)[0])
-    assert isinstance(zoo.load_model("tiny-what-4-6-8-flat").decoder, WhatDecoder)
+    assert isinstance(zoo.load_model("tiny-what-4-6-8-flat").decoder, WhatFineDecoder)
+    if fastdecode.available():  # ONNX Runtime decodes it as torch does
+        monkeypatch.setenv("MAXSWITCH_DECODER", "onnx")
+        monkeypatch.setattr(zoo, "_LOADED", {})
+        assert np.abs(maxswitch.decode_array(data)[0].astype(int) - a).max() <= 1
+        assert fastdecode.runner_for(zoo.load_model("tiny-what-4-6-8-flat")).fine
     with pytest.raises(zoo.ModelError):  # any other model still refuses a file it does not name
         maxswitch.decode_array(data, "tiny-4-6-8")
 

@@ -6,7 +6,8 @@ ONNX graph of standard operators straight from the decoder's weights (numpy arra
 name, as a model asset holds them: ``l3.0.weight`` ...), and runs it with ONNX Runtime, which
 imports in about 0.15 s and 50 MB where torch takes about 2 s and 220 MB (docs/PERFORMANCE.md),
 and whose convolutions fuse their ReLU. ``nets.WhatDecoder`` (the what+where family) runs here
-too: its what picture joins level 3's input and the graph ends with its ``fuse``. Any other
+too: its what picture joins level 3's input and the graph ends with its ``fuse``; so does
+``nets.WhatFineDecoder``, whose level 1 also reads the what picture (``half_picture``). Any other
 decoder kind, or a decoder with other parameters, decodes with torch (``runner_for`` returns None); so does every decoder when
 ``onnxruntime`` is not installed or ``MAXSWITCH_DECODER=torch``, and, by default, in a process
 that has imported torch anyway (``codec.decoder_runner``).
@@ -81,21 +82,25 @@ def available() -> bool:
     return True
 
 
-def direct_weights(channels, weights: dict, what: bool = False) -> dict | None:
+def direct_weights(channels, weights: dict, what: bool = False, fine: bool = False) -> dict | None:
     """The weights as this module reads them if they are exactly a direct decoder's for this
     channel plan (conv 3x3, conv 3x3, conv 1x1 per level, widths read from the shapes), or with
-    ``what`` a what decoder's (level 3 reads 3 more channels, the what picture), else None."""
+    ``what`` a what decoder's (level 3 reads 3 more channels, the what picture), with ``fine``
+    too a fine what decoder's (level 1 as well), else None."""
     want = {f"{lv}.{i}.{p}" for lv in _LEVELS for i in (0, 2, 4) for p in ("weight", "bias")}
     if weights is None or set(weights) != want:
         return None
     w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
     c1, c2, c3 = channels
+    if fine and not what:
+        return None
     prev = WHAT_CHANNELS if what else 0
     for lv, c in zip(_LEVELS, (c3, c2, c1)):
         a, b, o = w[f"{lv}.0.weight"], w[f"{lv}.2.weight"], w[f"{lv}.4.weight"]
         width = a.shape[0]
+        extra = WHAT_CHANNELS if fine and lv == "l1" else 0
         if (
-            a.shape != ((width, 4 * c + prev, 3, 3) if lv == "l3" else (width, prev + 4 * c, 3, 3))
+            a.shape != ((width, 4 * c + prev, 3, 3) if lv == "l3" else (width, prev + 4 * c + extra, 3, 3))
             or b.shape != (width, width, 3, 3)
             or o.ndim != 4
             or o.shape[1:] != (width, 1, 1)
@@ -107,14 +112,15 @@ def direct_weights(channels, weights: dict, what: bool = False) -> dict | None:
     return w if prev == 3 else None
 
 
-def graph(channels, w: dict, what: bool = False, factor: int = WHAT_FACTOR) -> bytes:
+def graph(channels, w: dict, what: bool = False, factor: int = WHAT_FACTOR, fine: bool = False) -> bytes:
     """The ONNX model of a region (see the module docstring); inputs ``c3, c2, c1`` uint8
     (1, 4 C_s, h, w) the one-hot switches, ``s2, e2, s1, e1, so, eo`` int64 (2,) the crops of
     each level's upsampled output (rows, columns; the last one the output pixels of the region)
     and ``sp, ep`` (2,) the pixels kept, from ``sp`` to ``ep``; with ``what``, ``wn`` float
     (1, 3, h3, w3) level 3's picture under its input (``what / 255 - 0.5``) and ``wf`` float
     (1, 3, rows / F, columns / F) the file's what picture (0..255, blocks of ``factor`` = F
-    pixels) under the region's pixels.
+    pixels) under the region's pixels; with ``fine`` too, ``wh`` float (1, 3, h1, w1) level 1's
+    picture under its input (``half_picture``, as ``wn``).
     Output ``rgb`` uint8 (1, rows, columns, 3)."""
     nodes, inits = [], []
     inits += [og.tensor("axes", np.array([2, 3], np.int64))]
@@ -144,7 +150,8 @@ def graph(channels, w: dict, what: bool = False, factor: int = WHAT_FACTOR) -> b
             x = f"{lv}.in"
         if up is not None:  # the coarser level's output, cropped to this level's input, then its switches
             nodes.append(og.node("Slice", [up, f"s{3 - i}", f"e{3 - i}", "axes"], [f"{lv}.upc"]))
-            nodes.append(og.node("Concat", [f"{lv}.upc", x], [f"{lv}.in"], axis=1))
+            more = ["wh"] if fine and lv == "l1" else []  # a fine what decoder's level 1 reads it too
+            nodes.append(og.node("Concat", [f"{lv}.upc", x, *more], [f"{lv}.in"], axis=1))
             x = f"{lv}.in"
         nodes.append(og.node("Conv", [x, f"{lv}.wa", f"{lv}.ba"], [f"{lv}.y1"], **pads))
         nodes.append(og.node("Relu", [f"{lv}.y1"], [f"{lv}.r1"]))
@@ -177,6 +184,8 @@ def graph(channels, w: dict, what: bool = False, factor: int = WHAT_FACTOR) -> b
     if what:
         inputs += [og.value_info("wn", og.FLOAT, [1, WHAT_CHANNELS, "h3", "w3"])]
         inputs += [og.value_info("wf", og.FLOAT, [1, WHAT_CHANNELS, "hb", "wb"])]
+    if fine:
+        inputs += [og.value_info("wh", og.FLOAT, [1, WHAT_CHANNELS, "h1", "w1"])]
     outputs = [og.value_info("rgb", og.UINT8, [1, "rows", "cols", 3])]
     return og.model(nodes, inits, inputs, outputs)
 
@@ -193,17 +202,18 @@ def one_hot(codes: np.ndarray) -> np.ndarray:
 class OrtRunner:
     """Decodes regions of an image with ONNX Runtime (``block``), one session per thread count
     (a session is safe to run from several threads at once). With ``what``, the decoder is a
-    ``nets.WhatDecoder``'s and ``codes`` carries the what picture as a 4th map."""
+    ``nets.WhatDecoder``'s and ``codes`` carries the what picture as a 4th map; with ``fine``
+    too, a ``nets.WhatFineDecoder``'s."""
 
     # tiles of this side by default, whatever the image's size: as fast as whole images (by CPU
     # time), a quarter of the memory on a photo, and two tiles or more keep 2 threads busy
     # (docs/PERFORMANCE.md)
     tile = 256
 
-    def __init__(self, channels, weights: dict, what: bool = False):
-        self.channels, self.what, self.weights = tuple(channels), what, weights
+    def __init__(self, channels, weights: dict, what: bool = False, fine: bool = False):
+        self.channels, self.what, self.fine, self.weights = tuple(channels), what, fine, weights
         self.margin = WHAT_MARGIN if what else TILE_MARGIN
-        self.model = graph(self.channels, weights, what)
+        self.model = graph(self.channels, weights, what, fine=fine)
         self._sessions: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
@@ -225,7 +235,9 @@ class OrtRunner:
                 so.log_severity_level = 3  # errors only: its warnings are not the user's business
                 # no busy-waiting between operators: on a shared machine it only burns CPU
                 so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                model = self.model if key[1] == WHAT_FACTOR else graph(self.channels, self.weights, True, key[1])
+                model = (
+                    self.model if key[1] == WHAT_FACTOR else graph(self.channels, self.weights, True, key[1], self.fine)
+                )
                 self._sessions[key] = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
             return self._sessions[key]
 
@@ -238,7 +250,8 @@ class OrtRunner:
         H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
         g = WHAT_GROW if self.what else 0  # a what decoder's region grows by one block
         ry0, ry1, rx0, rx1 = max(0, y0 - g), min(H, y1 + g), max(0, x0 - g), min(W, x1 + g)
-        feeds, (iy0, iy1, ix0, ix1) = _level_feeds(codes, ry0, ry1, rx0, rx1)
+        feeds, rects = _level_feeds(codes, ry0, ry1, rx0, rx1)
+        iy0, iy1, ix0, ix1 = rects[0]
         feeds["sp"] = np.array([y0 - ry0, x0 - rx0], np.int64)
         feeds["ep"] = feeds["sp"] + np.array([th, tw], np.int64)
         f = WHAT_FACTOR
@@ -251,15 +264,26 @@ class OrtRunner:
             w8 = level3_picture(pic[:, iy0 * k : iy1 * k, ix0 * k : ix1 * k], f)
             feeds["wn"] = w8[None].astype(np.float32) / np.float32(255.0) - np.float32(0.5)
             feeds["wf"] = pic[None, :, ry0 // f : ry1 // f, rx0 // f : rx1 // f].astype(np.float32)
+            if self.fine:  # level 1's input cells, each block over its F/2 cells (nets.half_picture)
+                hy0, hy1, hx0, hx1 = rects[2]
+                k = f // 2
+                by0, bx0 = hy0 // k, hx0 // k
+                part = pic[:, by0 : -(-hy1 // k), bx0 : -(-hx1 // k)]
+                if k > 1:
+                    part = part.repeat(k, axis=-2).repeat(k, axis=-1)
+                part = part[:, hy0 - by0 * k : hy1 - by0 * k, hx0 - bx0 * k : hx1 - bx0 * k]
+                feeds["wh"] = part[None].astype(np.float32) / np.float32(255.0) - np.float32(0.5)
         return self.session(threads, f).run(["rgb"], feeds)[0][0]
 
 
-def _level_feeds(codes, y0: int, y1: int, x0: int, x1: int) -> tuple[dict, tuple]:
+def _level_feeds(codes, y0: int, y1: int, x0: int, x1: int) -> tuple[dict, list]:
     """The graph's switch and crop inputs for the pixels [y0, y1) x [x0, x1) (multiples of 8),
-    and level 3's input rectangle (its cells: rows iy0..iy1, columns ix0..ix1)."""
+    and each level's input rectangle (levels 3, 2, 1; its cells: rows iy0..iy1, columns
+    ix0..ix1)."""
     H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
     feeds = {}
-    prev = rect3 = None
+    prev = None
+    rects = []
     for lvl, (s, cod) in enumerate(zip((3, 2, 1), (codes[2], codes[1], codes[0]))):
         f = 8 >> lvl
         ko = OUT_CELLS[lvl]
@@ -274,12 +298,11 @@ def _level_feeds(codes, y0: int, y1: int, x0: int, x1: int) -> tuple[dict, tuple
             ay, ax = iy0 - 2 * py0, ix0 - 2 * px0
             feeds[f"s{s}"] = np.array([ay, ax], np.int64)
             feeds[f"e{s}"] = np.array([ay + iy1 - iy0, ax + ix1 - ix0], np.int64)
-        else:
-            rect3 = (iy0, iy1, ix0, ix1)
+        rects.append((iy0, iy1, ix0, ix1))
         prev = (iy0, ix0)
     feeds["so"] = np.array([oy0 - iy0, ox0 - ix0], np.int64) * 2  # in pixels
     feeds["eo"] = np.array([oy1 - iy0, ox1 - ix0], np.int64) * 2
-    return feeds, rect3
+    return feeds, rects
 
 
 def runner_for(model) -> OrtRunner | None:
@@ -287,29 +310,31 @@ def runner_for(model) -> OrtRunner | None:
     this path does not apply (another decoder kind, no onnxruntime, ``MAXSWITCH_DECODER=torch``):
     then torch decodes."""
     cfg = getattr(model, "config", None)
-    if cfg is None or cfg.decoder not in ("direct", "what") or not available():
+    if cfg is None or cfg.decoder not in ("direct", "what", "what-fine") or not available():
         return None
-    what = cfg.decoder == "what"
+    what, fine = cfg.decoder != "direct", cfg.decoder == "what-fine"
     if getattr(model, "_ort_runner", None) is None:
         if model.decoder_weights is not None:
-            w = direct_weights(cfg.channels, model.decoder_weights, what)
-            model._ort_runner = OrtRunner(cfg.channels, w, what) if w is not None else False
+            w = direct_weights(cfg.channels, model.decoder_weights, what, fine)
+            model._ort_runner = OrtRunner(cfg.channels, w, what, fine) if w is not None else False
         else:  # a model made around a torch decoder
             model._ort_runner = runner_for_module(model.decoder) or False
     return model._ort_runner or None
 
 
 def runner_for_module(decoder) -> OrtRunner | None:
-    """The ONNX Runtime runner of a torch ``nets.DirectDecoder`` or ``nets.WhatDecoder``
-    (exactly those classes: a subclass may compute something else), or None."""
-    from .nets import DirectDecoder, WhatDecoder
+    """The ONNX Runtime runner of a torch ``nets.DirectDecoder``, ``nets.WhatDecoder`` or
+    ``nets.WhatFineDecoder`` (exactly those classes: a subclass may compute something else), or
+    None."""
+    from .nets import DirectDecoder, WhatDecoder, WhatFineDecoder
 
-    what = type(decoder) is WhatDecoder
+    fine = type(decoder) is WhatFineDecoder
+    what = type(decoder) is WhatDecoder or fine
     if type(decoder) is not DirectDecoder and not what or not available():
         return None
     sd = {k: v.detach().cpu().numpy() for k, v in decoder.state_dict().items()}
     c3 = (decoder.l3[0].in_channels - (WHAT_CHANNELS if what else 0)) // 4
     c2 = (decoder.l2[0].in_channels - decoder.l3[4].out_channels // 4) // 4
-    c1 = (decoder.l1[0].in_channels - decoder.l2[4].out_channels // 4) // 4
-    w = direct_weights((c1, c2, c3), sd, what)
-    return None if w is None else OrtRunner((c1, c2, c3), w, what)
+    c1 = (decoder.l1[0].in_channels - (WHAT_CHANNELS if fine else 0) - decoder.l2[4].out_channels // 4) // 4
+    w = direct_weights((c1, c2, c3), sd, what, fine)
+    return None if w is None else OrtRunner((c1, c2, c3), w, what, fine)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..config import DECODER_KINDS
+from ..config import DECODER_KINDS, WHAT_KINDS
 
 STAGES = 3
 
@@ -16,14 +16,16 @@ class ModelConfig:
 
     Attributes:
         channels: encoder channels per stage, e.g. (16, 16, 16).
-        decoder: "direct" (every stage's switches enter the decoder at their own scale)
-            or "mirror" (the paper's decoder: unpool with the switches, conv, repeat).
+        decoder: "direct" (every stage's switches enter the decoder at their own scale),
+            "mirror" (the paper's decoder: unpool with the switches, conv, repeat), or the
+            direct decoders that also read a what part: "what" (at level 3) and "what-fine"
+            (at levels 3 and 1, ``nets.WhatFineDecoder``).
         widths: decoder feature widths at the scales H/8, H/4, H/2 ("direct") or after
             each unpooling at H/4, H/2, H ("mirror").
         pool: "max" (switches) or "avg" (no switches: the control experiment).
         encoder_seed: the seed the random encoder was drawn from, for the record only;
             the weights themselves are stored and never regenerated.
-        what: () for switch-only models; for decoder "what", the what part its files carry:
+        what: () for switch-only models; for the what decoders, the what part its files carry:
             (block size F, luma step, chroma step) (``maxswitch.bitstream.what.WhatSpec``).
     """
 
@@ -43,8 +45,10 @@ class ModelConfig:
             raise ValueError(f"widths must be 3 positive integers, got {self.widths}")
         if self.pool not in ("max", "avg"):
             raise ValueError(f"unknown pool {self.pool!r}")
-        if (self.decoder == "what") != bool(self.what) or (self.what and len(self.what) != 3):
-            raise ValueError(f"decoder 'what' needs what = (F, step_y, step_c), got {self.what!r}")
+        if (self.decoder in WHAT_KINDS) != bool(self.what) or (self.what and len(self.what) != 3):
+            raise ValueError(
+                f"decoder {self.decoder!r} and what = {self.what!r}: only what decoders, and all of them, read a what part (F, step_y, step_c)"
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -294,7 +294,8 @@ class DirectRunner:
 
     def region(self, codes: list[torch.Tensor], y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         """codes: 3 uint8 tensors (B, C_s, H/2^s, W/2^s) of the whole image (a 4th, uint8
-        (B, 3, H/8, W/8), is the what picture of a ``WhatDecoder``: level 3's extra input).
+        (B, 3, H/8, W/8), is the what picture of a ``WhatDecoder``: level 3's extra input; a
+        5th, uint8 (B, 3, H/F, W/F), that of a ``WhatFineDecoder``: level 1's, ``half_picture``).
 
         Returns float (B, (y1-y0)/2, (x1-x0)/2, 2, 2, 3): the RGB values (0..255 before
         clamping) of the rectangle, pixel (2i+di, 2j+dj) at [:, i, j, di, dj].
@@ -312,16 +313,16 @@ class DirectRunner:
             B, C = cod.shape[:2]
             ih, iw = iy1 - iy0, ix1 - ix0
             cx = 0 if x is None else x.shape[-1] // 4
-            extra = codes[3] if lvl == 0 and len(codes) > 3 else None  # WhatDecoder: the what picture
+            extra = _extra_input(codes, lvl, iy0, iy1, ix0, ix1)
             ce = 0 if extra is None else extra.shape[1]
             buf = torch.empty((B, ih, iw, cx + 4 * C + ce))
             if extra is not None:
-                buf[..., 4 * C :].copy_(extra[:, :, iy0:iy1, ix0:ix1].permute(0, 2, 3, 1)).div_(255.0).sub_(0.5)
+                buf[..., cx + 4 * C :].copy_(extra.permute(0, 2, 3, 1)).div_(255.0).sub_(0.5)
             if x is not None:  # pixel shuffle of the coarser level's output, cropped, into the buffer
                 py0, px0 = prev  # origin of the coarser level's output, in its own cells
                 ay, ax = (iy0 - 2 * py0) // 2, (ix0 - 2 * px0) // 2
                 src = x[:, ay : ay + ih // 2, ax : ax + iw // 2]
-                buf.view(B, ih // 2, 2, iw // 2, 2, cx + 4 * C)[..., :cx].copy_(
+                buf.view(B, ih // 2, 2, iw // 2, 2, cx + 4 * C + ce)[..., :cx].copy_(
                     src.view(B, ih // 2, iw // 2, 2, 2, cx).permute(0, 1, 3, 2, 4, 5)
                 )
             oh = buf[..., cx : cx + 4 * C].unflatten(-1, (C, 4))
@@ -338,6 +339,21 @@ class DirectRunner:
         x = x[:, oy0 - iy0 : oy1 - iy0, ox0 - ix0 : ox1 - ix0]
         B, h, w, _ = x.shape
         return x.unflatten(-1, (2, 2, 3))
+
+
+def _extra_input(codes: list[torch.Tensor], lvl: int, iy0: int, iy1: int, ix0: int, ix1: int) -> torch.Tensor | None:
+    """The what picture a level of ``DirectRunner.region`` reads beside its switches, uint8
+    (B, 3, iy1 - iy0, ix1 - ix0) on its input cells, or None: level 3 (``lvl`` 0) the 4th map,
+    level 1 (``lvl`` 2) the 5th at F, as ``half_picture`` (each block over its F/2 cells)."""
+    if lvl == 0 and len(codes) > 3:
+        return codes[3][:, :, iy0:iy1, ix0:ix1]
+    if lvl != 2 or len(codes) < 5:
+        return None
+    pic = codes[4]
+    k = codes[0].shape[-2] // pic.shape[-2]  # level-1 cells per block side: F / 2
+    by0, bx0 = iy0 // k, ix0 // k
+    part = half_picture(pic[:, :, by0 : -(-iy1 // k), bx0 : -(-ix1 // k)], 2 * k)
+    return part[:, :, iy0 - by0 * k : iy1 - by0 * k, ix0 - bx0 * k : ix1 - bx0 * k]
 
 
 class DirectDecoder(nn.Module):
@@ -439,7 +455,7 @@ class WhatDecoder(DirectDecoder):
     def inference(self) -> "WhatRunner":
         key = tuple((p.data_ptr(), p._version) for p in self.parameters())
         if self._fast is None or self._fast[0] != key:
-            self._fast = (key, WhatRunner(DirectRunner(self)))
+            self._fast = (key, WhatRunner(DirectRunner(self), fine=isinstance(self, WhatFineDecoder)))
         return self._fast[1]
 
     def forward(self, codes: list[torch.Tensor], what: torch.Tensor | None = None) -> torch.Tensor:
@@ -458,6 +474,52 @@ class WhatDecoder(DirectDecoder):
         return fuse(x + 0.5, wf.float() / 255.0, f)
 
 
+def half_picture(pic: torch.Tensor, f: int) -> torch.Tensor:
+    """The what picture of F x F blocks (B, 3, H/F, W/F) at level 1's scale (B, 3, H/2, W/2):
+    each block's mean repeated over its F/2 x F/2 cells (the picture itself for F = 2)."""
+    k = f // 2
+    return pic if k == 1 else pic.repeat_interleave(k, -2).repeat_interleave(k, -1)
+
+
+class WhatFineDecoder(WhatDecoder):
+    """A what decoder whose level 1 (H/2) also reads the what picture, at that scale
+    (``half_picture``, as ``what / 255 - 0.5``, after the stage-1 switches).
+
+    ``WhatDecoder`` sees the what part only as 8x8 means at level 3 and, at F, in the fusion after
+    its last layer; with 2x2 blocks the fusion fixes each block's mean but the network cannot use
+    the blocks to place an edge inside them. Here level 1 reads them beside the stage-1 switches.
+    Initialised from a ``WhatDecoder`` (``from_what``) it starts as that decoder.
+    """
+
+    def __init__(self, channels, widths):
+        super().__init__(channels, widths)
+        c1, w1 = channels[0], widths[2]
+        self.l1[0] = _conv(w1 + 4 * c1 + 3, w1)
+
+    @classmethod
+    def from_what(cls, what: WhatDecoder, channels, widths) -> "WhatFineDecoder":
+        """A fine what decoder with ``what``'s weights; level 1's what input starts at zero."""
+        dec = cls(channels, widths)
+        state = {k: v.detach().clone() for k, v in what.state_dict().items()}
+        w = torch.zeros_like(dec.l1[0].weight)
+        w[:, : state["l1.0.weight"].shape[1]] = state["l1.0.weight"]
+        state["l1.0.weight"] = w
+        dec.load_state_dict(state)
+        return dec
+
+    def forward(self, codes: list[torch.Tensor], what: torch.Tensor | None = None) -> torch.Tensor:
+        """As ``WhatDecoder.forward``; level 1 also reads the what picture."""
+        if what is not None:
+            codes = [*codes[:3], what]
+        w8, wf, f = what_maps(codes)
+        s1, s2, s3 = (one_hot_codes(c) for c in codes[:3])
+        wh = half_picture(wf, f).float() / 255.0 - 0.5
+        x = F.pixel_shuffle(self.l3(torch.cat([s3, w8.float() / 255.0 - 0.5], 1)), 2)
+        x = F.pixel_shuffle(self.l2(torch.cat([x, s2], 1)), 2)
+        x = F.pixel_shuffle(self.l1(torch.cat([x, s1, wh], 1)), 2)
+        return fuse(x + 0.5, wf.float() / 255.0, f)
+
+
 class WhatRunner:
     """Inference form of ``WhatDecoder``: its ``DirectRunner`` over the rectangle and one
     8-pixel block around it, then ``fuse`` on that, cropped. ``region`` has the runner's
@@ -465,15 +527,16 @@ class WhatRunner:
 
     GROW = 8  # pixels around the rectangle: at least one block of the fusion, a multiple of 8
 
-    def __init__(self, direct: DirectRunner):
-        self.direct = direct
+    def __init__(self, direct: DirectRunner, fine: bool = False):
+        self.direct, self.fine = direct, fine  # fine: a WhatFineDecoder's (level 1 reads it too)
 
     def region(self, codes: list[torch.Tensor], y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         g = self.GROW
         w8, wf, f = what_maps(codes)
         H, W = codes[0].shape[-2] * 2, codes[0].shape[-1] * 2
         ey0, ey1, ex0, ex1 = max(0, y0 - g), min(H, y1 + g), max(0, x0 - g), min(W, x1 + g)
-        x = self.direct.region([*codes[:3], w8], ey0, ey1, ex0, ex1)  # (B, h/2, w/2, 2, 2, 3), 0..255
+        maps = [*codes[:3], w8, wf] if self.fine else [*codes[:3], w8]
+        x = self.direct.region(maps, ey0, ey1, ex0, ex1)  # (B, h/2, w/2, 2, 2, 3), 0..255
         B, hh, ww = x.shape[:3]
         img = x.permute(0, 5, 1, 3, 2, 4).reshape(B, 3, 2 * hh, 2 * ww)
         what = wf[:, :, ey0 // f : ey1 // f, ex0 // f : ex1 // f].float()
@@ -513,7 +576,12 @@ class MirrorDecoder(nn.Module):
 
 # the decoder classes by kind: ModelConfig.decoder names one (config.DECODER_KINDS lists them
 # without importing torch, for the CLI); a new kind adds its class here and its name there
-DECODERS: dict[str, type[nn.Module]] = {"direct": DirectDecoder, "mirror": MirrorDecoder, "what": WhatDecoder}
+DECODERS: dict[str, type[nn.Module]] = {
+    "direct": DirectDecoder,
+    "mirror": MirrorDecoder,
+    "what": WhatDecoder,
+    "what-fine": WhatFineDecoder,
+}
 assert set(DECODERS) == set(DECODER_KINDS)
 
 

@@ -21,7 +21,7 @@ import struct
 from functools import lru_cache
 from pathlib import Path
 
-from ..config import DEFAULT_MODEL  # noqa: F401  (re-exported)
+from ..config import DEFAULT_MODEL, WHAT_KINDS  # noqa: F401  (DEFAULT_MODEL re-exported)
 from ..errors import MaxswitchError
 
 ASSET_SCHEMA = 1
@@ -378,7 +378,7 @@ def _variant(model: Model, entry: dict) -> Model:
         WhatSpec(*spec)
     except (TypeError, ValueError) as e:
         raise ModelError(f"model {entry['name']!r}: bad what part {spec} in the manifest: {e}") from None
-    if model.config.decoder != "what" or spec[0] > 8:
+    if model.config.decoder not in WHAT_KINDS or spec[0] > 8:
         raise ModelError(f"model {entry['name']!r}: {model.name} cannot read a what part of {spec[0]}-pixel blocks")
     cfg = dataclasses.replace(model.config, what=spec)
     meta = {**model.meta, "name": entry["name"], "variant_of": model.name}
@@ -426,7 +426,7 @@ def set_flat_model(name: str, flat: str | None) -> None:
     charts), or remove it (``flat`` None). ``register`` keeps it."""
 
     def what_model(n: str) -> bool:
-        return shipped(n) is not None and load_model(n).config.decoder == "what"
+        return shipped(n) is not None and load_model(n).config.decoder in WHAT_KINDS
 
     if not what_model(name):
         raise ModelError(f"{name!r} is not a shipped what+where model")

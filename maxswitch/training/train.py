@@ -351,14 +351,15 @@ def decoder_setup(
     name or asset path) lends its encoder, which must have ``arch``'s channels. ``what``
     (``"F,SY,SC"``) makes a decoder of kind "what" that reads a what part of that spec;
     ``init_from`` (a model with the same channels and widths) gives the starting weights
-    (for a what decoder: a direct decoder's, ``nets.WhatDecoder.from_direct``).
+    (for a what decoder: a direct decoder's, ``nets.WhatDecoder.from_direct``; for a fine what
+    decoder: a what decoder's, ``nets.WhatFineDecoder.from_what``).
 
     Raises:
         SettingError: a setting that cannot be used (``setting`` says which).
         OutputExistsError: the output or the checkpoint exists.
         zoo.ModelError: ``encoder_from`` cannot be loaded.
     """
-    from ..config import DECODER_KINDS
+    from ..config import DECODER_KINDS, WHAT_KINDS
     from ..networks.zoo import load_model, valid_name
 
     if not valid_name(name):
@@ -408,19 +409,21 @@ def decoder_setup(
                 raise ValueError("what decoders read blocks of 2, 4 or 8 pixels")
         except (ValueError, TypeError) as e:
             raise SettingError("what", f"what part must be F,STEP_Y,STEP_C (F 2, 4 or 8), got {what!r}: {e}") from None
-        decoder = "what"
-    elif decoder == "what":
-        raise SettingError("decoder", "decoder 'what' needs --what F,STEP_Y,STEP_C")
+        decoder = decoder if decoder in WHAT_KINDS else "what"
+    elif decoder in WHAT_KINDS:
+        raise SettingError("decoder", f"decoder {decoder!r} needs --what F,STEP_Y,STEP_C")
     config = ModelConfig(channels, decoder, wid, pool, encoder_seed, spec)
     init = None
     if init_from:
-        from ..networks.nets import WhatDecoder
+        from ..networks.nets import WhatDecoder, WhatFineDecoder
 
         src = load_model(init_from)
         if tuple(src.config.channels) != channels or tuple(src.config.widths) != wid or src.decoder is None:
             raise SettingError("init_from", f"{init_from} must have channels {channels} and widths {wid}")
         if decoder == "what" and src.config.decoder == "direct":
             init = WhatDecoder.from_direct(src.decoder, channels, wid)
+        elif decoder == "what-fine" and src.config.decoder == "what":
+            init = WhatFineDecoder.from_what(src.decoder, channels, wid)
         elif src.config.decoder == decoder:
             init = src.decoder
         else:
