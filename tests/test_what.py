@@ -431,8 +431,17 @@ def test_flat_share_counts_whole_flat_blocks_in_any_row_chunking():
     assert what.flat_share(noise) == 0.0
     assert what.flat_share(np.zeros((7, 100, 3), np.uint8)) == 0.0  # no whole 8x8 block
     half = np.full((16, 16, 3), 9, np.uint8)
-    half[0, 0, 2] = 10  # one sample off: that block is not flat
+    half[0, 0, 2] = 11  # one sample two levels off: that block is not flat
     assert what.flat_share(half) == 0.75
+    half[0, 0, 2] = 8  # one level: still flat, whichever way (no uint8 wrap-around)
+    assert what.flat_share(half) == 1.0
+    # a drawn gradient, one level per pixel across and down, is flat; at two levels per pixel not
+    ramp = (np.arange(32)[:, None] + np.arange(48)[None, :]).astype(np.uint8)
+    assert what.flat_share(np.dstack([ramp, 255 - ramp, ramp // 2])) == 1.0
+    assert what.flat_share(np.dstack([2 * ramp] * 3)) == 0.0
+    stripes = np.zeros((8, 8, 3), np.uint8)
+    stripes[:, ::2] = 1
+    assert what.flat_share(stripes) == 1.0 and what.flat_share(stripes * 2) == 0.0  # steps, not spread
     img = _screen(130, 77)  # partial blocks at the right and bottom edges are not counted
     assert what.flat_share(img, rows=8) == what.flat_share(img) == what.flat_share(img, rows=64)
 
