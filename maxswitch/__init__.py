@@ -9,7 +9,7 @@ Public API (torch is imported only when a function needs it)::
     model = maxswitch.load_model("natural-16-16-16")
 """
 
-__version__ = "0.4.0"  # the one in pyproject.toml too (tests/test_cli.py checks they agree)
+__version__ = "0.5.0"  # the one in pyproject.toml too (tests/test_cli.py checks they agree)
 
 __all__ = ["encode", "decode", "decode_array", "info", "load_model", "__version__"]
 

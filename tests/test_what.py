@@ -564,6 +564,39 @@ def test_decoding_with_the_model_that_encoded_uses_its_flat_decoder(flat_zoo, mo
         maxswitch.decode_array(data, "tiny-4-6-8")
 
 
+def test_a_fine_what_decoder_decodes_alike_in_tiles_threads_processes_and_runtimes(flat_zoo, monkeypatch):
+    """The flat decoder of the tiny zoo is a what-fine decoder (level 1 reads the 2x2 picture):
+    the same file from 1 or 2 threads and any tile, in another process, and the same pixels
+    (within a rounding step) whole or tiled, on ONNX Runtime or torch."""
+    import subprocess
+    import sys
+
+    img = _screen(130, 77)
+    data = maxswitch.encode(img, "tiny-what-4-6-8")
+    assert fmt.read(data)[0].model == "tiny-what-4-6-8-flat"
+    assert data == maxswitch.encode(img, "tiny-what-4-6-8", threads=2, tile=64)
+    code = (
+        "import sys, numpy as np, maxswitch; from PIL import Image;"
+        "sys.stdout.buffer.write(maxswitch.encode(np.asarray(Image.open(sys.argv[1])), 'tiny-what-4-6-8'))"
+    )
+    from PIL import Image
+
+    src = flat_zoo / "screen.png"
+    Image.fromarray(img).save(src)
+    out = subprocess.run([sys.executable, "-c", code, str(src)], capture_output=True, check=True).stdout
+    assert out == data
+    whole, _ = maxswitch.decode_array(data, tile=0, threads=1)
+    for tile, threads in [(64, 1), (48, 2), (16, 2)]:
+        tiled, _ = maxswitch.decode_array(data, tile=tile, threads=threads)
+        assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1, (tile, threads)
+    from maxswitch.networks import fastdecode
+
+    for runtime in ("onnx", "torch") if fastdecode.available() else ("torch",):
+        monkeypatch.setenv("MAXSWITCH_DECODER", runtime)
+        other, _ = maxswitch.decode_array(data, tile=48, threads=2)
+        assert np.abs(other.astype(int) - whole.astype(int)).max() <= 1, runtime
+
+
 def test_set_flat_model_writes_checks_and_survives_register(what_zoo, tmp_path, monkeypatch):
     import shutil
 
