@@ -25,9 +25,10 @@ SWITCH_LADDER = (
 )
 # "what+where" (0.3, format v3): switches beside a coded description of the image's values (means
 # of 8, 4 or 2-pixel blocks, maxswitch/bitstream/what.py), read by decoders that fuse both
-# (nets.WhatDecoder). The -f4 and -f2 rungs are their model's weights with a finer what part (the
-# manifest's variants, zoo.register_variant): -f4 4x4 blocks, steps 4/8; -f2 2x2 blocks, steps 8/16;
-# -f2-fine 2x2, steps 4/8. docs/RESULTS.md measured them above the separately trained wider rungs.
+# (nets.WhatDecoder). what-2-4-8-f4, what-6-12-24-f2 and -f2-fine are their model's weights with a
+# finer what part (the manifest's variants, zoo.register_variant): 4x4 blocks, steps 4/8; 2x2, 8/16;
+# 2x2, 4/8. what-2-4-8-f2 (2x2, 8/16) has weights of its own since 0.5, a what-fine decoder
+# (nets.WhatFineDecoder). docs/RESULTS.md measured them above the separately trained wider rungs.
 WHAT_LADDER = (
     "what-2-4-8",
     "what-2-4-8-f4",
