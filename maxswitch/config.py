@@ -2,12 +2,8 @@
 so that the CLI's help texts, the library and the docs cannot disagree."""
 
 DEFAULT_MODEL = "what-2-4-8"  # the cheapest rung at 0.2 default's Kodak PSNR (26.64 dB) or above
-DECODER_KINDS = (
-    "direct",
-    "mirror",
-    "what",
-    "what-fine",
-)  # nets.DECODERS maps each to its class (docs/RESULTS.md compares them)
+# nets.DECODERS maps each decoder kind to its class (docs/RESULTS.md compares them)
+DECODER_KINDS = ("direct", "mirror", "what", "what-fine")
 WHAT_KINDS = ("what", "what-fine")  # the decoder kinds that read a what part (ModelConfig.what)
 ZSTD_LEVEL = 1  # payload coding "zstd": chosen by measurement (docs/PERFORMANCE.md, zstd level)
 DEFAULT_CODING = "auto"  # both codings, the smaller file is kept (zstd alone for models without a context model)

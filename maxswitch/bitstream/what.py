@@ -90,7 +90,7 @@ def flat_share(rgb: np.ndarray, rows: int = 512) -> float:
 def is_flat(rgb: np.ndarray) -> bool:
     """Whether a picture is mostly flat: at least ``FLAT_SHARE`` of its 8x8 blocks are flat
     (``flat_share``). Measured (docs/RESULTS.md, "Synthetic content: screens"): the six test
-    screens 0.40 to 0.82; examples/screens.py's random screens at least 0.54; at most 0.28 over
+    screens 0.40 to 0.82; all 640 of examples/screens.py's random screens at least 0.54; at most 0.28 over
     BSDS500's 500 photographs and 0.08 over Kodak's 24; 22 of LFW's 1,917 faces cross it.
     ``codec._for_picture`` gives such pictures a finer what part (and the model's decoder for
     them): flat areas cost almost nothing at any block size, while the switches, all ties or

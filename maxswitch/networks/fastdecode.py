@@ -34,6 +34,7 @@ import threading
 
 import numpy as np
 
+from ..config import WHAT_KINDS
 from . import onnxgraph as og
 
 OUT_CELLS = (2, 2, 0)  # nets.DirectRunner.OUT_CELLS: cells beyond the output each level produces
@@ -310,9 +311,9 @@ def runner_for(model) -> OrtRunner | None:
     this path does not apply (another decoder kind, no onnxruntime, ``MAXSWITCH_DECODER=torch``):
     then torch decodes."""
     cfg = getattr(model, "config", None)
-    if cfg is None or cfg.decoder not in ("direct", "what", "what-fine") or not available():
+    if cfg is None or cfg.decoder not in ("direct", *WHAT_KINDS) or not available():
         return None
-    what, fine = cfg.decoder != "direct", cfg.decoder == "what-fine"
+    what, fine = cfg.decoder in WHAT_KINDS, cfg.decoder == "what-fine"
     if getattr(model, "_ort_runner", None) is None:
         if model.decoder_weights is not None:
             w = direct_weights(cfg.channels, model.decoder_weights, what, fine)

@@ -466,12 +466,15 @@ class WhatDecoder(DirectDecoder):
         if what is not None:
             codes = [*codes[:3], what]
         w8, wf, f = what_maps(codes)
-        w = w8.float() / 255.0
         s1, s2, s3 = (one_hot_codes(c) for c in codes[:3])
-        x = F.pixel_shuffle(self.l3(torch.cat([s3, w - 0.5], 1)), 2)
+        x = F.pixel_shuffle(self.l3(torch.cat([s3, w8.float() / 255.0 - 0.5], 1)), 2)
         x = F.pixel_shuffle(self.l2(torch.cat([x, s2], 1)), 2)
-        x = F.pixel_shuffle(self.l1(torch.cat([x, s1], 1)), 2)
+        x = F.pixel_shuffle(self.l1(torch.cat([x, s1, *self._level1_what(wf, f)], 1)), 2)
         return fuse(x + 0.5, wf.float() / 255.0, f)
+
+    def _level1_what(self, wf: torch.Tensor, f: int) -> list[torch.Tensor]:
+        """What level 1 reads of the what picture beside its switches: nothing here."""
+        return []
 
 
 def half_picture(pic: torch.Tensor, f: int) -> torch.Tensor:
@@ -507,17 +510,9 @@ class WhatFineDecoder(WhatDecoder):
         dec.load_state_dict(state)
         return dec
 
-    def forward(self, codes: list[torch.Tensor], what: torch.Tensor | None = None) -> torch.Tensor:
-        """As ``WhatDecoder.forward``; level 1 also reads the what picture."""
-        if what is not None:
-            codes = [*codes[:3], what]
-        w8, wf, f = what_maps(codes)
-        s1, s2, s3 = (one_hot_codes(c) for c in codes[:3])
-        wh = half_picture(wf, f).float() / 255.0 - 0.5
-        x = F.pixel_shuffle(self.l3(torch.cat([s3, w8.float() / 255.0 - 0.5], 1)), 2)
-        x = F.pixel_shuffle(self.l2(torch.cat([x, s2], 1)), 2)
-        x = F.pixel_shuffle(self.l1(torch.cat([x, s1, wh], 1)), 2)
-        return fuse(x + 0.5, wf.float() / 255.0, f)
+    def _level1_what(self, wf: torch.Tensor, f: int) -> list[torch.Tensor]:
+        """Level 1 reads the what picture at its own scale (``half_picture``)."""
+        return [half_picture(wf, f).float() / 255.0 - 0.5]
 
 
 class WhatRunner:
